@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Run the whole suite (called by `make test`). PostgreSQL and Redis are used
+# where reachable; tests that need a missing service are skipped with a reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+if [ -z "${DATABASE_URL:-}" ] && reachable 127.0.0.1 5432; then
+  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/sheldon
+fi
+if [ -z "${REDIS_URL:-}" ] && reachable 127.0.0.1 6379; then
+  export REDIS_URL=redis://127.0.0.1:6379/0
+fi
+echo "Database: ${DATABASE_URL:-embedded SQLite (PostgreSQL not reachable)}"
+echo "Redis:    ${REDIS_URL:-not reachable: Redis, Celery and channel-layer tests are skipped}"
+
+# Debian's Chromium for the browser tests (Playwright's own browser download is not used).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is not installed and cannot be installed here: browser tests are skipped"
+  fi
+fi
+
+mkdir -p test-output
+exec .venv/bin/python -m pytest "$@"

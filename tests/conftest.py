@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite.
+
+Services are real: PostgreSQL when DATABASE_URL points at it (as on CI), Redis
+when REDIS_URL is set and reachable. A test that needs a missing service is
+skipped, and pytest's -ra summary says why.
+"""
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHOW_TRANSCRIPTS = REPO.parent / "shared" / "data" / "tbbt_transcripts.csv"
+TEST_OUTPUT = REPO / "test-output"
+
+
+def service_reachable(url, default_port):
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = os.environ.get("REDIS_URL", "")
+    if not url or not service_reachable(url, 6379):
+        pytest.skip("Redis is not reachable (set REDIS_URL): needs the Redis channel layer / Celery broker")
+    return url
+
+
+@pytest.fixture(scope="session")
+def show_transcripts():
+    if not SHOW_TRANSCRIPTS.is_file():
+        pytest.skip(f"The show's transcripts are not at {SHOW_TRANSCRIPTS}")
+    return SHOW_TRANSCRIPTS
+
+
+@pytest.fixture(scope="session")
+def test_output():
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    return TEST_OUTPUT
