@@ -1,0 +1,94 @@
+"""`manage.py import_transcripts` against the real database."""
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from data.models import Episode, Exchange, Line
+
+from .test_pipeline import EP1, SMALL_TRANSCRIPT, write_transcript
+
+pytestmark = pytest.mark.django_db
+
+
+def run_import(*args):
+    out = StringIO()
+    call_command("import_transcripts", *map(str, args), stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def snapshot():
+    return (
+        list(Episode.objects.values_list("id", "name", "content_hash")),
+        list(Line.objects.values_list("id", "episode_id", "scene", "position", "speaker", "text")),
+        list(Exchange.objects.values_list("id", "character", "question", "answer", "context")),
+    )
+
+
+def test_import_stores_lines_and_exchanges_and_summarises(tmp_path):
+    path = write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT)
+    output = run_import(path)
+    assert "2 episodes, 15 lines" in output
+    assert "exchanges of Sheldon: 4" in output
+    assert Episode.objects.get(name=EP1).season == 1
+    exchange = Exchange.objects.get(answer="Fine, thank you.")
+    assert exchange.question == "How are you?"
+    assert exchange.context == ["Hello.", "Greetings."]
+    assert exchange.answer_line.speaker == "Sheldon"
+    assert exchange.episode.name == EP1 and exchange.scene == 1
+
+
+def test_import_twice_changes_nothing(tmp_path):
+    path = write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT)
+    run_import(path)
+    before = snapshot()
+    output = run_import(path)
+    assert "0 episodes written" in output
+    assert snapshot() == before
+
+
+def test_changed_episode_is_replaced_and_others_kept(tmp_path):
+    path = write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT)
+    run_import(path)
+    untouched = list(Line.objects.exclude(episode__name=EP1).values_list("id", flat=True))
+    edited = [row if row[1] != "Greetings." else (row[0], "Salutations.", row[2]) for row in SMALL_TRANSCRIPT]
+    output = run_import(write_transcript(tmp_path / "edited.csv", edited))
+    assert "1 episodes written" in output
+    assert Exchange.objects.filter(answer="Salutations.").count() == 1
+    assert not Exchange.objects.filter(answer="Greetings.").exists()
+    assert list(Line.objects.exclude(episode__name=EP1).values_list("id", flat=True)) == untouched
+    assert Exchange.objects.filter(character="Sheldon").count() == 4
+
+
+def test_second_character_adds_its_exchanges(tmp_path):
+    path = write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT)
+    run_import(path)
+    output = run_import(path, "--character", "Sheldon", "--character", "Penny")
+    assert "exchanges of Penny: 3" in output and "exchanges of Sheldon: 4" in output
+    assert Line.objects.count() == 15
+
+
+@pytest.mark.parametrize(
+    "make_file, message",
+    [
+        (lambda tmp: tmp / "missing.csv", "not found"),
+        (lambda tmp: write_transcript(tmp / "cols.csv", [("a", "b")], header=("title", "text")), "lacks the column"),
+        (lambda tmp: write_transcript(tmp / "empty.csv", []), "has no dialogue lines"),
+        (lambda tmp: write_transcript(tmp / "nosheldon.csv", [(EP1, "Hi.", "Penny"), (EP1, "Hey.", "Leonard")]),
+         "has no lines of Sheldon"),
+    ],
+)
+def test_bad_files_give_a_clear_error(tmp_path, make_file, message):
+    with pytest.raises(CommandError, match=message):
+        run_import(make_file(tmp_path))
+    assert not Episode.objects.exists()
+
+
+@pytest.mark.slow
+def test_real_seasons_import_is_idempotent(show_transcripts):
+    output = run_import(show_transcripts)
+    assert "178 episodes, 39484 lines" in output and "exchanges of Sheldon: 8681" in output
+    counts = (Episode.objects.count(), Line.objects.count(), Exchange.objects.count())
+    assert counts == (178, 39484, 8681)
+    assert "0 episodes written" in run_import(show_transcripts)
+    assert (Episode.objects.count(), Line.objects.count(), Exchange.objects.count()) == counts

@@ -1,0 +1,171 @@
+"""The transcript pipeline on a small transcript and on the real seasons 1-8."""
+import csv
+
+import pytest
+
+from data.pipeline import (
+    CONTEXT_LINES,
+    TranscriptError,
+    augment,
+    build_exchanges,
+    episode_names,
+    normalise_speaker,
+    read_transcripts,
+    split_episodes,
+)
+
+EP1 = "Series 01 Episode 01 – Pilot"
+EP2 = "Series 01 Episode 02 – Second"
+
+SMALL_TRANSCRIPT = [
+    (EP1, "A corridor.", "Scene"),
+    (EP1, "Hello.", "Leonard"),
+    (EP1, "Greetings.", "Sheldon"),
+    (EP1, "How are you?", "Penny (waking)"),
+    (EP1, "   ", "Leonard"),  # empty: dropped
+    (EP1, "(sighs)", "Howard"),  # only a stage direction: dropped
+    (EP1, "Fine, thank you. (sits)", "Sheldon (to Penny)"),
+    (EP1, "The apartment.", "Scene"),
+    (EP1, "Sheldon opens a new scene.", "Sheldon"),  # first line of a scene: no exchange
+    (EP1, "Line 1", "Raj"),
+    (EP1, "Line 2", "Howard"),
+    (EP1, "Line 3", "Mrs Wolowitz (off)"),
+    (EP1, "Line 4", "Penny"),
+    (EP1, "Line 5", "Leonard"),
+    (EP1, "Line 6", "Amy"),
+    (EP1, "Answer after six lines.", "Sheldon"),
+    (EP2, "Sheldon speaks first in a new episode.", "Sheldon"),  # new episode = new scene
+    (EP2, "Really?", "Penny"),
+    (EP2, "Really.", "Sheldon"),
+]
+
+
+def write_transcript(path, rows, header=("episode_name", "dialogue", "person_scene")):
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def small_transcript(tmp_path):
+    return write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Penny (waking)", "Penny"),
+        ("Mrs Wolowitz (off)", "Mrs Wolowitz"),
+        ("Sheldon (voice off, sings to a Mexican tune)", "Sheldon"),
+        ("4. Sheldon (singing)", "Sheldon"),
+        ("  Leonard  ", "Leonard"),
+    ],
+)
+def test_speaker_names_are_normalised(raw, expected):
+    assert normalise_speaker(raw) == expected
+
+
+def test_small_transcript_lines_and_scenes(small_transcript):
+    lines = read_transcripts(small_transcript)
+    assert len(lines) == 15  # 19 rows - 2 scene headings - 2 lines empty after clean-up
+    assert [l.speaker for l in lines[:4]] == ["Leonard", "Sheldon", "Penny", "Sheldon"]
+    assert lines[3].text == "Fine, thank you."
+    assert {l.scene for l in lines if l.episode == EP1} == {1, 2}
+    assert {l.scene for l in lines if l.episode == EP2} == {1}
+    assert episode_names(lines) == [EP1, EP2]
+
+
+def test_small_transcript_exchanges(small_transcript):
+    exchanges = build_exchanges(read_transcripts(small_transcript))
+    assert [(e.question, e.answer) for e in exchanges] == [
+        ("Hello.", "Greetings."),
+        ("How are you?", "Fine, thank you."),
+        ("Line 6", "Answer after six lines."),
+        ("Really?", "Really."),
+    ]
+    first, second, long_scene, other_episode = exchanges
+    assert first.context == ()
+    assert second.context == ("Hello.", "Greetings.")
+    # At most five context lines, the most recent ones, oldest first; the
+    # scene's earlier Sheldon line counts as context like any other.
+    assert long_scene.context == ("Line 1", "Line 2", "Line 3", "Line 4", "Line 5")
+    assert len(long_scene.context) == CONTEXT_LINES
+    assert other_episode.episode == EP2
+    assert other_episode.context == ("Sheldon speaks first in a new episode.",)
+
+
+def test_exchanges_for_another_character(small_transcript):
+    exchanges = build_exchanges(read_transcripts(small_transcript), character="Penny")
+    assert [(e.question, e.answer) for e in exchanges] == [
+        ("Greetings.", "How are you?"),
+        ("Line 3", "Line 4"),
+        ("Sheldon speaks first in a new episode.", "Really?"),
+    ]
+
+
+def test_augmentation_one_sample_per_context_suffix(small_transcript):
+    exchanges = build_exchanges(read_transcripts(small_transcript))
+    samples = list(augment(exchanges))
+    assert len(samples) == sum(len(e.context) + 1 for e in exchanges) == 1 + 3 + 6 + 2
+    second = [s.context for s in samples if s.answer == "Fine, thank you."]
+    assert second == [("Hello.", "Greetings."), ("Greetings.",), ()]
+
+
+def test_episode_split_is_disjoint_and_reproducible():
+    episodes = [f"Series 01 Episode {n:02d}" for n in range(1, 41)]
+    train, validation = split_episodes(episodes, validation_fraction=0.1, seed=7)
+    assert not train & validation
+    assert train | validation == set(episodes)
+    assert len(validation) == 4
+    assert split_episodes(list(reversed(episodes)), validation_fraction=0.1, seed=7) == (train, validation)
+    assert split_episodes(episodes, validation_fraction=0.1, seed=8) != (train, validation)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(TranscriptError, match="not found: .*nowhere.csv"):
+        read_transcripts(tmp_path / "nowhere.csv")
+
+
+def test_wrong_columns_are_named(tmp_path):
+    path = write_transcript(tmp_path / "bad.csv", [("x", "y")], header=("episode", "line"))
+    with pytest.raises(TranscriptError, match="lacks the column\\(s\\) episode_name, dialogue, person_scene"):
+        read_transcripts(path)
+
+
+def test_binary_file_is_refused(tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"\xff\xfe\x00\x81garbage")
+    with pytest.raises(TranscriptError):
+        read_transcripts(path)
+
+
+@pytest.mark.slow
+def test_real_seasons(show_transcripts):
+    lines = read_transcripts(show_transcripts)
+    exchanges = build_exchanges(lines)
+    assert len(episode_names(lines)) == 178
+    assert len(lines) == 39484
+    assert len(exchanges) == 8681
+    assert sum(1 for _ in augment(exchanges)) == sum(len(e.context) + 1 for e in exchanges) == 45731
+
+    # No exchange crosses a scene or an episode: its question and context are
+    # the lines right before the answer, all in the answer's scene.
+    by_place = {(l.episode, l.position): l for l in lines}
+    for exchange in exchanges:
+        earlier = [
+            by_place.get((exchange.episode, exchange.answer_position - k)) for k in range(1, len(exchange.context) + 2)
+        ]
+        assert all(l is not None and l.scene == exchange.scene for l in earlier)
+        assert earlier[0].text == exchange.question
+        assert tuple(l.text for l in reversed(earlier[1:])) == exchange.context
+        before = by_place.get((exchange.episode, exchange.answer_position - len(exchange.context) - 2))
+        if len(exchange.context) < CONTEXT_LINES:
+            assert before is None or before.scene != exchange.scene
+
+    train, validation = split_episodes(episode_names(lines), seed=42)
+    assert not train & validation and len(train) + len(validation) == 178
+    assert {e.episode for e in exchanges if e.episode in validation}.isdisjoint(
+        {e.episode for e in exchanges if e.episode in train}
+    )
