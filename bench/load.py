@@ -1,0 +1,221 @@
+"""Drive simulated users against the chat, or against the reference design.
+
+Each user logs in, opens a conversation and sends its messages one after
+the other over the documented WebSocket protocol (`--target stack`), or
+posts them to the reference server (`--target reference`), and the run
+reports time to first token, full reply time, throughput and errors:
+
+    python bench/load.py --target stack --url http://127.0.0.1:8000 --users 16 --messages 2
+    python bench/load.py --target reference --url http://127.0.0.1:8100 --users 16 --messages 2
+
+The reference design does not stream, so its first token arrives with the
+whole reply. Results print as JSON (`--json PATH` writes them too).
+"""
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.messages import messages_for  # noqa: E402
+
+BENCH_PASSWORD = "bench-password-not-secret"
+
+
+@dataclass
+class Outcome:
+    user: int
+    first_token_s: float | None = None
+    reply_s: float | None = None
+    new_tokens: int = 0
+    text: str = ""
+    message_id: int | None = None
+    error: str = ""
+
+
+@dataclass
+class Report:
+    target: str
+    users: int
+    messages_per_user: int
+    wall_s: float
+    outcomes: list = field(default_factory=list)
+
+    def summary(self):
+        ok = [o for o in self.outcomes if not o.error]
+        firsts = sorted(o.first_token_s for o in ok if o.first_token_s is not None)
+        totals = sorted(o.reply_s for o in ok)
+        tokens = sum(o.new_tokens for o in ok)
+        ids = [o.message_id for o in ok if o.message_id is not None]
+        return {
+            "target": self.target,
+            "users": self.users,
+            "messages_per_user": self.messages_per_user,
+            "replies": len(ok),
+            "errors": len(self.outcomes) - len(ok),
+            "error_samples": sorted({o.error for o in self.outcomes if o.error})[:5],
+            "duplicated_replies": len(ids) - len(set(ids)),
+            "empty_replies": sum(1 for o in ok if not o.text.strip()),
+            "first_token_p50_s": percentile(firsts, 50),
+            "first_token_p95_s": percentile(firsts, 95),
+            "first_token_max_s": max(firsts, default=None),
+            "reply_p50_s": percentile(totals, 50),
+            "reply_p95_s": percentile(totals, 95),
+            "reply_max_s": max(totals, default=None),
+            "replies_per_minute": 60 * len(ok) / self.wall_s if self.wall_s else 0,
+            "tokens_per_second": tokens / self.wall_s if self.wall_s else 0,
+            "mean_new_tokens": statistics.mean(o.new_tokens for o in ok) if ok else 0,
+            "wall_s": self.wall_s,
+        }
+
+
+def percentile(ordered, q):
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def login(http, username):
+    page = await http.get("/accounts/login/")
+    page.raise_for_status()
+    response = await http.post(
+        "/accounts/login/",
+        data={"username": username, "password": BENCH_PASSWORD, "csrfmiddlewaretoken": http.cookies["csrftoken"]},
+        headers={"Referer": str(http.base_url) + "/accounts/login/"},
+    )
+    if "sessionid" not in http.cookies:
+        raise RuntimeError(f"login of {username} failed (HTTP {response.status_code}); run with --create-users")
+
+
+async def stack_user(index, args, outcomes):
+    # With several web processes, users are spread over them: a reply made by
+    # any worker must reach a socket on any web process.
+    url = args.url[index % len(args.url)]
+    async with httpx.AsyncClient(base_url=url, timeout=args.timeout, follow_redirects=True) as http:
+        await login(http, f"bench-{index}")
+        created = await http.post("/api/conversations/", json={}, headers={"X-CSRFToken": http.cookies["csrftoken"]})
+        created.raise_for_status()
+        conversation = created.json()["id"]
+        cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+        ws_url = url.replace("http", "ws", 1) + f"/ws/conversations/{conversation}/"
+        async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": url}) as socket:
+            for text in messages_for(index, args.messages):
+                outcomes.append(await stack_exchange(socket, index, text, args.timeout))
+
+
+async def stack_exchange(socket, index, text, timeout):
+    outcome = Outcome(user=index)
+    started = time.perf_counter()
+    await socket.send(json.dumps({"type": "user_message", "text": text}))
+    pieces = []
+    try:
+        while True:
+            frame = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+            if frame["type"] == "token":
+                if outcome.first_token_s is None:
+                    outcome.first_token_s = time.perf_counter() - started
+                pieces.append(frame["text"])
+            elif frame["type"] == "reply_done":
+                message = frame["message"]
+                outcome.reply_s = time.perf_counter() - started
+                outcome.message_id = message["id"]
+                outcome.text = message["text"]
+                outcome.new_tokens = message["record"]["new_tokens"] or 0
+                if message["status"] != "done":
+                    outcome.error = f"reply {message['status']}: {message.get('error', '')}"
+                elif "".join(pieces) != message["text"]:
+                    outcome.error = "streamed pieces differ from the final reply"
+                return outcome
+            elif frame["type"] == "error":
+                outcome.error = f"{frame['code']}: {frame['detail']}"
+                return outcome
+    except (asyncio.TimeoutError, websockets.ConnectionClosed) as error:
+        outcome.error = f"{type(error).__name__}: {error}"
+    return outcome
+
+
+async def reference_user(index, args, outcomes):
+    async with httpx.AsyncClient(base_url=args.url[index % len(args.url)], timeout=args.timeout) as http:
+        history = []
+        for text in messages_for(index, args.messages):
+            outcome = Outcome(user=index)
+            started = time.perf_counter()
+            try:
+                response = await http.post("/reply", json={"history": history, "message": text})
+                response.raise_for_status()
+                body = response.json()
+                outcome.reply_s = outcome.first_token_s = time.perf_counter() - started
+                outcome.text, outcome.new_tokens = body["reply"], body["new_tokens"]
+                history += [{"role": "user", "text": text}, {"role": "bot", "text": body["reply"]}]
+            except httpx.HTTPError as error:
+                outcome.error = f"{type(error).__name__}: {error}"
+            outcomes.append(outcome)
+
+
+async def run(args):
+    user = stack_user if args.target == "stack" else reference_user
+    outcomes = []
+    started = time.perf_counter()
+
+    async def guarded(index):
+        try:
+            await user(index, args, outcomes)
+        except Exception as error:  # a user that cannot even start counts its messages as errors
+            outcomes.extend(Outcome(user=index, error=f"{type(error).__name__}: {error}") for _ in range(args.messages))
+
+    await asyncio.gather(*(guarded(i) for i in range(args.users)))
+    return Report(args.target, args.users, args.messages, time.perf_counter() - started, outcomes)
+
+
+def create_users(count):
+    """Bench accounts bench-0 ... bench-N, made through Django itself."""
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sheldonsite.settings")
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    for index in range(count):
+        user, _ = User.objects.get_or_create(username=f"bench-{index}")
+        user.set_password(BENCH_PASSWORD)
+        user.save()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", choices=["stack", "reference"], default="stack")
+    parser.add_argument("--url", action="append", help="server address; repeat for several web processes")
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--messages", type=int, default=2, help="messages per user")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one reply")
+    parser.add_argument("--create-users", action="store_true", help="create the bench accounts first")
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.url = args.url or ["http://127.0.0.1:8000"]
+    if args.create_users and args.target == "stack":
+        create_users(args.users)
+    report = asyncio.run(run(args))
+    summary = report.summary()
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "outcomes": [asdict(o) for o in report.outcomes]}, indent=2))
+    return 1 if summary["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
