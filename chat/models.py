@@ -32,6 +32,7 @@ class Message(models.Model):
         STOPPED = "stopped"
 
     FINISHED = (Status.DONE, Status.FAILED, Status.STOPPED)
+    IN_PROGRESS = (Status.QUEUED, Status.STREAMING)
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=8, choices=Role.choices)
@@ -56,9 +57,13 @@ class Message(models.Model):
     retrieved_text = models.TextField(blank=True)
     retrieved_score = models.FloatField(null=True, blank=True)
     retrieved_episode = models.CharField(max_length=300, blank=True)
+    retrieved_scene = models.PositiveIntegerField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
     new_tokens = models.PositiveIntegerField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # How many times a worker claimed this reply; a redelivered task restarts
+    # it, and only the worker holding the latest attempt may write to it.
+    attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     fallback = models.BooleanField(default=False)
 

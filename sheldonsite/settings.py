@@ -152,11 +152,22 @@ RETRIEVAL_INDEX_PATH = Path(os.environ.get("RETRIEVAL_INDEX_PATH", VAR_DIR / "in
 MAX_NEW_TOKENS = int(os.environ.get("MAX_NEW_TOKENS", "60"))
 HISTORY_TURNS = int(os.environ.get("HISTORY_TURNS", "6"))
 GENERATION_QUEUE = os.environ.get("GENERATION_QUEUE", "cpu")
+# Dynamic batching in each worker (inference/batching.py).
+BATCH_WINDOW_MS = int(os.environ.get("BATCH_WINDOW_MS", "30"))
+BATCH_MAX_SIZE = int(os.environ.get("BATCH_MAX_SIZE", "16"))
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "0"))  # 0: torch's default
 
 # Chat limits.
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "2000"))
 CHAT_RATE_LIMIT = os.environ.get("CHAT_RATE_LIMIT", "20/60")  # messages / seconds per user
+# Streaming: the worker saves the partial reply and sends it to the page at most this often.
+CHAT_STREAM_FLUSH_SECONDS = float(os.environ.get("CHAT_STREAM_FLUSH_SECONDS", "0.08"))
+# A streaming reply with no progress for this long has lost its worker and is marked failed.
+CHAT_REPLY_STALE_SECONDS = int(os.environ.get("CHAT_REPLY_STALE_SECONDS", "60"))
+# A reply no worker picked up in this long is marked failed.
+CHAT_QUEUE_TIMEOUT_SECONDS = int(os.environ.get("CHAT_QUEUE_TIMEOUT_SECONDS", "900"))
+# A redelivered task restarts a half-done reply at most this many times in all.
+CHAT_REPLY_MAX_ATTEMPTS = int(os.environ.get("CHAT_REPLY_MAX_ATTEMPTS", "2"))
 
 LOGGING = {
     "version": 1,

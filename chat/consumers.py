@@ -1,0 +1,163 @@
+"""The WebSocket of one conversation: `/ws/conversations/<id>/`.
+
+Client frames: user_message, stop, regenerate. Server frames: message,
+token, reply_done, error (docs/web.md has the whole protocol). Every socket of
+a conversation joins its channel-layer group; the workers stream into that
+group, so all of the owner's open pages see the same reply.
+"""
+import asyncio
+import json
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import close_old_connections
+
+from . import services
+from .models import Conversation, Message
+from .notify import conversation_group, frame_event
+from .serializers import message_dict
+from .services import ChatError
+
+FRAME_TYPES = ("user_message", "stop", "regenerate")
+# Close codes: the conversation is not there or not this user's (the same
+# answer for both, so nobody can probe for other users' conversations).
+CLOSE_NOT_FOUND = 4404
+
+# Replies generated inside this process (no Redis); kept so they are not
+# garbage-collected while running.
+_eager_generations = set()
+
+
+def parse_frame(text_data):
+    """The client frame as a dict, or a ChatError that says what is wrong with it."""
+    if text_data is None:
+        raise ChatError("bad_frame", "Frames are JSON text, not binary.")
+    try:
+        frame = json.loads(text_data)
+    except ValueError:
+        raise ChatError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict) or frame.get("type") not in FRAME_TYPES:
+        raise ChatError("unknown_type", f"The frame needs a type, one of: {', '.join(FRAME_TYPES)}.")
+    if frame["type"] == "user_message":
+        text = frame.get("text")
+        if not isinstance(text, str):
+            raise ChatError("bad_text", "The message text must be a string.")
+        text = text.strip()
+        if not text:
+            raise ChatError("empty_text", "The message is empty.")
+        if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+            raise ChatError(
+                "too_long", f"The message has {len(text)} characters; at most {settings.CHAT_MAX_MESSAGE_CHARS} fit."
+            )
+        frame["text"] = text
+    return frame
+
+
+def generate_in_this_process(bot_message_id):
+    from inference.tasks import generate_reply
+
+    try:
+        generate_reply.apply(args=[bot_message_id])
+    finally:
+        close_old_connections()
+
+
+async def start_generation(bot_message_id):
+    """Queue the reply's generation; never waits for the reply itself."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        # No broker and no workers: generate in a thread of this process, off
+        # the event loop, so this socket stays free to relay pieces and stops.
+        run = sync_to_async(generate_in_this_process, thread_sensitive=False)
+        task = asyncio.create_task(run(bot_message_id))
+        _eager_generations.add(task)
+        task.add_done_callback(_eager_generations.discard)
+    else:
+        # Imported here: the web process then never loads the models' code.
+        from inference.tasks import generate_reply
+
+        await sync_to_async(generate_reply.apply_async)(args=[bot_message_id], queue=settings.GENERATION_QUEUE)
+
+
+@database_sync_to_async
+def owns_conversation(user, conversation_id):
+    return Conversation.objects.filter(pk=conversation_id, owner=user).exists()
+
+
+@database_sync_to_async
+def replies_in_progress(conversation_id):
+    replies = Message.objects.filter(conversation_id=conversation_id, status__in=Message.IN_PROGRESS)
+    return [message_dict(reply) for reply in replies]
+
+
+class ConversationConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        self.user = self.scope["user"]
+        self.conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        self.group = conversation_group(self.conversation_id)
+        self.watchdog = None
+        if not self.user.is_authenticated or not await owns_conversation(self.user, self.conversation_id):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        # Join before reading the replies in progress, so no piece falls in between.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        for reply in await replies_in_progress(self.conversation_id):
+            await self.send_frame({"type": "message", "message": reply})
+        self.watchdog = asyncio.create_task(self.fail_stale_replies_while_open())
+
+    async def disconnect(self, code):
+        if self.watchdog:
+            self.watchdog.cancel()
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def fail_stale_replies_while_open(self):
+        """Turn a reply whose worker died into a `failed` one the page can retry."""
+        interval = max(1.0, settings.CHAT_REPLY_STALE_SECONDS / 4)
+        while True:
+            for reply in await database_sync_to_async(services.fail_stale_replies)(self.conversation_id):
+                await self.to_group({"type": "reply_done", "message": message_dict(reply)})
+            await asyncio.sleep(interval)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            frame = parse_frame(text_data)
+            if frame["type"] == "user_message":
+                await self.user_message(frame["text"])
+            elif frame["type"] == "regenerate":
+                await self.regenerate()
+            else:
+                await self.stop()
+        except ChatError as error:
+            await self.send_frame({"type": "error", "code": error.code, "detail": error.detail})
+        except Conversation.DoesNotExist:
+            await self.close(code=CLOSE_NOT_FOUND)  # deleted while open
+
+    async def user_message(self, text):
+        question, reply = await database_sync_to_async(services.post_user_message)(
+            self.conversation_id, self.user, text
+        )
+        await self.to_group({"type": "message", "message": message_dict(question)})
+        await self.to_group({"type": "message", "message": message_dict(reply)})
+        await start_generation(reply.pk)
+
+    async def regenerate(self):
+        reply = await database_sync_to_async(services.regenerate)(self.conversation_id, self.user)
+        await self.to_group({"type": "message", "message": message_dict(reply)})
+        await start_generation(reply.pk)
+
+    async def stop(self):
+        stopped = await database_sync_to_async(services.request_stop)(self.conversation_id, self.user)
+        if stopped is not None:
+            await self.to_group({"type": "reply_done", "message": message_dict(stopped)})
+
+    async def to_group(self, frame):
+        await self.channel_layer.group_send(self.group, frame_event(frame))
+
+    async def send_frame(self, frame):
+        await self.send(text_data=json.dumps(frame))
+
+    async def chat_frame(self, event):
+        """A frame for this conversation's sockets, from a worker or another socket."""
+        await self.send_frame(event["frame"])

@@ -1,0 +1,175 @@
+"""A reply's life inside a worker: claim it, stream it, save it.
+
+Used by `inference.tasks.generate_reply`. The database row of the bot message
+is the single source of truth: the worker claims it with a new attempt number,
+saves the partial text before each piece goes to the page (so a page that
+reconnects reads at least what was sent), and writes only while it still holds
+the latest attempt of a `streaming` reply. A redelivered task, a stale-reply
+sweep and a user's stop can therefore never produce two replies or mix two
+generations into one text.
+"""
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Message
+from .notify import send_frame
+from .serializers import message_dict
+
+logger = logging.getLogger(__name__)
+
+# Another worker is generating this reply right now.
+IN_PROGRESS_ELSEWHERE = "in-progress-elsewhere"
+STOP_CHECK_SECONDS = 0.3
+HEARTBEAT_SECONDS = 5.0
+
+
+def reply_done(message):
+    send_frame(message.conversation_id, {"type": "reply_done", "message": message_dict(message)})
+
+
+def fail_reply(message_id, reason):
+    """Mark an unfinished reply failed (e.g. the models could not be loaded)."""
+    changed = Message.objects.filter(pk=message_id, status__in=Message.IN_PROGRESS).update(
+        status=Message.Status.FAILED, error=reason, updated=timezone.now()
+    )
+    if changed:
+        reply_done(Message.objects.get(pk=message_id))
+
+
+def claim_reply(message_id, worker):
+    """The bot message to generate, now `streaming` under a new attempt.
+
+    None when there is nothing to do (finished, or gone); IN_PROGRESS_ELSEWHERE
+    when a live worker holds it. A reply left `streaming` by a dead worker
+    starts over from an empty text, up to CHAT_REPLY_MAX_ATTEMPTS attempts.
+    """
+    with transaction.atomic():
+        message = Message.objects.select_for_update().filter(pk=message_id, role=Message.Role.BOT).first()
+        if message is None or message.status in Message.FINISHED:
+            return None
+        if message.status == Message.Status.STREAMING:
+            stale_before = timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
+            if message.updated >= stale_before:
+                return IN_PROGRESS_ELSEWHERE
+            logger.warning("Reply %s was left streaming by %s: starting it again", message.pk, message.worker)
+        if message.attempts >= settings.CHAT_REPLY_MAX_ATTEMPTS:
+            message.status = Message.Status.FAILED
+            message.error = f"Gave up after {message.attempts} attempts: the workers kept stopping."
+            message.save(update_fields=["status", "error", "updated"])
+            transaction.on_commit(lambda: reply_done(message))
+            return None
+        message.status = Message.Status.STREAMING
+        message.attempts += 1
+        message.text = ""
+        message.worker = worker
+        message.save(update_fields=["status", "attempts", "text", "worker", "updated"])
+    send_frame(message.conversation_id, {"type": "message", "message": message_dict(message)})
+    return message
+
+
+def conversation_history(reply, turns):
+    """(history, question) for a bot message: the dialogue before its user message."""
+    question = reply.reply_to
+    earlier = (
+        Message.objects.filter(conversation_id=reply.conversation_id, id__lt=question.pk)
+        .filter(
+            Q(role=Message.Role.USER)
+            | Q(role=Message.Role.BOT, is_chosen=True, status__in=[Message.Status.DONE, Message.Status.STOPPED])
+        )
+        .exclude(text="")
+        .order_by("-id")[:turns]
+    )
+    history = [(message.role, message.text) for message in reversed(earlier)]
+    return history, question.text
+
+
+class ReplyStream:
+    """The pieces of one reply on their way to the database and the page.
+
+    `add` and `should_stop` are the generation's callbacks. Pieces are sent in
+    time-based chunks (CHAT_STREAM_FLUSH_SECONDS), not one frame per token, so
+    a slow client cannot overflow the channel layer.
+    """
+
+    def __init__(self, message):
+        self.message = message
+        self.text = ""
+        self.sent = 0  # characters already saved and sent
+        self.last_flush = self.last_check = self.last_save = time.monotonic()
+        self.deadline = self.last_flush + settings.CELERY_TASK_SOFT_TIME_LIMIT
+        self.stop = False  # the user asked to stop
+        self.lost = False  # the reply is no longer ours (finished or taken over elsewhere)
+        self.timed_out = False
+
+    def _save(self, **fields):
+        """Write to the reply if this attempt still holds it; remembers when it does not."""
+        if self.lost:
+            return False
+        changed = Message.objects.filter(
+            pk=self.message.pk, status=Message.Status.STREAMING, attempts=self.message.attempts
+        ).update(updated=timezone.now(), **fields)
+        self.last_save = time.monotonic()
+        self.lost = not changed
+        return bool(changed)
+
+    def add(self, piece):
+        self.text += piece
+        if time.monotonic() - self.last_flush >= settings.CHAT_STREAM_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self):
+        self.last_flush = time.monotonic()
+        if len(self.text) == self.sent or not self._save(text=self.text):
+            return
+        frame = {"type": "token", "message_id": self.message.pk, "offset": self.sent, "text": self.text[self.sent :]}
+        send_frame(self.message.conversation_id, frame)
+        self.sent = len(self.text)
+
+    def should_stop(self):
+        now = time.monotonic()
+        if now - self.last_check >= STOP_CHECK_SECONDS:
+            self.last_check = now
+            self.stop = Message.objects.filter(pk=self.message.pk, stop_requested=True).exists()
+            if now - self.last_save >= HEARTBEAT_SECONDS:
+                self._save()  # no piece for a while (a long prompt): show the reply is still alive
+            self.timed_out = now > self.deadline
+        return self.stop or self.lost or self.timed_out
+
+    def _finish(self, **fields):
+        if self._save(**fields):
+            self.message.refresh_from_db()
+            reply_done(self.message)
+
+    def fail(self, reason):
+        self._finish(status=Message.Status.FAILED, error=reason, text=self.text)
+
+    def finish(self, reply):
+        """Save the final text and the generation record, and tell the page."""
+        retrieved = reply.retrieved
+        record = {
+            "profile": reply.profile or "",
+            "generator_model": reply.generator_model or "",
+            "retriever_model": reply.retriever_model or "",
+            "parameters": reply.parameters or {},
+            "retrieved_text": retrieved.text if retrieved else "",
+            "retrieved_score": retrieved.score if retrieved else None,
+            "retrieved_episode": retrieved.episode if retrieved else "",
+            "retrieved_scene": retrieved.scene if retrieved else None,
+            "seconds": reply.seconds,
+            "new_tokens": reply.new_tokens,
+            "fallback": bool(reply.fallback),
+        }
+        if self.timed_out:
+            limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+            self._finish(status=Message.Status.FAILED, error=f"The reply took longer than {limit} s.", text=self.text, **record)
+        elif self.stop or reply.stopped:
+            # Keep exactly what the user saw, not a cleaned-up version of it.
+            self._finish(status=Message.Status.STOPPED, text=self.text, **record)
+        else:
+            self._finish(status=Message.Status.DONE, text=reply.text, **record)

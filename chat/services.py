@@ -1,0 +1,132 @@
+"""What a conversation's owner can do, shared by the socket consumer and the tests.
+
+Each function runs in one transaction that locks the conversation row, so two
+tabs of the same user cannot both start a reply at once. Queuing the
+generation is the caller's job, after these functions have returned (and so
+after the commit): a worker must never look for a row that is not there yet.
+"""
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Conversation, Message
+
+TITLE_CHARS = 60
+
+
+class ChatError(Exception):
+    """A request the chat refuses; `code` and `detail` become an error frame."""
+
+    def __init__(self, code, detail):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def rate_limit():
+    """(requests, seconds) from CHAT_RATE_LIMIT, e.g. "20/60"."""
+    count, seconds = settings.CHAT_RATE_LIMIT.split("/")
+    return int(count), int(seconds)
+
+
+def check_rate_limit(user):
+    # Every reply a user asks for (a message or a regenerate) costs a worker
+    # a generation, so bot messages are what is counted, across all of the
+    # user's conversations and web processes.
+    count, seconds = rate_limit()
+    since = timezone.now() - timedelta(seconds=seconds)
+    used = Message.objects.filter(conversation__owner=user, role=Message.Role.BOT, created__gte=since).count()
+    if used >= count:
+        raise ChatError("rate_limited", f"Too many messages: at most {count} every {seconds} seconds. Wait a moment.")
+
+
+def _locked_conversation(conversation_id, user):
+    conversation = Conversation.objects.select_for_update().get(pk=conversation_id, owner=user)
+    if conversation.messages.filter(status__in=Message.IN_PROGRESS).exists():
+        raise ChatError("busy", "Sheldon is still answering. Wait for the reply or press Stop.")
+    check_rate_limit(user)
+    return conversation
+
+
+def title_from(text):
+    text = " ".join(text.split())
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def post_user_message(conversation_id, user, text):
+    """Store the user's message and its queued reply; returns both."""
+    with transaction.atomic():
+        conversation = _locked_conversation(conversation_id, user)
+        user_message = conversation.messages.create(role=Message.Role.USER, text=text)
+        reply = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=user_message)
+        if not conversation.title:
+            conversation.title = title_from(text)
+        conversation.save()  # also moves the conversation to the top of the list
+    return user_message, reply
+
+
+def regenerate(conversation_id, user):
+    """A new reply to the last user message; earlier alternatives stay, unchosen."""
+    with transaction.atomic():
+        conversation = _locked_conversation(conversation_id, user)
+        last_question = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
+        if last_question is None:
+            raise ChatError("nothing_to_regenerate", "There is no message to answer yet.")
+        last_question.replies.update(is_chosen=False)
+        reply = conversation.messages.create(
+            role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=last_question
+        )
+        conversation.save()
+    return reply
+
+
+def request_stop(conversation_id, user):
+    """Stop the reply in progress; returns it when it was stopped right here.
+
+    A queued reply that no worker has claimed is stopped at once. A streaming
+    one gets the stop flag its worker checks between tokens; the worker then
+    saves the text so far and reports the end itself.
+    """
+    with transaction.atomic():
+        Conversation.objects.select_for_update().get(pk=conversation_id, owner=user)
+        reply = Message.objects.filter(conversation_id=conversation_id, status__in=Message.IN_PROGRESS).first()
+        if reply is None:
+            raise ChatError("not_generating", "There is no reply in progress to stop.")
+        reply.stop_requested = True
+        if reply.status == Message.Status.QUEUED:
+            reply.status = Message.Status.STOPPED
+        reply.save(update_fields=["stop_requested", "status", "updated"])
+    return reply if reply.status == Message.Status.STOPPED else None
+
+
+def fail_stale_replies(conversation_id):
+    """Mark failed the replies whose worker is gone; returns them.
+
+    A streaming reply's worker saves progress several times a second, so one
+    that has not moved for CHAT_REPLY_STALE_SECONDS lost its worker; a queued
+    one that waited CHAT_QUEUE_TIMEOUT_SECONDS found none. A task redelivered
+    later finds the reply finished and leaves it alone.
+    """
+    now = timezone.now()
+    stale = Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).filter(
+        updated__lt=now - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
+    ) | Message.objects.filter(conversation_id=conversation_id, status=Message.Status.QUEUED).filter(
+        updated__lt=now - timedelta(seconds=settings.CHAT_QUEUE_TIMEOUT_SECONDS)
+    )
+    failed = []
+    for reply in stale:
+        reason = (
+            "The worker generating this reply stopped responding."
+            if reply.status == Message.Status.STREAMING
+            else "No worker picked up this reply in time."
+        )
+        # Conditional, so a worker that finishes at this very moment wins.
+        changed = Message.objects.filter(pk=reply.pk, status=reply.status, updated=reply.updated).update(
+            status=Message.Status.FAILED, error=reason, updated=now
+        )
+        if changed:
+            reply.refresh_from_db()
+            failed.append(reply)
+    return failed

@@ -1,0 +1,18 @@
+"""The chat page: one template for the empty start and for an open conversation."""
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, render
+
+from .models import Conversation
+
+
+@login_required
+def chat_page(request, conversation_id=None):
+    if conversation_id is not None:
+        get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
+    page_settings = {
+        "conversationId": conversation_id,
+        "character": settings.SHELDON_CHARACTER,
+        "maxChars": settings.CHAT_MAX_MESSAGE_CHARS,
+    }
+    return render(request, "chat/chat.html", {"page_settings": page_settings})

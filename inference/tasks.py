@@ -1,0 +1,53 @@
+"""The Celery task that writes Sheldon's reply to one bot message.
+
+Queued by the chat consumer on GENERATION_QUEUE (`cpu` or `gpu`) once the
+bot message is committed. Safe to run twice: `chat.generation.claim_reply`
+decides whether there is anything left to do (see that module).
+"""
+import logging
+import os
+
+from celery import shared_task
+from django.conf import settings
+
+from chat.generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply, conversation_history, fail_reply
+
+from .replier import Turn, get_replier
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True)
+def generate_reply(self, bot_message_id):
+    try:
+        # Loaded before the claim: the first load of a model may take a while.
+        replier = get_replier()
+    except Exception as error:
+        logger.exception("Could not load the models for reply %s", bot_message_id)
+        fail_reply(bot_message_id, f"The models could not be loaded: {error}")
+        return
+
+    worker = f"{self.request.hostname or 'web'}/{os.getpid()}"
+    message = claim_reply(bot_message_id, worker)
+    if message == IN_PROGRESS_ELSEWHERE:
+        # A duplicate delivery while a live worker streams it: look again once
+        # that worker would count as dead, and take over only then.
+        raise self.retry(countdown=settings.CHAT_REPLY_STALE_SECONDS + 1, max_retries=settings.CHAT_REPLY_MAX_ATTEMPTS)
+    if message is None:
+        logger.info("Reply %s needs no generation (finished or gone)", bot_message_id)
+        return
+
+    history, question = conversation_history(message, turns=settings.HISTORY_TURNS * 2)
+    stream = ReplyStream(message)
+    try:
+        reply = replier.reply(
+            history=[Turn(role=role, text=text) for role, text in history],
+            message=question,
+            on_piece=stream.add,
+            should_stop=stream.should_stop,
+        )
+    except Exception as error:
+        logger.exception("Generation failed for reply %s", bot_message_id)
+        stream.fail(f"Generation failed: {error}")
+        return
+    stream.finish(reply)
