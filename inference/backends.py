@@ -1,0 +1,192 @@
+"""Generation backends: turn dialogues into prompts and prompts into streamed text.
+
+Two kinds of generator share one interface:
+
+- `Seq2SeqBackend` (T5 family): the reference design's prompt
+  `context: <retrieved line> <dialogue></s>question: <message>` and its
+  sampling parameters.
+- `CausalChatBackend` (chat models such as SmolLM2): the model's chat
+  template with a persona system prompt, the retrieved scripted exchange and
+  the dialogue history as turns.
+
+Batching is the normal case; a single reply is a batch of one. Every row of a
+batch streams its own decoded text to its own `Row.on_text` and stops on its
+own `Row.should_stop`, while the batch runs as one padded `generate` call.
+"""
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+PERSONA = (
+    "You are Sheldon Cooper from The Big Bang Theory: a theoretical physicist at Caltech with an IQ of 187, "
+    "brilliant, literal-minded, pedantic, fond of trains, comic books, Star Trek and his spot on the couch, "
+    "and puzzled by sarcasm. Stay in character. Answer the user's last line as Sheldon would, in one to "
+    "three sentences of spoken dialogue, without stage directions and without your name in front."
+)
+
+# The reference design's sampling, for the seq2seq checkpoints trained with it.
+REFERENCE_SAMPLING = {
+    "do_sample": True,
+    "temperature": 0.95,
+    "top_p": 0.9,
+    "top_k": 50,
+    "repetition_penalty": 2.0,
+    "no_repeat_ngram_size": 2,
+}
+# Chat models repeat less by themselves; the reference's penalty 2.0 garbles them.
+CHAT_SAMPLING = {
+    "do_sample": True,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "top_k": 50,
+    "repetition_penalty": 1.2,
+    "no_repeat_ngram_size": 3,
+}
+# The reference encoder saw at most this many prompt tokens.
+SEQ2SEQ_MAX_PROMPT_TOKENS = 512
+
+
+class Row:
+    """One dialogue of a batch while it is generated."""
+
+    def __init__(self, on_text, should_stop=None):
+        self.on_text = on_text  # called with each newly decoded piece of raw text
+        self.should_stop = should_stop
+        self.token_ids = []
+        self.decoded = ""
+        self.ended = False  # the model produced its end-of-sequence token
+        self.stopped = False  # should_stop() said so
+
+    @property
+    def done(self):
+        return self.ended or self.stopped
+
+    def accept(self, token_id, tokenizer, eos_ids):
+        if self.done:
+            return
+        if token_id in eos_ids:
+            self.ended = True
+            return
+        self.token_ids.append(token_id)
+        text = tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return  # half a multi-byte character: wait for the rest
+        piece, self.decoded = text[len(self.decoded) :], text
+        if piece:
+            self.on_text(piece)
+
+
+class _BatchStreamer(BaseStreamer):
+    """Hands each step's tokens to their rows (generate's first call is the prompt)."""
+
+    def __init__(self, rows, tokenizer, eos_ids):
+        self.rows, self.tokenizer, self.eos_ids = rows, tokenizer, eos_ids
+        self.prompt_seen = False
+
+    def put(self, value):
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for row, token_id in zip(self.rows, value.view(-1).tolist()):
+            row.accept(token_id, self.tokenizer, self.eos_ids)
+
+    def end(self):
+        pass
+
+
+class _RowStopper(StoppingCriteria):
+    """Finishes each row whose should_stop() turns true, polled between steps."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __call__(self, input_ids, scores, **kwargs):
+        for row in self.rows:
+            if not row.done and row.should_stop is not None and row.should_stop():
+                row.stopped = True
+        return torch.tensor([row.stopped for row in self.rows], device=input_ids.device)
+
+
+class Backend:
+    """Shared batch generation; subclasses say how a dialogue becomes a prompt."""
+
+    padding_side = "right"
+    sampling = {}  # generate() keyword arguments
+    max_prompt_tokens = None
+
+    def __init__(self, generator, max_new_tokens):
+        self.generator = generator
+        self.model = generator.model
+        self.tokenizer = generator.tokenizer
+        self.max_new_tokens = max_new_tokens
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+
+    @property
+    def parameters(self):
+        """The generation parameters, as recorded with each reply."""
+        return {**self.sampling, "max_new_tokens": self.max_new_tokens}
+
+    def prompt(self, history, message, hit):
+        """The prompt text for a dialogue: history (list of Turn), message, retrieved Hit or None."""
+        raise NotImplementedError
+
+    def generate(self, prompts, rows):
+        """Generate for all prompts in one padded batch, streaming into `rows` (same order)."""
+        self.tokenizer.padding_side = self.padding_side
+        inputs = self.tokenizer(
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            truncation=self.max_prompt_tokens is not None,
+            max_length=self.max_prompt_tokens,
+            add_special_tokens=self.generator.is_seq2seq,  # a chat template has its own
+        ).to(self.model.device)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs,
+                **self.sampling,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=sorted(self.eos_ids),
+                streamer=_BatchStreamer(rows, self.tokenizer, self.eos_ids),
+                stopping_criteria=StoppingCriteriaList([_RowStopper(rows)]),
+            )
+
+
+class Seq2SeqBackend(Backend):
+    sampling = REFERENCE_SAMPLING
+    max_prompt_tokens = SEQ2SEQ_MAX_PROMPT_TOKENS
+
+    def prompt(self, history, message, hit):
+        rag = f"{hit.text} " if hit else ""
+        context = " ".join(turn.text for turn in history)
+        return f"context: {rag}{context}</s>question: {message}"
+
+
+class CausalChatBackend(Backend):
+    # Left padding: every row's prompt ends where generation starts.
+    padding_side = "left"
+    sampling = CHAT_SAMPLING
+
+    def prompt(self, history, message, hit):
+        turns = []
+        if hit:
+            turns += [("user", hit.question), ("assistant", hit.text)]
+        turns += [("user" if turn.role == "user" else "assistant", turn.text) for turn in history]
+        turns.append(("user", message))
+        messages = [{"role": "system", "content": PERSONA}]
+        for role, text in turns:
+            # Some chat templates insist that roles alternate: merge neighbours.
+            if messages[-1]["role"] == role:
+                messages[-1]["content"] += "\n" + text
+            else:
+                messages.append({"role": role, "content": text})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def backend_for(generator, max_new_tokens):
+    backend_class = Seq2SeqBackend if generator.is_seq2seq else CausalChatBackend
+    return backend_class(generator, max_new_tokens)

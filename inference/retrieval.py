@@ -1,0 +1,232 @@
+"""The retrieval index: scripted exchanges embedded as the reference design did.
+
+An exchange's vector is [embedding(context lines joined); embedding(question)],
+each half unit-length and the whole scaled to unit length, so a dot product
+is the mean of the context and question cosine similarities. A query is the
+user's message as the question and the recent dialogue as the context.
+
+On disk an index is a folder:
+
+    manifest.json    retriever model, data fingerprint, sizes
+    vectors.npy      float32, one row per exchange
+    exchanges.json   the exchanges, in the rows' order
+
+An index built with another retriever or from other data is stale: loading
+it raises StaleIndexError, and `manage.py build_index` rebuilds it.
+"""
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data.pipeline import CONTEXT_LINES
+
+from .loading import load_retriever
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.npy"
+EXCHANGES = "exchanges.json"
+
+
+class RetrievalIndexError(RuntimeError):
+    """An index that cannot be used; the message says why and what to run."""
+
+
+class IndexMissingError(RetrievalIndexError):
+    pass
+
+
+class StaleIndexError(RetrievalIndexError):
+    pass
+
+
+@dataclass(frozen=True)
+class IndexedExchange:
+    question: str
+    answer: str
+    episode: str
+    scene: int
+    context: tuple = field(default=())
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A scripted exchange close to the query: `text` is the scripted answer."""
+
+    text: str
+    question: str
+    score: float
+    episode: str
+    scene: int
+    context: tuple = field(default=())
+
+
+def exchanges_from_database(character):
+    """The character's exchanges from the database, in a stable order."""
+    from data.models import Exchange
+
+    rows = (
+        Exchange.objects.filter(character=character)
+        .order_by("pk")
+        .values_list("question", "answer", "episode__name", "scene", "context")
+    )
+    return [IndexedExchange(q, a, episode, scene, tuple(context)) for q, a, episode, scene, context in rows]
+
+
+def fingerprint(exchanges):
+    """A hash of the exchanges' content: it changes whenever the data does."""
+    digest = hashlib.sha256()
+    for exchange in exchanges:
+        digest.update(json.dumps(asdict(exchange), ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return f"sha256:{digest.hexdigest()}"
+
+
+def query_context(dialogue):
+    """The recent dialogue lines that form a query's context."""
+    return " ".join(dialogue[-CONTEXT_LINES:])
+
+
+def read_manifest(path):
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def staleness(manifest, retriever_model, data_fingerprint):
+    """Why an index with this manifest cannot serve, or None when it can."""
+    if manifest is None:
+        return "there is no index"
+    if manifest.get("format") != FORMAT_VERSION:
+        return f"it has format {manifest.get('format')}, this code reads format {FORMAT_VERSION}"
+    if manifest.get("retriever_model") != retriever_model:
+        return f"it was built with the retriever {manifest.get('retriever_model')!r}, not {retriever_model!r}"
+    if data_fingerprint is not None and manifest.get("data_fingerprint") != data_fingerprint:
+        return "the exchanges changed since it was built"
+    return None
+
+
+def embed_pairs(retriever, contexts, questions, batch_size=64, progress=False):
+    """Unit vectors [emb(context); emb(question)] / sqrt(2), one row per pair."""
+    texts = list(dict.fromkeys([*contexts, *questions]))  # each distinct text once
+    chunks = range(0, len(texts), batch_size)
+    vectors = []
+    for start in tqdm(chunks, desc="Embedding", unit="batch", disable=not progress):
+        vectors.append(
+            retriever.encode(
+                texts[start : start + batch_size],
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        )
+    by_text = dict(zip(texts, np.concatenate(vectors) if vectors else []))
+    pairs = np.stack([np.concatenate([by_text[c], by_text[q]]) for c, q in zip(contexts, questions)])
+    return (pairs / np.sqrt(2)).astype(np.float32)
+
+
+def build_index(path, retriever_model, exchanges, batch_size=64, progress=False):
+    """Embed `exchanges` and save the index at `path`, replacing any index there."""
+    if not exchanges:
+        raise RetrievalIndexError(
+            "There are no exchanges to index: import the transcripts first (manage.py import_transcripts PATH)."
+        )
+    path = Path(path)
+    retriever = load_retriever(retriever_model)
+    vectors = embed_pairs(
+        retriever,
+        [" ".join(exchange.context) for exchange in exchanges],
+        [exchange.question for exchange in exchanges],
+        batch_size=batch_size,
+        progress=progress,
+    )
+    manifest = {
+        "format": FORMAT_VERSION,
+        "retriever_model": retriever_model,
+        "data_fingerprint": fingerprint(exchanges),
+        "exchanges": len(exchanges),
+        "dimension": int(vectors.shape[1]),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    # Written in full beside the target, then swapped in: a reader never sees half an index.
+    staging = path.with_name(path.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    np.save(staging / VECTORS, vectors)
+    (staging / EXCHANGES).write_text(json.dumps([asdict(e) for e in exchanges], ensure_ascii=False))
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+    staging.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest
+
+
+class RetrievalIndex:
+    """An index in memory with the retriever that embeds queries for it."""
+
+    def __init__(self, retriever_model, retriever, vectors, exchanges, manifest):
+        self.retriever_model = retriever_model
+        self.retriever = retriever
+        self.vectors = vectors
+        self.exchanges = exchanges
+        self.manifest = manifest
+
+    @classmethod
+    def load(cls, path, retriever_model, data_fingerprint=None):
+        """Load the index at `path`, refusing one that is missing or stale.
+
+        With `data_fingerprint` (see `fingerprint`), an index built from other
+        data is refused too.
+        """
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise IndexMissingError(
+                f"No retrieval index at {path} (RETRIEVAL_INDEX_PATH): run `python manage.py build_index`, "
+                f"or set RETRIEVER_MODEL=none to reply without retrieval."
+            )
+        reason = staleness(manifest, retriever_model, data_fingerprint)
+        if reason:
+            raise StaleIndexError(
+                f"The retrieval index at {path} is stale: {reason}. "
+                f"Run `python manage.py build_index` to rebuild it."
+            )
+        vectors = np.load(path / VECTORS)
+        exchanges = [
+            IndexedExchange(**{**row, "context": tuple(row["context"])})
+            for row in json.loads((path / EXCHANGES).read_text())
+        ]
+        return cls(retriever_model, load_retriever(retriever_model), vectors, exchanges, manifest)
+
+    def search(self, dialogue, question, k=1):
+        """The k exchanges closest to (recent dialogue, question), best first."""
+        query = embed_pairs(self.retriever, [query_context(dialogue)], [question])[0]
+        scores = self.vectors @ query
+        best = np.argsort(-scores)[:k]
+        return [self._hit(int(row), float(scores[row])) for row in best]
+
+    def best(self, dialogue, question, threshold):
+        """The closest exchange, or None when its score is under `threshold`."""
+        hits = self.search(dialogue, question, k=1)
+        return hits[0] if hits and hits[0].score >= threshold else None
+
+    def _hit(self, row, score):
+        exchange = self.exchanges[row]
+        return Hit(
+            text=exchange.answer,
+            question=exchange.question,
+            score=score,
+            episode=exchange.episode,
+            scene=exchange.scene,
+            context=exchange.context,
+        )
