@@ -1,4 +1,11 @@
+"""Staff-only pages, mounted at /admin/review/ before the admin itself."""
+from django.contrib import admin
 from django.urls import path
 
+from review import views
+
 app_name = "review"
-urlpatterns = []
+urlpatterns = [
+    path("conversations/<int:pk>/transcript/", admin.site.admin_view(views.transcript), name="transcript"),
+    path("overview/", admin.site.admin_view(views.ratings_overview), name="overview"),
+]

@@ -1,0 +1,107 @@
+"""Ratings overview: how each profile/model does, week by week, and its chart."""
+import base64
+import io
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db.models import BooleanField, ExpressionWrapper, Q
+
+from chat.models import Message, Rating
+
+LOW_SCORE = 2  # a rating of this or lower counts as low
+
+
+@dataclass
+class GroupStats:
+    profile: str
+    model: str
+    week: str  # ISO week, "2026-W48"; "all weeks" in the totals
+    replies: int  # finished replies
+    rated: int  # replies with at least one rating
+    mean_score: float | None  # over all ratings of these replies
+    low_share: float | None  # share of those ratings at LOW_SCORE or below
+    retrieved_share: float  # share of replies that used a retrieved line
+    median_seconds: float | None
+
+
+def iso_week(moment):
+    year, week, _ = moment.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def finished_replies(since=None):
+    replies = Message.objects.filter(role=Message.Role.BOT, status=Message.Status.DONE)
+    return replies.filter(created__gte=since) if since else replies
+
+
+def reply_stats(replies):
+    """(per profile/model and week, per profile/model over all weeks), sorted."""
+    rows = list(
+        replies.annotate(used_retrieval=ExpressionWrapper(~Q(retrieved_text=""), output_field=BooleanField())).values_list(
+            "id", "profile", "generator_model", "created", "used_retrieval", "seconds"
+        )
+    )
+    scores = defaultdict(list)
+    for message_id, score in Rating.objects.filter(message__in=replies).values_list("message_id", "score"):
+        scores[message_id].append(score)
+    weekly, overall = defaultdict(list), defaultdict(list)
+    for row in rows:
+        message_id, profile, model, created, used_retrieval, seconds = row
+        weekly[(profile, model, iso_week(created))].append((scores[message_id], used_retrieval, seconds))
+        overall[(profile, model, "all weeks")].append((scores[message_id], used_retrieval, seconds))
+    return _summarise(weekly), _summarise(overall)
+
+
+def _summarise(groups):
+    summaries = []
+    for (profile, model, week), replies in sorted(groups.items(), key=lambda item: (item[0][2], item[0][:2])):
+        ratings = [score for reply_scores, _, _ in replies for score in reply_scores]
+        seconds = [s for _, _, s in replies if s is not None]
+        summaries.append(
+            GroupStats(
+                profile=profile,
+                model=model,
+                week=week,
+                replies=len(replies),
+                rated=sum(1 for reply_scores, _, _ in replies if reply_scores),
+                mean_score=statistics.fmean(ratings) if ratings else None,
+                low_share=sum(score <= LOW_SCORE for score in ratings) / len(ratings) if ratings else None,
+                retrieved_share=sum(used for _, used, _ in replies) / len(replies),
+                median_seconds=statistics.median(seconds) if seconds else None,
+            )
+        )
+    return summaries
+
+
+def chart_png(weekly):
+    """A PNG (as a data: URL) of mean score, low-score share and median seconds per week."""
+    # Imported here so the web process loads matplotlib only when staff open this page.
+    # A Figure without pyplot renders through Agg: no display, safe in threads.
+    from matplotlib.figure import Figure
+
+    weeks = sorted({stats.week for stats in weekly})
+    figure = Figure(figsize=(10, 7.5), layout="constrained")
+    axes = figure.subplots(3, 1, sharex=True)
+    panels = (
+        ("mean score (1-5)", "mean_score"),
+        (f"share of scores ≤ {LOW_SCORE}", "low_share"),
+        ("median reply seconds", "median_seconds"),
+    )
+    by_group = defaultdict(dict)
+    for stats in weekly:
+        by_group[(stats.profile, stats.model)][stats.week] = stats
+    for axis, (title, attribute) in zip(axes, panels):
+        for (profile, model), per_week in sorted(by_group.items()):
+            values = [getattr(per_week[w], attribute) if w in per_week else None for w in weeks]
+            axis.plot(weeks, [float("nan") if v is None else v for v in values], marker="o", label=f"{profile} · {model}")
+        axis.set_title(title, loc="left", fontsize=10)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylim(0.8, 5.2)
+    axes[1].set_ylim(-0.05, 1.05)
+    axes[0].legend(fontsize=8, loc="best")
+    axes[-1].set_xlabel("ISO week")
+    axes[-1].tick_params(axis="x", labelrotation=45)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
