@@ -7,6 +7,7 @@
 Only users who allow training use are exported unless --all is given; the
 summary says which it did. training/feedback.py reads the file back.
 """
+import argparse
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def iso_date(text):
     try:
         return date.fromisoformat(text)
     except ValueError as error:
-        raise CommandError(f"Not a date: {text!r}; write it as YYYY-MM-DD.") from error
+        raise argparse.ArgumentTypeError(f"not a date: {text!r}; write it as YYYY-MM-DD") from error
 
 
 class Command(BaseCommand):

@@ -1,0 +1,56 @@
+"""Only staff see any of the review: every URL, every kind of visitor."""
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.urls import reverse
+
+
+def review_urls(transcripts):
+    """Every page of the review, with real objects in it."""
+    return [
+        reverse("admin:chat_conversation_changelist"),
+        reverse("admin:chat_conversation_change", args=[transcripts.numbers.pk]),
+        reverse("admin:chat_message_changelist"),
+        reverse("admin:chat_message_change", args=[transcripts.b1.pk]),
+        reverse("admin:chat_rating_changelist"),
+        reverse("admin:chat_rating_change", args=[transcripts.b1.ratings.get().pk]),
+        reverse("admin:review_reviewlabel_changelist"),
+        reverse("admin:review_reviewlabel_change", args=[transcripts.b2.review_labels.get().pk]),
+        reverse("admin:accounts_profile_changelist"),
+        reverse("review:transcript", args=[transcripts.numbers.pk]),
+        reverse("review:overview"),
+    ]
+
+
+def export_action(client, transcripts):
+    return client.post(
+        reverse("admin:chat_conversation_changelist"),
+        {"action": "export_conversations", ACTION_CHECKBOX_NAME: [transcripts.numbers.pk], "export_format": "jsonl"},
+    )
+
+
+@pytest.mark.parametrize("visitor", ["anonymous", "alice"])
+def test_anyone_not_staff_is_sent_to_the_staff_login_and_sees_nothing(client, transcripts, visitor):
+    if visitor != "anonymous":
+        client.force_login(getattr(transcripts, visitor))
+    for url in [reverse("admin:index"), *review_urls(transcripts)]:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("admin:login")), url
+    response = export_action(client, transcripts)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+    assert "Content-Disposition" not in response
+
+
+def test_staff_without_review_permissions_are_refused(client, transcripts, staff_without_permissions):
+    client.force_login(staff_without_permissions)
+    for url in review_urls(transcripts):
+        assert client.get(url).status_code == 403, url
+    assert export_action(client, transcripts).status_code == 403
+
+
+def test_reviewers_with_view_permissions_see_every_page(client, transcripts, reviewer_with_view_permissions):
+    client.force_login(reviewer_with_view_permissions)
+    for url in review_urls(transcripts):
+        if "profile" in url:
+            continue  # consent records need accounts.view_profile, which this reviewer lacks
+        assert client.get(url).status_code == 200, url
