@@ -7,7 +7,9 @@ models are registered here so that the whole review lives in one place.
 import json
 from datetime import datetime, timezone
 
+from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, Min, Q
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
@@ -43,6 +45,11 @@ class ReadOnlyMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def reply_link(message):
+    url = reverse("admin:chat_message_change", args=[message.pk])
+    return format_html('<a href="{}">{}</a>', url, message.text[:80] or f"({message.status}, empty)")
 
 
 class ReplyColumns:
@@ -190,6 +197,7 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class ReviewLabelInline(admin.TabularInline):
     model = ReviewLabel
     extra = 1
+    formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 60})}}
     fields = ("label", "note", "author", "created")
     readonly_fields = ("author", "created")
 
@@ -270,6 +278,7 @@ class ReplyAdmin(ReplyColumns, admin.ModelAdmin):
 @admin.register(ReviewLabel)
 class ReviewLabelAdmin(admin.ModelAdmin):
     list_display = ("label", "note", "reply", "author", "created")
+    list_select_related = ("message", "author")
     list_filter = ("label", ("author", admin.RelatedOnlyFieldListFilter), ("created", DateRangeFilter))
     search_fields = ("note", "message__text")
     fields = ("reply", "label", "note", "author", "created")
@@ -279,9 +288,8 @@ class ReviewLabelAdmin(admin.ModelAdmin):
         return False  # labels are added on a reply's page
 
     @admin.display(description="reply")
-    def reply(self, label):
-        url = reverse("admin:chat_message_change", args=[label.message_id])
-        return format_html('<a href="{}">{}</a>', url, label.message.text[:80])
+    def reply(self, judgement):
+        return reply_link(judgement.message)
 
 
 @admin.register(Rating)
@@ -292,9 +300,8 @@ class RatingAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("message", "user")
 
     @admin.display(description="reply")
-    def reply(self, rating):
-        url = reverse("admin:chat_message_change", args=[rating.message_id])
-        return format_html('<a href="{}">{}</a>', url, rating.message.text[:80])
+    def reply(self, judgement):
+        return reply_link(judgement.message)
 
 
 @admin.register(Profile)

@@ -8,6 +8,7 @@ from datetime import date
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
 from django.db.models import Q
 
 from chat.models import Message
@@ -25,6 +26,12 @@ class DateRangeFilter(admin.FieldListFilter):
         self.until_parameter = f"{field_path}__date__lte"
         super().__init__(field, request, params, model, model_admin, field_path)
         self.title = f"{self.title} (from, to)"
+        # The form sends an empty box as an empty value: no bound, not an error.
+        self.used_parameters = {name: value for name, value in self.used_parameters.items() if self._last(value)}
+
+    @staticmethod
+    def _last(value):
+        return value[-1] if isinstance(value, list) else value
 
     def expected_parameters(self):
         return [self.since_parameter, self.until_parameter]
@@ -32,28 +39,23 @@ class DateRangeFilter(admin.FieldListFilter):
     def queryset(self, request, queryset):
         for value in self.used_parameters.values():
             try:
-                date.fromisoformat(value[-1] if isinstance(value, list) else value)
+                date.fromisoformat(self._last(value))
             except ValueError as error:
                 raise IncorrectLookupParameters(f"Not a YYYY-MM-DD date: {value}") from error
         return super().queryset(request, queryset)
 
     def choices(self, changelist):
-        def current(parameter):
-            value = self.used_parameters.get(parameter)
-            return value[-1] if isinstance(value, list) else value or ""
-
-        # The form replaces only the two dates; every other filter stays.
+        # The form replaces only the two dates; every other filter, the search
+        # and the ordering stay; the page number and an old error flag go.
+        dropped = {*self.expected_parameters(), PAGE_VAR, ERROR_FLAG}
         kept = [
-            (name, value)
-            for name, values in changelist.filter_params.items()
-            if name not in self.expected_parameters()
-            for value in values
+            (name, value) for name, values in changelist.filter_params.items() if name not in dropped for value in values
         ]
         yield {
             "since_parameter": self.since_parameter,
             "until_parameter": self.until_parameter,
-            "since": current(self.since_parameter),
-            "until": current(self.until_parameter),
+            "since": self._last(self.used_parameters.get(self.since_parameter, "")),
+            "until": self._last(self.used_parameters.get(self.until_parameter, "")),
             "kept_parameters": kept,
             "clear_query_string": changelist.get_query_string(remove=self.expected_parameters()),
         }

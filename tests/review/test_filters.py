@@ -69,6 +69,9 @@ def test_conversation_filters_by_owner_consent_and_date(staff, transcripts):
     assert {c.title for c in since.result_list} == {"greeting", "physics"}
     assert {c.title for c in until.result_list} == {"numbers", "greeting"}
     assert [c.title for c in both.result_list] == ["greeting"]
+    # The date form sends an empty box as an empty value.
+    open_ended = listed(staff, CONVERSATIONS, {"created__date__gte": greeting_day, "created__date__lte": ""})
+    assert {c.title for c in open_ended.result_list} == {"greeting", "physics"}
 
 
 def test_bad_filter_values_give_the_admin_error_page_not_a_crash(staff):
