@@ -156,7 +156,7 @@ def _load_generator(name, adapter):
         model_class = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = model_class.from_pretrained(source)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # no such model, or a folder that holds none
         raise _not_found("generator", name, "GENERATOR_MODEL", error) from error
     if adapter:
         model = _apply_adapter(model, adapter)
@@ -198,7 +198,7 @@ def _load_retriever(name):
     started = time.perf_counter()
     try:
         model = SentenceTransformer(name, device=str(device()))
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
     logger.info("Loaded retriever %s in %.1f s", name, time.perf_counter() - started)
     return model

@@ -22,7 +22,7 @@ from .loading import load_generator
 from .profiles import active_profile
 from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
 
-__all__ = ["Hit", "Reply", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier"]
+__all__ = ["Hit", "Reply", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
 
 ROLES = ("user", "bot")
 # Said when the model gives nothing usable twice: in character, and marked fallback=True.
@@ -185,3 +185,10 @@ def get_replier():
         if _replier is None:
             _replier = build_replier()
         return _replier
+
+
+def reset_replier():
+    """Forget the process's replier: the next get_replier() reads the settings again."""
+    global _replier
+    with _replier_lock:
+        _replier = None

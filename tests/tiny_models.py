@@ -117,3 +117,14 @@ def build_tiny_retriever(folder, seed=0):
     # Re-saved as a sentence-transformers folder: mean pooling, as all-MiniLM-L6-v2.
     SentenceTransformer(str(folder), device="cpu").save(str(folder))
     return folder
+
+
+def make_silent(folder):
+    """Make a saved model able to produce nothing but its end-of-sequence token."""
+    from transformers import AutoConfig, GenerationConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    generation = GenerationConfig.from_model_config(config)
+    generation.suppress_tokens = [i for i in range(config.vocab_size) if i != config.eos_token_id]
+    generation.save_pretrained(folder)
+    return folder

