@@ -44,7 +44,10 @@ def message_rows(conversations, progress=False):
         "ratings", Prefetch("review_labels", ReviewLabel.objects.select_related("author"))
     )
     conversations = conversations.order_by("created", "id").prefetch_related(Prefetch("messages", messages))
-    for conversation in tqdm(conversations, desc="Exporting conversations", unit="conv", disable=not progress):
+    # In chunks, prefetching each chunk's messages: memory stays flat on a large export.
+    chunks = conversations.iterator(chunk_size=200)
+    total = conversations.count() if progress else None
+    for conversation in tqdm(chunks, total=total, desc="Exporting conversations", unit="conv", disable=not progress):
         for message in conversation.messages.all():
             yield _row(conversation, message, conversation.owner_id in consenting)
 
