@@ -12,7 +12,8 @@ from django.conf import settings
 
 from chat.generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply, conversation_history, fail_reply
 
-from .replier import Turn, get_replier
+from .batching import get_engine
+from .replier import Turn
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 def generate_reply(self, bot_message_id):
     try:
         # Loaded before the claim: the first load of a model may take a while.
-        replier = get_replier()
+        engine = get_engine()
     except Exception as error:
         logger.exception("Could not load the models for reply %s", bot_message_id)
         fail_reply(bot_message_id, f"The models could not be loaded: {error}")
@@ -40,7 +41,8 @@ def generate_reply(self, bot_message_id):
     history, question = conversation_history(message, turns=settings.HISTORY_TURNS * 2)
     stream = ReplyStream(message)
     try:
-        reply = replier.reply(
+        # Through the process's batching engine: replies requested together are generated together.
+        reply = engine.reply(
             history=[Turn(role=role, text=text) for role, text in history],
             message=question,
             on_piece=stream.add,

@@ -1,0 +1,76 @@
+"""Dynamic batching: replies requested at about the same time are generated together.
+
+A worker runs many task threads (Celery's threads pool); each hands its
+request to the process's one engine and waits. The engine's thread takes the
+first waiting request, gathers those that arrive within BATCH_WINDOW_MS (up
+to BATCH_MAX_SIZE), and generates them in one padded batch through
+`Replier.reply_many`, streaming each reply to its own callbacks. A stop
+requested for one reply ends only that row.
+"""
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+from django.conf import settings
+
+from .replier import ReplyRequest, get_replier
+
+logger = logging.getLogger(__name__)
+
+_engine = None
+_engine_lock = threading.Lock()
+
+
+class BatchingEngine:
+    def __init__(self, replier, window_seconds, max_batch):
+        self.replier = replier
+        self.window_seconds = window_seconds
+        self.max_batch = max_batch
+        self.batch_sizes = []  # of every batch generated, for tests and benchmarks
+        self._waiting = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="batching-engine", daemon=True)
+        self._thread.start()
+
+    def reply(self, history, message, on_piece=None, should_stop=None):
+        """Like `Replier.reply`, generated in a batch with the requests around it."""
+        future = Future()
+        self._waiting.put((ReplyRequest(history, message, on_piece, should_stop), future))
+        return future.result()
+
+    def _gather(self):
+        batch = [self._waiting.get()]
+        deadline = time.monotonic() + self.window_seconds
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._waiting.get(timeout=remaining) if remaining > 0 else self._waiting.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self):
+        while True:
+            batch = self._gather()
+            self.batch_sizes.append(len(batch))
+            try:
+                replies = self.replier.reply_many([request for request, _ in batch])
+            except Exception as error:  # every waiting task learns why; the engine goes on
+                logger.exception("A batch of %d replies failed", len(batch))
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for (_, future), reply in zip(batch, replies):
+                future.set_result(reply)
+
+
+def get_engine():
+    """The process's engine, started on first use around the process's replier."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = BatchingEngine(
+                get_replier(), settings.BATCH_WINDOW_MS / 1000, max(1, settings.BATCH_MAX_SIZE)
+            )
+        return _engine

@@ -1,0 +1,88 @@
+"""Dynamic batching: concurrent requests share one generate call, each streams and stops on its own."""
+import threading
+
+import pytest
+
+from inference.backends import backend_for
+from inference.batching import BatchingEngine
+from inference.loading import load_generator
+from inference.profiles import Profile
+from inference.replier import Replier, Turn
+from tests.tiny_models import build_tiny_chat_model
+
+
+@pytest.fixture(scope="module")
+def tiny_replier(tmp_path_factory):
+    folder = str(build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat")))
+    backend = backend_for(load_generator(folder, ""), max_new_tokens=24)
+    return Replier(Profile("test", "", folder, ""), backend, index=None)
+
+
+def ask_concurrently(engine, requests):
+    """Each request from its own thread, as Celery's task threads do."""
+    results = [None] * len(requests)
+
+    def ask(i, kwargs):
+        results[i] = engine.reply(**kwargs)
+
+    threads = [threading.Thread(target=ask, args=(i, kwargs)) for i, kwargs in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def test_concurrent_requests_are_generated_in_one_batch(tiny_replier):
+    engine = BatchingEngine(tiny_replier, window_seconds=0.5, max_batch=8)
+    pieces = {i: [] for i in range(4)}
+    requests = [
+        dict(history=[Turn("user", "Hello."), Turn("bot", "Greetings.")], message=f"Question number {i}?",
+             on_piece=pieces[i].append)
+        for i in range(4)
+    ]
+    replies = ask_concurrently(engine, requests)
+    assert engine.batch_sizes == [4]
+    for i, reply in enumerate(replies):
+        assert reply is not None and reply.text
+        assert "".join(pieces[i]) == reply.text
+
+
+def test_max_batch_splits_the_waiting_requests(tiny_replier):
+    engine = BatchingEngine(tiny_replier, window_seconds=0.5, max_batch=2)
+    replies = ask_concurrently(engine, [dict(history=[], message=f"Message {i}.") for i in range(5)])
+    assert all(reply is not None for reply in replies)
+    assert sum(engine.batch_sizes) == 5 and max(engine.batch_sizes) == 2
+
+
+def test_a_stop_ends_only_its_own_reply(tiny_replier):
+    engine = BatchingEngine(tiny_replier, window_seconds=0.5, max_batch=8)
+    stopped_pieces, other_pieces = [], []
+    polls = []
+
+    def stop_after_three_steps():
+        polls.append(1)
+        return len(polls) > 3
+    replies = ask_concurrently(
+        engine,
+        [
+            dict(history=[], message="Please stop soon.", on_piece=stopped_pieces.append, should_stop=stop_after_three_steps),
+            dict(history=[], message="Keep talking.", on_piece=other_pieces.append),
+        ],
+    )
+    stopped, other = replies
+    assert engine.batch_sizes == [2]
+    assert stopped.stopped and not other.stopped
+    assert stopped.new_tokens <= 4 < other.new_tokens
+    assert "".join(stopped_pieces) == stopped.text and "".join(other_pieces) == other.text
+
+
+def test_a_failing_batch_reports_to_every_waiting_request_and_the_engine_goes_on(tiny_replier):
+    engine = BatchingEngine(tiny_replier, window_seconds=0.2, max_batch=8)
+
+    def broken_piece(text):
+        raise RuntimeError("socket gone")
+
+    with pytest.raises(RuntimeError, match="socket gone"):
+        engine.reply([], "This one breaks.", on_piece=broken_piece)
+    assert engine.reply([], "This one works.").text
