@@ -52,3 +52,11 @@ def fresh_replier():
 @pytest.fixture
 def minilm():
     return str(minilm_folder())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests share two cores with worker processes: torch's spinning threads would thrash."""
+    import torch
+
+    torch.set_num_threads(1)
