@@ -1,0 +1,34 @@
+"""How a training sample is shown to each kind of generator.
+
+Training must show a model the prompts it will get at reply time, so these
+follow `inference.backends` exactly:
+
+    chat_messages(sample, own_lines)   # causal chat models: persona system prompt + turns
+    seq2seq_input(sample)              # T5 family: `context: ...</s>question: ...`
+
+Plain Python (no Django), so training runs anywhere, a GPU box included.
+"""
+from inference.backends import PERSONA
+
+
+def chat_messages(sample, own_lines=frozenset()):
+    """The persona, the scene's earlier lines and the question as chat turns.
+
+    The character's own earlier lines (`(episode, text)` in `own_lines`) are
+    assistant turns, everyone else's are user turns; neighbours of one role
+    are merged, as the reply-time prompt does.
+    """
+    turns = [("assistant" if (sample.episode, line) in own_lines else "user", line) for line in sample.context]
+    turns.append(("user", sample.question))
+    messages = [{"role": "system", "content": PERSONA}]
+    for role, text in turns:
+        if messages[-1]["role"] == role:
+            messages[-1]["content"] += "\n" + text
+        else:
+            messages.append({"role": role, "content": text})
+    return messages
+
+
+def seq2seq_input(sample):
+    """The encoder's input text, as the reference design's prompt without a retrieved line."""
+    return f"context: {' '.join(sample.context)}</s>question: {sample.question}"

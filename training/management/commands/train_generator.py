@@ -1,0 +1,152 @@
+"""python manage.py train_generator: fine-tune the generator on the character's exchanges.
+
+A chat model (the offline SmolLM2 by default) gets a LoRA adapter; a T5-family
+model is fine-tuned whole. The result goes to a new versioned folder under
+models/ unless --output names one; --resume continues an interrupted run.
+"""
+import json
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from data.corpus import find_transcripts
+from data.pipeline import TranscriptError
+from inference.loading import ModelNotFoundError, convert_gguf, load_retriever
+from inference.profiles import DISABLED, active_profile, offline_profile
+from training.feedback import FeedbackError, read_export, well_rated_samples
+from training.generator import TrainingConfig, is_seq2seq, load_training_data, train_generator
+from training.reporting import next_version_folder
+
+# LoRA trains few weights and needs a larger step than full fine-tuning.
+LORA_LEARNING_RATE = 2e-4
+
+
+def load_trainable_generator(name):
+    """A fresh (not shared) copy of the generator `name` and its tokenizer, ready to train."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    source = str(convert_gguf(name)) if name.endswith(".gguf") else name
+    try:
+        config = AutoConfig.from_pretrained(source)
+        model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        return model_class.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+    except OSError as error:
+        raise CommandError(f"The generator {name!r} could not be loaded: {error}") from error
+
+
+def output_name(model_name):
+    """A short folder name for what is trained: `smollm2-135m-instruct-lora`, `flan-t5-base`, ..."""
+    stem = Path(model_name.rstrip("/")).name.removesuffix(".gguf").split(".")[0].lower()
+    return f"{settings.SHELDON_CHARACTER.lower()}-{stem}"
+
+
+class Command(BaseCommand):
+    help = "Fine-tune the generator (LoRA for chat models, full for T5) and save it with its metrics and card under models/."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", default="", help="hub id, local folder or .gguf (default: the active profile's generator)")
+        parser.add_argument("--transcripts", default="", help="transcripts CSV (default: TRANSCRIPTS or the show's transcripts)")
+        parser.add_argument("--character", default=settings.SHELDON_CHARACTER)
+        parser.add_argument("--extra-export", default="", help="a chat export (JSONL/CSV) whose well-rated replies are added")
+        parser.add_argument("--output", default="", help="output folder (default: models/<character>-<model>-vN)")
+        parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+        parser.add_argument("--epochs", type=float, default=5.0)
+        parser.add_argument("--max-steps", type=int, default=0, help="> 0 overrides --epochs")
+        parser.add_argument("--time-limit-minutes", type=float, default=0, help="stop (and save) after this long")
+        parser.add_argument("--learning-rate", type=float, default=0, help=f"default 5e-5 (seq2seq), {LORA_LEARNING_RATE} (LoRA)")
+        parser.add_argument("--batch-size", type=int, default=16)
+        parser.add_argument("--warmup-ratio", type=float, default=0.1)
+        parser.add_argument("--weight-decay", type=float, default=0.1)
+        parser.add_argument("--max-samples", type=int, default=0, help="train on this many samples, drawn at random (0: all)")
+        parser.add_argument("--lora-rank", type=int, default=8)
+        parser.add_argument("--eval-samples", type=int, default=200, help="validation samples for the evaluation loss")
+        parser.add_argument("--generation-samples", type=int, default=50, help="validation exchanges answered for the final scores")
+        parser.add_argument("--save-steps", type=int, default=200, help="checkpoint and evaluation interval")
+        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+        parser.add_argument("--embedder", default="", help=f"bi-encoder for embedding similarity (default: the retriever; {DISABLED!r}: skip)")
+
+    def handle(self, **options):
+        import torch
+
+        logging.getLogger("training").setLevel(logging.INFO)
+        if options["threads"] > 0:
+            torch.set_num_threads(options["threads"])
+        try:
+            profile = active_profile()
+        except ModelNotFoundError as error:
+            raise CommandError(str(error)) from error
+        model_name = options["model"] or profile.generator_model
+        output = Path(options["output"]) if options["output"] else None
+        if options["resume"] and not output:
+            raise CommandError("--resume needs --output: the folder of the run to continue.")
+
+        data = self.training_data(options)
+        self.stdout.write(
+            f"{len(data.train_samples)} training samples ({data.extra_samples} from the export) from {data.train_episodes} episodes; "
+            f"{len(data.validation_samples)} validation exchanges from {data.validation_episodes} episodes"
+        )
+        if not data.train_samples:
+            raise CommandError("No training samples: check --transcripts and --character.")
+
+        self.stdout.write(f"Loading {model_name}")
+        try:
+            model, tokenizer = load_trainable_generator(model_name)
+        except ModelNotFoundError as error:
+            raise CommandError(str(error)) from error
+        seq2seq = is_seq2seq(model)
+        output = output or next_version_folder(settings.BASE_DIR / "models", output_name(model_name) + ("" if seq2seq else "-lora"))
+        config = TrainingConfig(
+            epochs=options["epochs"],
+            max_steps=options["max_steps"],
+            learning_rate=options["learning_rate"] or (5e-5 if seq2seq else LORA_LEARNING_RATE),
+            batch_size=options["batch_size"],
+            warmup_ratio=options["warmup_ratio"],
+            weight_decay=options["weight_decay"],
+            seed=options["seed"],
+            lora_rank=options["lora_rank"],
+            lora_alpha=2 * options["lora_rank"],
+            eval_samples=options["eval_samples"],
+            generation_samples=options["generation_samples"],
+            save_steps=options["save_steps"],
+            time_limit_minutes=options["time_limit_minutes"],
+            extra={"command": "python manage.py train_generator", "max_samples": options["max_samples"] or "all"},
+        )
+        try:
+            result = train_generator(
+                model, tokenizer, data, output, config,
+                base_model_name=model_name, embedder=self.embedder(options, profile), resume=options["resume"],
+            )
+        except FileExistsError as error:
+            raise CommandError(str(error)) from error
+
+        self.stdout.write(json.dumps(result.metrics, indent=2))
+        setting = f"GENERATOR_MODEL={model_name} GENERATOR_ADAPTER={output}" if not seq2seq else f"GENERATOR_MODEL={output}"
+        self.stdout.write(self.style.SUCCESS(f"Saved to {output} in {result.seconds:.0f} s of training. Use it: {setting}"))
+
+    def training_data(self, options):
+        transcripts = options["transcripts"] or find_transcripts()[0]
+        extra = []
+        if options["extra_export"]:
+            try:
+                extra = well_rated_samples(read_export(options["extra_export"]))
+            except (FeedbackError, OSError) as error:
+                raise CommandError(f"Cannot use the export {options['extra_export']}: {error}") from error
+            self.stdout.write(f"{len(extra)} extra samples from {options['extra_export']}")
+        try:
+            return load_training_data(
+                transcripts, options["character"], seed=options["seed"], extra_samples=extra, max_samples=options["max_samples"]
+            )
+        except TranscriptError as error:
+            raise CommandError(str(error)) from error
+
+    def embedder(self, options, profile):
+        name = options["embedder"] or profile.retriever_model or offline_profile().retriever_model
+        if name.lower() == DISABLED:
+            return None
+        try:
+            return load_retriever(name)
+        except ModelNotFoundError as error:
+            raise CommandError(str(error)) from error

@@ -1,0 +1,91 @@
+"""What a training run leaves beside its model: a versioned folder, a loss curve and a model card."""
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def next_version_folder(models_dir, name):
+    """`models_dir/name-vN` for the first N not yet taken (v1, v2, ...)."""
+    models_dir = Path(models_dir)
+    pattern = re.compile(rf"^{re.escape(name)}-v(\d+)$")
+    taken = [int(m.group(1)) for p in models_dir.glob(f"{name}-v*") if (m := pattern.match(p.name))]
+    return models_dir / f"{name}-v{max(taken, default=0) + 1}"
+
+
+def plot_loss_curve(log_history, path, title):
+    """Training loss per logged step and evaluation loss per evaluation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for key, label, style in (("loss", "training loss", "-"), ("eval_loss", "validation loss", "o-")):
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        if points:
+            axes.plot(*zip(*points), style, label=label)
+    axes.set_xlabel("step")
+    axes.set_ylabel("cross-entropy loss")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_model_card(output_dir, data, config, metrics, base_model_name, method, examples):
+    """README.md in the output folder: data, parameters, metrics, time, and how to use it."""
+    output_dir = Path(output_dir)
+    use = (
+        f"GENERATOR_MODEL={base_model_name} GENERATOR_ADAPTER={output_dir}"
+        if method.startswith("causal")
+        else f"GENERATOR_MODEL={output_dir}"
+    )
+    metric_rows = "\n".join(f"| {name} | {_format(value)} |" for name, value in metrics.items())
+    parameter_rows = "\n".join(f"| {name} | {value} |" for name, value in vars(config).items() if name != "extra")
+    parameter_rows += "".join(f"\n| {name} | {value} |" for name, value in config.extra.items())
+    example_lines = "\n".join(
+        f"- **{e['question']}**\n  - scripted: {e['answer']}\n  - model: {e['reply']}" for e in examples[:5]
+    )
+    card = f"""# {output_dir.name}
+
+{method} fine-tuning of `{base_model_name or 'the generator'}` to answer as {data.character},
+made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `training.generator.train_generator`
+(`python manage.py train_generator`).
+
+Use it: `{use}`
+
+## Data
+
+- transcripts: `{data.source}`, character {data.character}
+- split by episode (seed {data.seed}): {data.train_episodes} training episodes, {data.validation_episodes} validation episodes
+- {len(data.train_samples)} training samples (reference augmentation: one per context suffix), of which {data.extra_samples} from a chat export
+- {len(data.validation_samples)} validation exchanges (full context)
+
+## Parameters
+
+| parameter | value |
+| --- | --- |
+{parameter_rows}
+
+## Metrics
+
+| metric | value |
+| --- | --- |
+{metric_rows}
+
+![loss curve](loss_curve.png)
+
+## Validation replies (greedy decoding)
+
+{example_lines}
+"""
+    (output_dir / "README.md").write_text(card)
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
