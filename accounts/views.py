@@ -12,8 +12,8 @@ from .models import Profile
 def signup(request):
     if request.user.is_authenticated:
         return redirect("chat:index")
-    form = UserCreationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    form = UserCreationForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:index")
@@ -22,8 +22,10 @@ def signup(request):
 
 @login_required
 def account_settings(request):
-    form = AccountSettingsForm(request.POST or None, instance=Profile.for_user(request.user))
-    if request.method == "POST" and form.is_valid():
+    # Not `request.POST or None`: unticking the box posts an empty form.
+    data = request.POST if request.method == "POST" else None
+    form = AccountSettingsForm(data, instance=Profile.for_user(request.user))
+    if form.is_bound and form.is_valid():
         form.save()
         messages.success(request, "Your settings are saved.")
         return redirect("account-settings")

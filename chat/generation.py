@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 # Another worker is generating this reply right now.
 IN_PROGRESS_ELSEWHERE = "in-progress-elsewhere"
 STOP_CHECK_SECONDS = 0.3
-HEARTBEAT_SECONDS = 5.0
 
 
 def reply_done(message):
@@ -136,7 +135,8 @@ class ReplyStream:
         if now - self.last_check >= STOP_CHECK_SECONDS:
             self.last_check = now
             self.stop = Message.objects.filter(pk=self.message.pk, stop_requested=True).exists()
-            if now - self.last_save >= HEARTBEAT_SECONDS:
+            # Well within CHAT_REPLY_STALE_SECONDS, so a live worker never looks dead.
+            if now - self.last_save >= settings.CHAT_REPLY_STALE_SECONDS / 4:
                 self._save()  # no piece for a while (a long prompt): show the reply is still alive
             self.timed_out = now > self.deadline
         return self.stop or self.lost or self.timed_out
@@ -147,10 +147,12 @@ class ReplyStream:
             reply_done(self.message)
 
     def fail(self, reason):
+        self.flush()
         self._finish(status=Message.Status.FAILED, error=reason, text=self.text)
 
     def finish(self, reply):
         """Save the final text and the generation record, and tell the page."""
+        self.flush()  # the last pieces, so the token frames spell the whole text
         retrieved = reply.retrieved
         record = {
             "profile": reply.profile or "",

@@ -1,0 +1,141 @@
+"""The real stack for the chat tests: a Celery worker process and a daphne server.
+
+Both run as subprocesses against the pytest-django test database (so tests
+that use them are transactional: the processes only see committed rows) and
+the real Redis broker and channel layer. Each fixture instance gets its own
+queue name, so no other worker on this machine takes its tasks.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+# The tiny generator writes 40 tokens, each held back this long (see
+# worker_app.py), so a reply takes about two and a half seconds: time for a
+# stop, a reload or a killed worker to land in the middle of it.
+MAX_NEW_TOKENS = 40
+TOKEN_DELAY_SECONDS = 0.06
+STALE_SECONDS = 5
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url():
+    settings = connection.settings_dict
+    return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+
+
+class LiveStack:
+    """Environment and processes shared by one test session."""
+
+    def __init__(self, redis_url, generator_folder, var_dir):
+        self.queue = f"test-chat-{uuid.uuid4().hex[:8]}"
+        self.log_dir = var_dir
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "sheldonsite.settings",
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": redis_url,
+            "VAR_DIR": str(var_dir),
+            "GENERATION_QUEUE": self.queue,
+            "GENERATOR_MODEL": str(generator_folder),
+            "GENERATOR_ADAPTER": "none",
+            "RETRIEVER_MODEL": "none",
+            "MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
+            "CHAT_REPLY_STALE_SECONDS": str(STALE_SECONDS),
+            "TEST_TOKEN_DELAY_SECONDS": str(TOKEN_DELAY_SECONDS),
+            "INFERENCE_THREADS": "1",
+            "PYTHONPATH": str(REPO),
+        }
+        self.worker = None
+        self.workers_started = 0
+
+    def start_worker(self):
+        """A fresh worker process; returns once it is ready for tasks."""
+        self.workers_started += 1
+        log = open(self.log_dir / f"worker-{self.workers_started}.log", "w")
+        self.worker = subprocess.Popen(
+            [str(VENV_BIN / "celery"), "-A", "tests.chat.worker_app", "worker", "-Q", self.queue,
+             "--pool", "threads", "--concurrency", "4", "-n", f"{self.queue}-{self.workers_started}@%h",
+             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self._wait_for_log(log.name, "ready.", self.worker, timeout=90)
+
+    def kill_worker(self):
+        """SIGKILL: the worker dies at once, mid-task, acknowledging nothing."""
+        self.stop(self.worker)
+
+    def start_server(self):
+        port = free_port()
+        log = open(self.log_dir / "daphne.log", "w")
+        server = subprocess.Popen(
+            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "sheldonsite.asgi:application"],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return server, f"http://127.0.0.1:{port}"
+            except OSError:
+                assert server.poll() is None, Path(log.name).read_text()
+                time.sleep(0.2)
+        raise RuntimeError("daphne did not start:\n" + Path(log.name).read_text())
+
+    @staticmethod
+    def _wait_for_log(path, text, process, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            content = Path(path).read_text()
+            if text in content:
+                return
+            if process.poll() is not None:
+                raise RuntimeError(f"The process exited:\n{content}")
+            time.sleep(0.2)
+        raise RuntimeError(f"Timed out waiting for {text!r}:\n{Path(path).read_text()}")
+
+    @staticmethod
+    def stop(process):
+        # Killed, not shut down: nothing is left for it to finish, and the
+        # test database can only be dropped once its connections are gone.
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory):
+    from tests.tiny_models import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup, redis_url, tiny_generator, tmp_path_factory):
+    """A worker on the session's own queue (restarted by tests that kill it)."""
+    stack = LiveStack(redis_url, tiny_generator, tmp_path_factory.mktemp("live-stack"))
+    stack.start_worker()
+    yield stack
+    stack.stop(stack.worker)
+
+
+@pytest.fixture
+def live_settings(settings, live_stack):
+    """This process queues on the live worker's queue and judges staleness like it."""
+    settings.GENERATION_QUEUE = live_stack.queue
+    settings.CHAT_REPLY_STALE_SECONDS = STALE_SECONDS
+    settings.MAX_NEW_TOKENS = MAX_NEW_TOKENS
+    return settings

@@ -1,0 +1,139 @@
+"""What the socket refuses, and the rules it keeps, with no worker needed."""
+import json
+import os
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chat.consumers import CLOSE_NOT_FOUND
+from chat.models import Conversation, Message
+
+from .conftest import ChatSocket, session_cookie
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+# A queue no worker listens to: replies stay `queued` until stopped.
+NOBODY = "test-chat-nobody-listens"
+
+
+@pytest.fixture
+def no_worker(settings, redis_url):
+    settings.GENERATION_QUEUE = NOBODY
+    return settings
+
+
+def message_count(conversation):
+    return Message.objects.filter(conversation=conversation).count()
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ("this is not json", "bad_json"),
+        ("[1, 2]", "unknown_type"),
+        ({"text": "no type"}, "unknown_type"),
+        ({"type": "delete_everything"}, "unknown_type"),
+        ({"type": "user_message"}, "bad_text"),
+        ({"type": "user_message", "text": 42}, "bad_text"),
+        ({"type": "user_message", "text": None}, "bad_text"),
+        ({"type": "user_message", "text": ["a list"]}, "bad_text"),
+        ({"type": "user_message", "text": ""}, "empty_text"),
+        ({"type": "user_message", "text": " \n\t "}, "empty_text"),
+        ({"type": "user_message", "text": "x" * 2001}, "too_long"),
+        ({"type": "regenerate"}, "nothing_to_regenerate"),
+        ({"type": "stop"}, "not_generating"),
+    ],
+)
+async def test_bad_frames_get_an_error_frame_and_store_nothing(no_worker, open_socket, conversation, frame, code):
+    tab = await open_socket()
+    await tab.send(frame)
+    error = await tab.error()
+    assert error["code"] == code and error["detail"]
+    assert await database_sync_to_async(message_count)(conversation) == 0
+    # The socket stays usable.
+    await tab.send({"type": "user_message", "text": "x" * 2000})
+    assert (await tab.until(lambda f: f["type"] == "message"))[-1]["message"]["text"] == "x" * 2000
+    await tab.close()
+
+
+async def test_binary_frames_are_refused(no_worker, open_socket):
+    tab = await open_socket()
+    await tab.communicator.send_to(bytes_data=json.dumps({"type": "stop"}).encode())
+    assert (await tab.error())["code"] == "bad_frame"
+    await tab.close()
+
+
+async def test_stop_of_a_queued_reply_and_the_busy_rule(no_worker, open_socket, conversation):
+    tab = await open_socket()
+    await tab.send({"type": "user_message", "text": "Hello?"})
+    queued = (await tab.until(lambda f: f["type"] == "message" and f["message"]["role"] == "bot"))[-1]["message"]
+    await tab.send({"type": "user_message", "text": "Are you there?"})
+    assert (await tab.error())["code"] == "busy"
+
+    await tab.send({"type": "stop"})
+    stopped = await tab.reply_done()
+    assert (stopped["id"], stopped["status"], stopped["text"]) == (queued["id"], "stopped", "")
+    await tab.close()
+
+
+async def test_rate_limit_answers_with_an_error_frame(no_worker, open_socket, conversation):
+    no_worker.CHAT_RATE_LIMIT = "2/60"
+    tab = await open_socket()
+    for text in ("One.", "Two."):
+        await tab.send({"type": "user_message", "text": text})
+        await tab.until(lambda f: f["type"] == "message" and f["message"]["role"] == "bot")
+        await tab.send({"type": "stop"})
+        await tab.reply_done()
+    await tab.send({"type": "user_message", "text": "Three."})
+    error = await tab.error()
+    assert error["code"] == "rate_limited" and "2 every 60 seconds" in error["detail"]
+    await tab.send({"type": "regenerate"})  # a regenerate costs a generation too
+    assert (await tab.error())["code"] == "rate_limited"
+    assert await database_sync_to_async(message_count)(conversation) == 4
+    await tab.close()
+
+
+async def test_sockets_to_other_users_conversations_are_refused(no_worker, make_user, conversation):
+    mallory = await database_sync_to_async(make_user)("mallory")
+    cookie = await database_sync_to_async(session_cookie)(mallory)
+    refused = [
+        ChatSocket(conversation.pk, cookie),  # alice's conversation
+        ChatSocket(conversation.pk + 1000, cookie),  # no such conversation
+        ChatSocket(conversation.pk),  # not logged in
+    ]
+    for tab in refused:
+        connected, code = await tab.communicator.connect(timeout=5)
+        assert not connected and code == CLOSE_NOT_FOUND
+
+
+async def test_sockets_from_other_origins_are_refused(no_worker, alice, conversation):
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    tab = ChatSocket(conversation.pk, cookie, origin="http://evil.example")
+    connected, _ = await tab.communicator.connect(timeout=5)
+    assert not connected
+
+
+async def test_a_deleted_conversation_closes_its_socket(no_worker, open_socket, conversation):
+    tab = await open_socket()
+    await database_sync_to_async(Conversation.objects.filter(pk=conversation.pk).delete)()
+    await tab.send({"type": "user_message", "text": "Anyone?"})
+    assert (await tab.communicator.receive_output(timeout=5))["type"] == "websocket.close"
+
+
+async def test_without_redis_the_reply_streams_from_a_thread_of_the_web_process(
+    settings, open_socket, conversation, tiny_generator
+):
+    # REDIS_URL unset: the in-memory channel layer, and the task runs in this
+    # process, off the event loop, so its pieces still stream through the layer.
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.GENERATOR_MODEL = str(tiny_generator)
+    settings.GENERATOR_ADAPTER = settings.RETRIEVER_MODEL = "none"
+    tab = await open_socket()
+    await tab.send({"type": "user_message", "text": "Hello from a single process."})
+    frames = await tab.until(lambda f: f["type"] == "reply_done", timeout=120)
+    done = frames[-1]["message"]
+    assert done["status"] == "done" and done["text"]
+    assert any(f["type"] == "token" for f in frames)
+    assert done["record"]["worker"].endswith(f"/{os.getpid()}")  # generated in this process
+    await tab.close()
