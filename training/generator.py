@@ -245,7 +245,8 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
 
     validation = data.validation_samples[: config.generation_samples]
     replies = generate_replies(model, tokenizer, validation, data.own_lines)
-    history = trainer.state.log_history
+    # train() starts a fresh log, so the evaluation before it is put back as step 0.
+    history = ([{"step": 0, "eval_loss": eval_before["eval_loss"]}] if eval_before else []) + trainer.state.log_history
     train_losses = [entry["loss"] for entry in history if "loss" in entry]
     metrics = {
         "train_loss_first": train_losses[0] if train_losses else None,

@@ -98,4 +98,5 @@ def train_retriever(model, pairs, config):
 
 
 def _tokenized(model, texts):
-    return {name: tensor.to(model.device) for name, tensor in model.tokenize(texts).items()}
+    features = model.tokenize(texts)
+    return {name: value.to(model.device) if isinstance(value, torch.Tensor) else value for name, value in features.items()}

@@ -1,0 +1,49 @@
+"""train_retriever on a tiny bi-encoder: recall is printed before and after, and the model is saved."""
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from sentence_transformers import SentenceTransformer
+
+from data.pipeline import Exchange
+from training.retriever import Pair, RetrieverConfig, exchange_pairs, recall_at_k, train_retriever
+
+
+def test_pairs_join_context_and_question_and_drop_repeated_answers():
+    exchanges = [
+        Exchange("Sheldon", "Ep", 1, "Why?", "Because.", context=("Hello.", "Hi.")),
+        Exchange("Sheldon", "Ep", 1, "Really?", "Because."),
+    ]
+    assert exchange_pairs(exchanges) == [Pair("Hello. Hi. Why?", "Because.")]
+
+
+def test_training_pulls_queries_towards_their_answers(tiny_retriever):
+    model = SentenceTransformer(str(tiny_retriever), device="cpu")
+    pairs = [Pair(f"line number {n} about {topic}", f"answer on {topic}") for n, topic in enumerate(
+        ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"])]
+    before = recall_at_k(model, pairs)
+    log = train_retriever(model, pairs, RetrieverConfig(epochs=30, batch_size=8, learning_rate=1e-3, warmup_ratio=0.0))
+    after = recall_at_k(model, pairs)
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert after[1] > before[1] and after[5] == 1.0
+
+
+def test_command_prints_recall_before_and_after_and_saves(tiny_retriever, demo_transcripts, tmp_path):
+    output = tmp_path / "retriever"
+    stdout = StringIO()
+    call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts), output=str(output),
+                 batch_size=4, threads=1, stdout=stdout)
+    printed = stdout.getvalue()
+    assert "(before fine-tuning)" in printed and "(after fine-tuning)" in printed and printed.count("recall@5") == 2
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert set(metrics["recall_after"]) == {"1", "5"} and metrics["steps"] >= 1
+    assert (output / "loss_curve.png").is_file() and "recall" in (output / "README.md").read_text()
+    saved = SentenceTransformer(str(output), device="cpu")
+    assert saved.encode(["Bazinga!"]).shape == (1, 32)
+
+
+def test_command_refuses_a_character_without_exchanges(tiny_retriever, demo_transcripts, tmp_path):
+    with pytest.raises(CommandError, match="Too few exchanges of 'Nobody'"):
+        call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts), character="Nobody",
+                     output=str(tmp_path / "r"))
