@@ -90,9 +90,9 @@ def train_retriever(model, pairs, config):
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-                log.append({"step": progress.n + 1, "loss": float(loss)})
+                log.append({"step": progress.n + 1, "loss": loss.item()})
                 progress.update()
-                progress.set_postfix(loss=f"{float(loss):.3f}")
+                progress.set_postfix(loss=f"{log[-1]['loss']:.3f}")
     model.eval()
     return log
 

@@ -24,3 +24,11 @@ def tiny_retriever(tmp_path_factory):
 def demo_transcripts():
     """Three short episodes: two to train on, one to validate on."""
     return DEMO_TRANSCRIPTS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests share two cores with other processes: torch's spinning threads would thrash."""
+    import torch
+
+    torch.set_num_threads(1)

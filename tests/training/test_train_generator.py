@@ -4,6 +4,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from sentence_transformers import SentenceTransformer
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 
 from data.pipeline import Sample, TranscriptError
@@ -63,7 +64,7 @@ def test_train_generator_command_trains_a_lora_adapter_that_loads(tiny_chat, dem
     stdout = StringIO()
     call_command(
         "train_generator", model=str(tiny_chat), transcripts=str(demo_transcripts), output=str(output),
-        max_steps=12, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, save_steps=6,
+        max_steps=8, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, save_steps=4,
         eval_samples=4, generation_samples=3, embedder="none", threads=1, stdout=stdout,
     )
     assert f"GENERATOR_ADAPTER={output}" in stdout.getvalue()
@@ -79,18 +80,24 @@ def test_train_generator_command_trains_a_lora_adapter_that_loads(tiny_chat, dem
     assert generated.shape[1] > inputs["input_ids"].shape[1]
 
 
-def test_seq2seq_training_lowers_the_loss_and_saves_a_loadable_model(tiny_t5, demo_transcripts, tmp_path):
+def test_seq2seq_training_lowers_the_loss_and_saves_a_loadable_model(tiny_t5, tiny_retriever, demo_transcripts, tmp_path):
     data = load_training_data(demo_transcripts, "Sheldon", seed=42, max_samples=16)
     model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5), AutoTokenizer.from_pretrained(tiny_t5)
     output = tmp_path / "t5"
-    result = train_generator(model, tokenizer, data, output, TrainingConfig(max_steps=12, **FAST), base_model_name=str(tiny_t5))
+    embedder = SentenceTransformer(str(tiny_retriever), device="cpu")
+    result = train_generator(
+        model, tokenizer, data, output, TrainingConfig(max_steps=12, **FAST), base_model_name=str(tiny_t5), embedder=embedder
+    )
 
     assert_saved_run(output)
     first, last = first_and_last_loss(output)
     assert last < first and result.metrics["eval_loss"] < result.metrics["eval_loss_before"]
     assert 0 <= result.metrics["validation_rouge_l"] <= 1
     history = json.loads((output / "metrics.json").read_text())["log_history"]
-    assert any("eval_rouge_l" in entry for entry in history), "Seq2SeqTrainer scores ROUGE-L at each evaluation"
+    assert any("eval_rouge_l" in entry and "eval_embedding_similarity" in entry for entry in history), (
+        "Seq2SeqTrainer scores ROUGE-L and embedding similarity at each evaluation"
+    )
+    assert -1 <= result.metrics["validation_embedding_similarity"] <= 1
 
     generator = load_generator(str(output))
     assert generator.is_seq2seq
