@@ -143,8 +143,26 @@
     return node;
   }
 
-  function ratingButton(message, score, label, symbol) {
-    const button = element("button", "rate", symbol);
+  // A thumb drawn as SVG (Material Design's thumb_up, Apache 2.0): emoji
+  // fonts are missing on many machines.
+  const THUMB = "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 " +
+    "7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z";
+
+  function thumbIcon(down) {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    if (down) svg.setAttribute("transform", "rotate(180)");
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", THUMB);
+    svg.append(path);
+    return svg;
+  }
+
+  function ratingButton(message, score, label) {
+    const button = element("button", "rate");
+    button.append(thumbIcon(score === 1));
     button.type = "button";
     button.title = label;
     button.setAttribute("aria-label", label);
@@ -174,7 +192,7 @@
     if (!inProgress(message)) {
       if (message.status !== "failed") {
         const rating = element("span", "rating");
-        rating.append(ratingButton(message, 5, "Good reply", "👍"), ratingButton(message, 1, "Bad reply", "👎"));
+        rating.append(ratingButton(message, 5, "Good reply"), ratingButton(message, 1, "Bad reply"));
         footer.append(rating);
       }
       if (isLatest) {
