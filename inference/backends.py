@@ -136,6 +136,7 @@ class Backend:
     def generate(self, prompts, rows):
         """Generate for all prompts in one padded batch, streaming into `rows` (same order)."""
         self.tokenizer.padding_side = self.padding_side
+        self.tokenizer.truncation_side = "left"  # an over-long prompt loses its oldest context, not the question
         inputs = self.tokenizer(
             prompts,
             return_tensors="pt",

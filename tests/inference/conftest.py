@@ -34,6 +34,15 @@ def demo_exchanges(db):
 
 
 @pytest.fixture
+def tiny_chat_settings(settings, tiny_chat):
+    """The tiny chat model, no retrieval, short replies."""
+    settings.GENERATOR_MODEL = str(tiny_chat)
+    settings.RETRIEVER_MODEL = "none"
+    settings.MAX_NEW_TOKENS = 10
+    return settings
+
+
+@pytest.fixture
 def index_path(tmp_path, settings):
     settings.RETRIEVAL_INDEX_PATH = tmp_path / "index"
     return settings.RETRIEVAL_INDEX_PATH

@@ -31,14 +31,6 @@ def run_chat(lines, stdout=None):
     return stdout.getvalue()
 
 
-@pytest.fixture
-def tiny_chat_settings(settings, tiny_chat):
-    settings.GENERATOR_MODEL = str(tiny_chat)
-    settings.RETRIEVER_MODEL = "none"
-    settings.MAX_NEW_TOKENS = 8
-    return settings
-
-
 def test_generate_batch_answers_in_order_and_reports_bad_lines(tmp_path, tiny_chat_settings):
     records = run_batch(tmp_path, BATCH_INPUT, batch_size=2)
     assert [record["id"] for record in records] == [1, None, "b", 4, 5, 6]

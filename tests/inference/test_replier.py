@@ -6,14 +6,6 @@ from inference.replier import FALLBACK_REPLY, ReplyRequest, Turn, build_replier,
 from inference.retrieval import Hit, IndexMissingError
 
 
-@pytest.fixture
-def tiny_chat_settings(settings, tiny_chat):
-    settings.GENERATOR_MODEL = str(tiny_chat)
-    settings.RETRIEVER_MODEL = "none"
-    settings.MAX_NEW_TOKENS = 10
-    return settings
-
-
 def test_a_reply_streams_exactly_its_text_and_carries_its_record(tiny_chat_settings, tiny_chat):
     pieces = []
     reply = get_replier().reply([Turn("user", "Hi."), Turn("bot", "Hello.")], "How are you?", on_piece=pieces.append)

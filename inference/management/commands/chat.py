@@ -32,7 +32,8 @@ class Command(BaseCommand):
             line = stdin.readline()
             message = line.strip()
             if not message or message in QUIT:
-                self.stdout.write("" if line else "\n", ending="")
+                if not line:  # Ctrl-D leaves the cursor after "You: "
+                    self.stdout.write("")
                 self.stdout.write("Sheldon: Goodbye.")
                 return
             self.stdout.write("Sheldon: ", ending="")
