@@ -223,7 +223,9 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
     if not seq2seq:
         model = add_lora(model, config)
     make_features = seq2seq_features if seq2seq else causal_features
-    train_features = [make_features(s, tokenizer, data.own_lines, config) for s in data.train_samples]
+    train_features = [
+        make_features(s, tokenizer, data.own_lines, config) for s in tqdm(data.train_samples, desc="Tokenizing", unit="sample")
+    ]
     eval_features = [make_features(s, tokenizer, data.own_lines, config) for s in data.validation_samples[: config.eval_samples]]
     collator = DataCollatorForSeq2Seq(tokenizer, model=model if seq2seq else None, padding=True, label_pad_token_id=IGNORED_LABEL)
     trainer = _trainer(model, tokenizer, config, checkpoints, train_features, eval_features, collator, embedder)
@@ -233,11 +235,15 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
         trainer.add_callback(callback)
 
     last_checkpoint = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
-    if last_checkpoint:
+    # The untrained model's validation loss (step 0 of the curve), kept with the checkpoints for a resumed run.
+    eval_before_file = checkpoints / "eval_before.json"
+    if last_checkpoint and eval_before_file.is_file():
         logger.info("Resuming from %s", last_checkpoint)
-        eval_before = None
+        eval_before = json.loads(eval_before_file.read_text())
     else:
-        eval_before = trainer.evaluate()  # the base model's validation loss, step 0 of the curve
+        eval_before = trainer.evaluate()
+        checkpoints.mkdir(exist_ok=True)
+        eval_before_file.write_text(json.dumps(eval_before))
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint)
     train_seconds = time.perf_counter() - started
@@ -246,12 +252,12 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
     validation = data.validation_samples[: config.generation_samples]
     replies = generate_replies(model, tokenizer, validation, data.own_lines)
     # train() starts a fresh log, so the evaluation before it is put back as step 0.
-    history = ([{"step": 0, "eval_loss": eval_before["eval_loss"]}] if eval_before else []) + trainer.state.log_history
+    history = [{"step": 0, "eval_loss": eval_before["eval_loss"]}] + trainer.state.log_history
     train_losses = [entry["loss"] for entry in history if "loss" in entry]
     metrics = {
         "train_loss_first": train_losses[0] if train_losses else None,
         "train_loss_last": train_losses[-1] if train_losses else None,
-        "eval_loss_before": eval_before["eval_loss"] if eval_before else None,
+        "eval_loss_before": eval_before["eval_loss"],
         "eval_loss": final_eval.get("eval_loss"),
         **{f"validation_{name}": value for name, value in reply_scores(replies, [s.answer for s in validation], embedder).items()},
         "generation_samples": len(validation),

@@ -133,7 +133,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_t5, demo_transcript
         train_generator(*fresh(), data, output, config)
 
     result = train_generator(*fresh(), data, output, config, resume=True)
-    assert result.metrics["steps"] == 4
+    assert result.metrics["steps"] == 4 and result.metrics["eval_loss_before"] > 0
     history = json.loads((output / "metrics.json").read_text())["log_history"]
     assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4]  # steps 1-2 come from the checkpoint
 
