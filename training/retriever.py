@@ -98,5 +98,5 @@ def train_retriever(model, pairs, config):
 
 
 def _tokenized(model, texts):
-    features = model.tokenize(texts)
+    features = model.preprocess(texts)
     return {name: value.to(model.device) if isinstance(value, torch.Tensor) else value for name, value in features.items()}
