@@ -85,7 +85,7 @@ class Command(BaseCommand):
 
         data = self.training_data(options)
         self.stdout.write(
-            f"{len(data.train_samples)} training samples ({data.extra_samples} from the export) from {data.train_episodes} episodes; "
+            f"{data.source}: {len(data.train_samples)} training samples ({data.extra_samples} from the export) from {data.train_episodes} episodes; "
             f"{len(data.validation_samples)} validation exchanges from {data.validation_episodes} episodes"
         )
         if not data.train_samples:
