@@ -96,20 +96,23 @@ class Replier:
         self.history_turns = history_turns
         self.character = character
 
-    def retrieve(self, history, message):
-        """The scripted exchange closest to the dialogue, or None under the threshold."""
+    def retrieve_many(self, histories, messages):
+        """For each dialogue the closest scripted exchange, or None under the threshold."""
         if self.index is None:
-            return None
-        return self.index.best([turn.text for turn in history], message, self.threshold)
+            return [None] * len(messages)
+        dialogues = [[turn.text for turn in history] for history in histories]
+        return self.index.best_many(dialogues, messages, self.threshold)
 
     def reply(self, history, message, on_piece=None, should_stop=None):
         return self.reply_many([ReplyRequest(history, message, on_piece, should_stop)])[0]
 
     def reply_many(self, requests):
         """Reply to every request with one batched generate call (plus one for retries)."""
+        if not requests:
+            return []
         started = time.perf_counter()
         histories = [self._bounded(request.history) for request in requests]
-        hits = [self.retrieve(history, r.message) for history, r in zip(histories, requests)]
+        hits = self.retrieve_many(histories, [request.message for request in requests])
         prompts = [self.backend.prompt(h, r.message, hit) for h, r, hit in zip(histories, requests, hits)]
 
         outcomes = self._generate(requests, prompts, range(len(requests)))

@@ -115,7 +115,9 @@ def staleness(manifest, retriever_model, data_fingerprint):
 
 def embed_pairs(retriever, contexts, questions, batch_size=64, progress=False):
     """Unit vectors [emb(context); emb(question)] / sqrt(2), one row per pair."""
-    texts = list(dict.fromkeys([*contexts, *questions]))  # each distinct text once
+    # Each distinct text once, shortest first: texts of a batch have similar
+    # lengths, so little is padded and embedding runs several times faster.
+    texts = sorted(set(contexts) | set(questions), key=len)
     chunks = range(0, len(texts), batch_size)
     vectors = []
     for start in tqdm(chunks, desc="Embedding", unit="batch", disable=not progress):
@@ -125,6 +127,7 @@ def embed_pairs(retriever, contexts, questions, batch_size=64, progress=False):
                 batch_size=batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=True,
+                show_progress_bar=False,  # the bar above counts batches
             )
         )
     by_text = dict(zip(texts, np.concatenate(vectors) if vectors else []))
@@ -208,17 +211,26 @@ class RetrievalIndex:
         ]
         return cls(retriever_model, load_retriever(retriever_model), vectors, exchanges, manifest)
 
+    def search_many(self, dialogues, questions, k=1):
+        """For each (recent dialogue, question), its k closest exchanges, best first."""
+        queries = embed_pairs(self.retriever, [query_context(d) for d in dialogues], list(questions))
+        return [
+            [self._hit(int(row), float(scores[row])) for row in np.argsort(-scores)[:k]]
+            for scores in queries @ self.vectors.T
+        ]
+
     def search(self, dialogue, question, k=1):
-        """The k exchanges closest to (recent dialogue, question), best first."""
-        query = embed_pairs(self.retriever, [query_context(dialogue)], [question])[0]
-        scores = self.vectors @ query
-        best = np.argsort(-scores)[:k]
-        return [self._hit(int(row), float(scores[row])) for row in best]
+        return self.search_many([dialogue], [question], k)[0]
+
+    def best_many(self, dialogues, questions, threshold):
+        """For each query its closest exchange, or None when the score is under `threshold`."""
+        return [
+            hits[0] if hits and hits[0].score >= threshold else None
+            for hits in self.search_many(dialogues, questions, k=1)
+        ]
 
     def best(self, dialogue, question, threshold):
-        """The closest exchange, or None when its score is under `threshold`."""
-        hits = self.search(dialogue, question, k=1)
-        return hits[0] if hits and hits[0].score >= threshold else None
+        return self.best_many([dialogue], [question], threshold)[0]
 
     def _hit(self, row, score):
         exchange = self.exchanges[row]

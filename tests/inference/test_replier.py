@@ -77,6 +77,10 @@ def test_a_missing_index_stops_the_replier_with_the_clear_message(index_path, ti
         build_replier()
 
 
+def test_no_requests_need_no_generation(tiny_chat_settings):
+    assert build_replier().reply_many([]) == []
+
+
 def test_bad_requests_are_refused_clearly():
     with pytest.raises(ValueError, match="empty"):
         ReplyRequest([], "   ")

@@ -48,6 +48,9 @@ def test_the_threshold_works_both_ways(minilm_index):
     hit = minilm_index.best(exchange.context, exchange.question, threshold=0.89)
     assert hit.text == exchange.answer
     assert minilm_index.best(exchange.context, exchange.question, threshold=hit.score + 1e-3) is None
+    # A batch of queries gives what each query gives alone.
+    batched, none = minilm_index.best_many([exchange.context, []], [exchange.question, unrelated], threshold=0.89)
+    assert none is None and batched.text == hit.text and batched.score == pytest.approx(hit.score, abs=1e-4)
 
 
 def test_build_index_skips_an_up_to_date_index_and_rebuilds_a_stale_one(
