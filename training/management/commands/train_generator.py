@@ -11,10 +11,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from data.corpus import find_transcripts
 from data.pipeline import TranscriptError
 from inference.loading import ModelNotFoundError, convert_gguf, load_retriever
 from inference.profiles import DISABLED, active_profile, offline_profile
+from training.command_options import add_shared_arguments, apply_shared_options
 from training.feedback import FeedbackError, read_export, well_rated_samples
 from training.generator import TrainingConfig, is_seq2seq, load_training_data, train_generator
 from training.reporting import next_version_folder
@@ -46,11 +46,12 @@ class Command(BaseCommand):
     help = "Fine-tune the generator (LoRA for chat models, full for T5) and save it with its metrics and card under models/."
 
     def add_arguments(self, parser):
-        parser.add_argument("--model", default="", help="hub id, local folder or .gguf (default: the active profile's generator)")
-        parser.add_argument("--transcripts", default="", help="transcripts CSV (default: TRANSCRIPTS or the show's transcripts)")
-        parser.add_argument("--character", default=settings.SHELDON_CHARACTER)
+        add_shared_arguments(
+            parser,
+            model_help="hub id, local folder or .gguf (default: the active profile's generator)",
+            output_help="output folder (default: models/<character>-<model>-vN)",
+        )
         parser.add_argument("--extra-export", default="", help="a chat export (JSONL/CSV) whose well-rated replies are added")
-        parser.add_argument("--output", default="", help="output folder (default: models/<character>-<model>-vN)")
         parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
         parser.add_argument("--epochs", type=float, default=5.0)
         parser.add_argument("--max-steps", type=int, default=0, help="> 0 overrides --epochs")
@@ -64,16 +65,11 @@ class Command(BaseCommand):
         parser.add_argument("--eval-samples", type=int, default=200, help="validation samples for the evaluation loss")
         parser.add_argument("--generation-samples", type=int, default=50, help="validation exchanges answered for the final scores")
         parser.add_argument("--save-steps", type=int, default=200, help="checkpoint and evaluation interval")
-        parser.add_argument("--seed", type=int, default=42)
-        parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         parser.add_argument("--embedder", default="", help=f"bi-encoder for embedding similarity (default: the retriever; {DISABLED!r}: skip)")
 
     def handle(self, **options):
-        import torch
-
         logging.getLogger("training").setLevel(logging.INFO)
-        if options["threads"] > 0:
-            torch.set_num_threads(options["threads"])
+        transcripts = apply_shared_options(options)
         try:
             profile = active_profile()
         except ModelNotFoundError as error:
@@ -83,7 +79,7 @@ class Command(BaseCommand):
         if options["resume"] and not output:
             raise CommandError("--resume needs --output: the folder of the run to continue.")
 
-        data = self.training_data(options)
+        data = self.training_data(transcripts, options)
         self.stdout.write(
             f"{data.source}: {len(data.train_samples)} training samples ({data.extra_samples} from the export) from {data.train_episodes} episodes; "
             f"{len(data.validation_samples)} validation exchanges from {data.validation_episodes} episodes"
@@ -126,8 +122,7 @@ class Command(BaseCommand):
         setting = f"GENERATOR_MODEL={model_name} GENERATOR_ADAPTER={output}" if not seq2seq else f"GENERATOR_MODEL={output}"
         self.stdout.write(self.style.SUCCESS(f"Saved to {output} in {result.seconds:.0f} s of training. Use it: {setting}"))
 
-    def training_data(self, options):
-        transcripts = options["transcripts"] or find_transcripts()[0]
+    def training_data(self, transcripts, options):
         extra = []
         if options["extra_export"]:
             try:

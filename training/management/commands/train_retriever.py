@@ -13,9 +13,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from data.corpus import find_transcripts
 from data.pipeline import TranscriptError, build_exchanges, episode_names, read_transcripts, split_episodes
 from inference.profiles import offline_profile
+from training.command_options import add_shared_arguments, apply_shared_options
 from training.generator import hardware
 from training.reporting import next_version_folder, plot_loss_curve
 from training.retriever import RetrieverConfig, exchange_pairs, recall_at_k, train_retriever
@@ -25,17 +25,16 @@ class Command(BaseCommand):
     help = "Fine-tune the retriever bi-encoder with in-batch negatives; print recall@1/@5 before and after."
 
     def add_arguments(self, parser):
-        parser.add_argument("--model", default="", help="sentence-transformers folder or hub id (default: the offline MiniLM)")
-        parser.add_argument("--transcripts", default="", help="transcripts CSV (default: TRANSCRIPTS or the show's transcripts)")
-        parser.add_argument("--character", default=settings.SHELDON_CHARACTER)
-        parser.add_argument("--output", default="", help="output folder (default: models/<character>-retriever-vN)")
+        add_shared_arguments(
+            parser,
+            model_help="sentence-transformers folder or hub id (default: the offline MiniLM)",
+            output_help="output folder (default: models/<character>-retriever-vN)",
+        )
         parser.add_argument("--epochs", type=float, default=1.0)
         parser.add_argument("--batch-size", type=int, default=32)
         parser.add_argument("--learning-rate", type=float, default=2e-5)
         parser.add_argument("--max-pairs", type=int, default=0, help="train on this many pairs, drawn at random (0: all)")
         parser.add_argument("--validation-pairs", type=int, default=1000, help="validation pairs to rank among (0: all)")
-        parser.add_argument("--seed", type=int, default=42)
-        parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
     def handle(self, **options):
         import random
@@ -43,9 +42,7 @@ class Command(BaseCommand):
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if options["threads"] > 0:
-            torch.set_num_threads(options["threads"])
-        transcripts = options["transcripts"] or find_transcripts()[0]
+        transcripts = apply_shared_options(options)
         try:
             lines = read_transcripts(transcripts)
         except TranscriptError as error:
