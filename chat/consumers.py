@@ -16,7 +16,7 @@ from django.db import close_old_connections
 
 from . import services
 from .models import Conversation, Message
-from .notify import conversation_group, frame_event
+from .notify import conversation_group, frame_event, send_from_loop
 from .serializers import message_dict
 from .services import ChatError
 
@@ -68,7 +68,9 @@ async def start_generation(bot_message_id):
     """Queue the reply's generation; never waits for the reply itself."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         # No broker and no workers: generate in a thread of this process, off
-        # the event loop, so this socket stays free to relay pieces and stops.
+        # the event loop, so this socket stays free to relay pieces and stops;
+        # the pieces go through this loop's in-memory channel layer.
+        send_from_loop(asyncio.get_running_loop())
         run = sync_to_async(generate_in_this_process, thread_sensitive=False)
         task = asyncio.create_task(run(bot_message_id))
         _eager_generations.add(task)
