@@ -216,6 +216,9 @@ def training_index(cache_dir, retriever_model, exchanges):
     from inference.retrieval import IndexedExchange, RetrievalIndex, RetrievalIndexError, build_index, fingerprint
 
     indexed = [IndexedExchange(e.question, e.answer, e.episode, e.scene, tuple(e.context)) for e in exchanges]
+    # In order of context length, texts of similar length share a batch and
+    # little is padded: embedding runs several times faster. Search ignores order.
+    indexed.sort(key=lambda e: sum(len(line) for line in e.context))
     data_fingerprint = fingerprint(indexed)
     path = Path(cache_dir) / f"index-{data_fingerprint.split(':')[1][:16]}"
     try:
@@ -344,20 +347,76 @@ def write_csv(rows, path):
         writer.writerows(rows)
 
 
-def write_replies(all_replies, exchanges, path):
-    """Every reply beside its dialogue and scripted answer, one JSON object a line."""
-    with open(path, "w") as handle:
-        for replies in all_replies:
-            for exchange, text, hit, fallback in zip(exchanges, replies.texts, replies.retrieved, replies.fallback):
-                record = {
-                    "condition": replies.condition.label,
-                    "dialogue": [f"{turn.speaker}: {turn.text}" for turn in exchange.history] + [exchange.question],
-                    "scripted": exchange.answer,
-                    "reply": text,
-                    "retrieved": {"text": hit.text, "score": round(hit.score, 4)} if hit else None,
-                    "fallback": fallback,
-                }
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+def read_csv(path):
+    """Rows written by write_csv, with their types back."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for name in row:
+            if name == "retrieval":
+                row[name] = row[name] == "True"
+            elif name == "n":
+                row[name] = int(row[name])
+            elif name != "system" and row[name] != "":
+                row[name] = float(row[name])
+    return rows
+
+
+def merge_runs(folders):
+    """The rows and replies of several runs on the same exchanges, each condition once.
+
+    Runs made apart (one per generator, in parallel, or on other machines)
+    become one table; runs on other exchanges are refused.
+    """
+    runs = [json.loads((Path(folder) / "run.json").read_text()) for folder in folders]
+    keys = {(run["transcripts"], run["character"], run["seed"], run["exchanges"]) for run in runs}
+    if len(keys) > 1:
+        raise ValueError(
+            "These runs answered different exchanges (transcripts, character, seed or --n differ): "
+            + "; ".join(f"{folder}: seed {run['seed']}, n {run['exchanges']}" for folder, run in zip(folders, runs))
+        )
+    rows, replies = [], []
+    for folder in folders:
+        # Conditions every run has (scripted, retrieval alone) are kept from the first.
+        known_rows = {condition_label(row) for row in rows}
+        known_replies = {json.loads(line)["condition"] for line in replies}
+        rows += [row for row in read_csv(Path(folder) / "results.csv") if condition_label(row) not in known_rows]
+        replies += [
+            line
+            for line in (Path(folder) / "replies.jsonl").read_text().splitlines()
+            if json.loads(line)["condition"] not in known_replies
+        ]
+    return rows, replies, runs
+
+
+def reply_lines(all_replies, exchanges):
+    """Every reply beside its dialogue and scripted answer, as JSON lines."""
+    return [
+        json.dumps(
+            {
+                "condition": replies.condition.label,
+                "dialogue": [f"{turn.speaker}: {turn.text}" for turn in exchange.history] + [exchange.question],
+                "scripted": exchange.answer,
+                "reply": text,
+                "retrieved": {"text": hit.text, "score": round(hit.score, 4)} if hit else None,
+                "fallback": fallback,
+            },
+            ensure_ascii=False,
+        )
+        for replies in all_replies
+        for exchange, text, hit, fallback in zip(exchanges, replies.texts, replies.retrieved, replies.fallback)
+    ]
+
+
+def write_outputs(folder, rows, replies, run, title):
+    """results.csv, results.md, replies.jsonl, metrics.png and run.json in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, folder / "results.csv")
+    (folder / "results.md").write_text(format_table(rows, markdown=True) + "\n")
+    (folder / "replies.jsonl").write_text("".join(line + "\n" for line in replies))
+    plot_metrics(rows, folder / "metrics.png", title)
+    (folder / "run.json").write_text(json.dumps(run, indent=2) + "\n")
 
 
 def plot_metrics(rows, path, title):

@@ -8,7 +8,6 @@ from django.core.management import CommandError, call_command
 
 from data.corpus import DEMO_TRANSCRIPTS
 from data.pipeline import ScriptLine
-from tests.tiny_models import build_tiny_chat_model, build_tiny_retriever
 from training.evaluation import EvaluationData, Sampling, parse_samplings
 from training.metrics import distinct_n, rouge_l
 from training.style import StyleScorer
@@ -62,10 +61,10 @@ def test_evaluation_exchanges_are_validation_only_with_speakers():
     assert "Sheldon" in speakers and len(speakers) > 1
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    return build_tiny_chat_model(folder / "chat"), build_tiny_retriever(folder / "retriever")
+@pytest.fixture
+def tiny_models(tiny_chat, tiny_retriever):
+    """The tiny models of tests/training/conftest.py, shared with the training tests."""
+    return tiny_chat, tiny_retriever
 
 
 def test_command_writes_table_csv_replies_and_plot(tiny_models, tmp_path):
@@ -108,6 +107,34 @@ def test_command_writes_table_csv_replies_and_plot(tiny_models, tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "out" / "run.json").read_text())["exchanges"] == 4
     assert "| system |" in (tmp_path / "out" / "results.md").read_text()
+
+    # A second run made apart on the same exchanges merges into one table;
+    # the conditions both have (scripted) are kept once.
+    call_command(
+        "evaluate_generator",
+        *("--transcripts", str(DEMO_TRANSCRIPTS), "--n", "4", "--grid", "0.5/0.5", "--no-retrieval"),
+        *("--generator", str(chat), "--retriever", str(retriever), "--max-new-tokens", "4"),
+        *("--output-dir", str(tmp_path / "second"), "--cache-dir", str(tmp_path / "cache")),
+        stdout=StringIO(),
+        stderr=StringIO(),
+    )
+    merged = tmp_path / "merged"
+    call_command(
+        "evaluate_generator", "--merge", str(tmp_path / "out"), str(tmp_path / "second"), "--output-dir", str(merged),
+        stdout=StringIO(),
+    )
+    with open(merged / "results.csv") as handle:
+        systems = [(r["system"], r["temperature"], r["retrieval"]) for r in csv.DictReader(handle)]
+    assert systems.count(("scripted", "", "False")) == 1
+    assert systems[-1] == ("base", "0.5", "False") and len(systems) == 7
+    assert len((merged / "replies.jsonl").read_text().splitlines()) == 7 * 4
+    assert (merged / "metrics.png").is_file()
+
+    # Runs on other exchanges are refused.
+    run_file = tmp_path / "second" / "run.json"
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "seed": 7}))
+    with pytest.raises(CommandError, match="different exchanges"):
+        call_command("evaluate_generator", "--merge", str(tmp_path / "out"), str(tmp_path / "second"), stdout=StringIO())
 
 
 def test_command_refuses_bad_options(tiny_models, tmp_path):

@@ -5,7 +5,7 @@
 writes results.csv, results.md, replies.jsonl, metrics.png and run.json to
 --output-dir and prints the table. See docs/evaluation.md.
 """
-import json
+import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,15 +26,15 @@ from training.evaluation import (
     Scorer,
     format_table,
     generated_replies,
+    merge_runs,
     parse_samplings,
-    plot_metrics,
     product_sampling,
+    reply_lines,
     retrieval_alone_replies,
     sampled_replier,
     scripted_replies,
     training_index,
-    write_csv,
-    write_replies,
+    write_outputs,
 )
 from training.style import StyleScorer
 
@@ -72,11 +72,19 @@ class Command(BaseCommand):
         parser.add_argument("--max-new-tokens", type=int, default=settings.MAX_NEW_TOKENS)
         parser.add_argument("--output-dir", help="where the results go (default var/evaluation/<date-time>)")
         parser.add_argument(
+            "--merge",
+            nargs="+",
+            metavar="RUN_DIR",
+            help="instead of evaluating, combine the output folders of runs on the same exchanges into one",
+        )
+        parser.add_argument(
             "--cache-dir", help="where the style classifier and the training-episode index are kept (default var/evaluation/cache)"
         )
 
     def handle(self, **options):
         started = time.perf_counter()
+        # One progress bar for the whole run, not one per embedding call.
+        logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
         if options["n"] < 1 or options["batch_size"] < 1 or options["max_new_tokens"] < 1:
             raise CommandError("--n, --batch-size and --max-new-tokens must be at least 1.")
         character = settings.SHELDON_CHARACTER
@@ -84,6 +92,8 @@ class Command(BaseCommand):
         output_dir = Path(
             options["output_dir"] or settings.VAR_DIR / "evaluation" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         )
+        if options["merge"]:
+            return self.merge(options["merge"], output_dir)
         modes = [False] if options["no_retrieval"] else [True] if options["retrieval_only"] else [False, True]
 
         try:
@@ -142,12 +152,6 @@ class Command(BaseCommand):
                 )
 
         rows = [scorer.score(replies) for replies in all_replies]
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, output_dir / "results.csv")
-        (output_dir / "results.md").write_text(format_table(rows, markdown=True) + "\n")
-        write_replies(all_replies, data.exchanges, output_dir / "replies.jsonl")
-        title = f"{Path(profile.generator_model).name}: {len(data.exchanges)} validation exchanges (seed {data.seed})"
-        plot_metrics(rows, output_dir / "metrics.png", title)
         run = {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "transcripts": str(transcripts),
@@ -164,14 +168,37 @@ class Command(BaseCommand):
             "style_classifier_held_out_accuracy": style_scorer.held_out_accuracy,
             "seconds": round(time.perf_counter() - started, 1),
         }
-        (output_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        write_outputs(output_dir, rows, reply_lines(all_replies, data.exchanges), run, self.title(run))
+        self.report(rows, run, output_dir)
 
+    def report(self, rows, run, output_dir):
         self.stdout.write(format_table(rows))
+        accuracy = run["style_classifier_held_out_accuracy"]
         self.stdout.write(
-            f"Style classifier held-out accuracy: {style_scorer.held_out_accuracy or float('nan'):.3f}. "
-            f"{RETRIEVAL_ALONE}: the best scripted line of the training episodes as the reply."
+            f"Style classifier held-out accuracy: {accuracy or float('nan'):.3f}. "
+            f"{RETRIEVAL_ALONE}: the best scripted line of the training episodes as the reply. "
+            f"Retrieval gives the generator a scripted line only at a score of {run['retrieval_threshold']} or more."
         )
-        self.stdout.write(self.style.SUCCESS(f"Results in {output_dir} ({run['seconds']:.0f} s)."))
+        self.stdout.write(self.style.SUCCESS(f"Results in {output_dir}."))
+
+    def merge(self, folders, output_dir):
+        """One table and plot from runs made apart on the same exchanges."""
+        try:
+            rows, replies, runs = merge_runs(folders)
+        except (OSError, KeyError, ValueError) as error:
+            raise CommandError(f"Cannot merge {', '.join(folders)}: {error}") from error
+        run = {
+            **runs[0],
+            "merged": [str(folder) for folder in folders],
+            "adapters": [adapter for each in runs for adapter in each["adapters"]],
+            "seconds": sum(each["seconds"] for each in runs),
+        }
+        write_outputs(output_dir, rows, replies, run, self.title(run))
+        self.report(rows, run, output_dir)
+
+    @staticmethod
+    def title(run):
+        return f"{Path(run['generator']).name}: {run['exchanges']} validation exchanges (seed {run['seed']})"
 
     def profile(self, options):
         """The active profile with this command's model overrides."""
