@@ -152,11 +152,13 @@ class Replier:
         """Generate for the requests at `indices` in one batch: {index: _Outcome}."""
         attempts = {i: _Attempt(requests[i], self.character) for i in indices}
         self.backend.generate([prompts[i] for i in indices], [attempts[i].row for i in indices])
-        return {
+        outcomes = {}
+        for i, attempt in attempts.items():
+            row = attempt.row
             # Neither ended nor stopped: the token limit cut it short.
-            i: _Outcome(attempt.cleaner.finish(hit_limit=not attempt.row.done), len(attempt.row.token_ids), attempt.row.stopped)
-            for i, attempt in attempts.items()
-        }
+            text = attempt.cleaner.finish(hit_limit=not row.done)
+            outcomes[i] = _Outcome(text, len(row.token_ids), row.stopped)
+        return outcomes
 
 
 def build_replier():
