@@ -64,10 +64,9 @@ def test_chat_names_a_missing_index(db, tmp_path, tiny_chat_settings, tiny_retri
 
 @pytest.mark.slow
 def test_the_real_offline_models_reply_through_both_commands(demo_exchanges, index_path, settings, tmp_path):
-    """SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2 from their packages, as `make run` uses them."""
+    """SmolLM2-135M-Instruct (GGUF, with the shipped adapter) and all-MiniLM-L6-v2, as `make run` uses them."""
     settings.SHELDON_PROFILE = "offline"
-    settings.GENERATOR_MODEL = settings.RETRIEVER_MODEL = ""
-    settings.GENERATOR_ADAPTER = "none"  # the base model; the adapter is the training issue's to test
+    settings.GENERATOR_MODEL = settings.RETRIEVER_MODEL = settings.GENERATOR_ADAPTER = ""
     settings.MAX_NEW_TOKENS = 32
     call_command("build_index", verbosity=0)
 
