@@ -168,8 +168,8 @@ class ReplyStream:
             "fallback": bool(reply.fallback),
         }
         if self.timed_out:
-            limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
-            self._finish(status=Message.Status.FAILED, error=f"The reply took longer than {limit} s.", text=self.text, **record)
+            error = f"The reply took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s."
+            self._finish(status=Message.Status.FAILED, error=error, text=self.text, **record)
         elif self.stop or reply.stopped:
             # Keep exactly what the user saw, not a cleaned-up version of it.
             self._finish(status=Message.Status.STOPPED, text=self.text, **record)

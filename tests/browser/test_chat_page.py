@@ -50,6 +50,7 @@ def browser(chromium):
         browser.close()
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.django_db(transaction=True)
 def test_sign_up_talk_rate_and_come_back(browser, server, test_output, monkeypatch):
     # Playwright's sync API keeps an event loop in this thread; the ORM calls

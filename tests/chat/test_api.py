@@ -8,7 +8,7 @@ from accounts.models import Profile
 from chat.models import Conversation, Message, Rating
 from data.models import Episode
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(240)]
 
 
 def logged_in(user, csrf=False):

@@ -10,7 +10,8 @@ from chat.models import Conversation, Message
 
 from .conftest import ChatSocket, session_cookie
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+# A hang fails fast with its traceback instead of eating the suite's time.
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 # A queue no worker listens to: replies stay `queued` until stopped.
 NOBODY = "test-chat-nobody-listens"

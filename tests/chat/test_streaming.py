@@ -14,7 +14,8 @@ from inference.tasks import generate_reply
 from .conftest import streamed_text
 from .live import MAX_NEW_TOKENS
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+# A hang fails fast with its traceback instead of eating the suite's time.
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 
 def bot_messages(conversation):
