@@ -17,6 +17,8 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from .loading import TOKENIZER_LOCK
+
 PERSONA = (
     "You are Sheldon Cooper from The Big Bang Theory: a theoretical physicist at Caltech with an IQ of 187, "
     "brilliant, literal-minded, pedantic, fond of trains, comic books, Star Trek and his spot on the couch, "
@@ -68,7 +70,8 @@ class Row:
             self.ended = True
             return
         self.token_ids.append(token_id)
-        text = tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        with TOKENIZER_LOCK:
+            text = tokenizer.decode(self.token_ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):
             return  # half a multi-byte character: wait for the rest
         piece, self.decoded = text[len(self.decoded) :], text
@@ -135,16 +138,17 @@ class Backend:
 
     def generate(self, prompts, rows):
         """Generate for all prompts in one padded batch, streaming into `rows` (same order)."""
-        self.tokenizer.padding_side = self.padding_side
-        self.tokenizer.truncation_side = "left"  # an over-long prompt loses its oldest context, not the question
-        inputs = self.tokenizer(
-            prompts,
-            return_tensors="pt",
-            padding=True,
-            truncation=self.max_prompt_tokens is not None,
-            max_length=self.max_prompt_tokens,
-            add_special_tokens=self.generator.is_seq2seq,  # a chat template has its own
-        ).to(self.model.device)
+        with TOKENIZER_LOCK:
+            self.tokenizer.padding_side = self.padding_side
+            self.tokenizer.truncation_side = "left"  # an over-long prompt loses its oldest context, not the question
+            inputs = self.tokenizer(
+                prompts,
+                return_tensors="pt",
+                padding=True,
+                truncation=self.max_prompt_tokens is not None,
+                max_length=self.max_prompt_tokens,
+                add_special_tokens=self.generator.is_seq2seq,  # a chat template has its own
+            ).to(self.model.device)
         with torch.inference_mode():
             self.model.generate(
                 **inputs,
@@ -185,7 +189,8 @@ class CausalChatBackend(Backend):
                 messages[-1]["content"] += "\n" + text
             else:
                 messages.append({"role": role, "content": text})
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        with TOKENIZER_LOCK:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def backend_for(generator, max_new_tokens):

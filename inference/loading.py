@@ -22,6 +22,10 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 _lock = threading.RLock()
+# A fast tokenizer used from two threads at once fails ("Already borrowed",
+# huggingface/transformers#47085): worker threads share the loaded models,
+# so every use of their tokenizers holds this lock.
+TOKENIZER_LOCK = threading.Lock()
 _generators = {}
 _retrievers = {}
 _threads_configured = False

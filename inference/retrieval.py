@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from data.pipeline import CONTEXT_LINES
 
-from .loading import load_retriever
+from .loading import TOKENIZER_LOCK, load_retriever
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -121,15 +121,15 @@ def embed_pairs(retriever, contexts, questions, batch_size=64, progress=False):
     chunks = range(0, len(texts), batch_size)
     vectors = []
     for start in tqdm(chunks, desc="Embedding", unit="batch", disable=not progress):
-        vectors.append(
-            retriever.encode(
+        with TOKENIZER_LOCK:
+            batch = retriever.encode(
                 texts[start : start + batch_size],
                 batch_size=batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=True,
                 show_progress_bar=False,  # the bar above counts batches
             )
-        )
+        vectors.append(batch)
     by_text = dict(zip(texts, np.concatenate(vectors) if vectors else []))
     pairs = np.stack([np.concatenate([by_text[c], by_text[q]]) for c, q in zip(contexts, questions)])
     return (pairs / np.sqrt(2)).astype(np.float32)

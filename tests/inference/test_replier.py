@@ -1,4 +1,6 @@
 """The replier: the contract the web and worker code use, with tiny models."""
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.core.management import call_command
 
@@ -75,6 +77,23 @@ def test_a_missing_index_stops_the_replier_with_the_clear_message(index_path, ti
     tiny_chat_settings.RETRIEVER_MODEL = str(tiny_retriever)
     with pytest.raises(IndexMissingError, match="build_index"):
         build_replier()
+
+
+@pytest.mark.parametrize("model", ["tiny_t5", "tiny_chat"])
+def test_worker_threads_share_one_replier(model, request, settings):
+    """Celery's threads pool: several replies at once through the same models and tokenizer."""
+    settings.GENERATOR_MODEL = str(request.getfixturevalue(model))
+    settings.RETRIEVER_MODEL = "none"
+    settings.MAX_NEW_TOKENS = 12
+    replier = build_replier()
+
+    def reply(n):
+        pieces = []
+        result = replier.reply([Turn("user", f"Line {n}.")] * n, f"Question {n}?", on_piece=pieces.append)
+        return "".join(pieces) == result.text
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(reply, range(8)))
 
 
 def test_no_requests_need_no_generation(tiny_chat_settings):
