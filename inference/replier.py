@@ -7,9 +7,10 @@
     reply.text, reply.retrieved, reply.seconds, reply.fallback, reply.stopped
 
 `on_piece` receives the reply as it is generated, and the pieces join to
-exactly `reply.text`. `reply_many` answers several dialogues in one padded
+exactly `reply.text`; `stream` yields the same pieces instead. `reply_many` answers several dialogues in one padded
 batch, each streaming and stopping on its own.
 """
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
 __all__ = ["Hit", "Reply", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
 
 ROLES = ("user", "bot")
+_END = object()  # ends a stream's queue of pieces
 # Said when the model gives nothing usable twice: in character, and marked fallback=True.
 FALLBACK_REPLY = (
     "I'm afraid my train of thought has left the station without me. "
@@ -105,6 +107,42 @@ class Replier:
 
     def reply(self, history, message, on_piece=None, should_stop=None):
         return self.reply_many([ReplyRequest(history, message, on_piece, should_stop)])[0]
+
+    def stream(self, history, message, should_stop=None):
+        """Yield the reply's pieces as they are generated; the generator returns the Reply.
+
+        `reply = yield from replier.stream(...)` in a generator, or read
+        StopIteration.value. Leaving the loop early stops the generation.
+        """
+        pieces = queue.Queue()
+        abandoned = threading.Event()
+        request = ReplyRequest(
+            history,
+            message,
+            on_piece=pieces.put,
+            should_stop=lambda: abandoned.is_set() or bool(should_stop and should_stop()),
+        )
+        outcome = {}
+
+        def generate():
+            try:
+                outcome["reply"] = self.reply_many([request])[0]
+            except Exception as error:  # handed to the reading thread below
+                outcome["error"] = error
+            finally:
+                pieces.put(_END)
+
+        worker = threading.Thread(target=generate, name="reply-stream", daemon=True)
+        worker.start()
+        try:
+            while (piece := pieces.get()) is not _END:
+                yield piece
+        finally:
+            abandoned.set()
+            worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["reply"]
 
     def reply_many(self, requests):
         """Reply to every request with one batched generate call (plus one for retries)."""

@@ -96,6 +96,22 @@ def test_worker_threads_share_one_replier(model, request, settings):
         assert all(pool.map(reply, range(8)))
 
 
+def test_stream_yields_the_pieces_and_returns_the_reply(tiny_chat_settings):
+    replier = build_replier()
+    stream = replier.stream([Turn("user", "Hi.")], "How are you?")
+    pieces = []
+    with pytest.raises(StopIteration) as finished:
+        while True:
+            pieces.append(next(stream))
+    reply = finished.value.value
+    assert "".join(pieces) == reply.text and reply.text and not reply.stopped
+
+    stopped = list(replier.stream([], "Hello?", should_stop=lambda: True))
+    assert stopped == []
+    with pytest.raises(ValueError, match="empty"):
+        next(replier.stream([], ""))
+
+
 def test_no_requests_need_no_generation(tiny_chat_settings):
     assert build_replier().reply_many([]) == []
 
