@@ -82,6 +82,11 @@ def _not_found(role, name, setting, reason):
     )
 
 
+def _source(name):
+    """What from_pretrained is given: a local path with `~` expanded, or the hub id."""
+    return str(Path(name).expanduser()) if is_local_path(name) else name
+
+
 def _check_local(role, name, setting):
     if is_local_path(name) and not Path(name).expanduser().exists():
         raise _not_found(role, name, setting, "no such file or folder")
@@ -153,7 +158,7 @@ def _load_generator(name, adapter):
     configure_threads()
     started = time.perf_counter()
     _check_local("generator", name, "GENERATOR_MODEL")
-    source = str(convert_gguf(name)) if name.endswith(".gguf") else name
+    source = str(convert_gguf(name)) if name.endswith(".gguf") else _source(name)
     try:
         config = AutoConfig.from_pretrained(source)
         is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
@@ -178,7 +183,7 @@ def _apply_adapter(model, adapter):
     _check_local("generator adapter", adapter, "GENERATOR_ADAPTER")
     try:
         # Merged into the weights: generation then runs as fast as the base model.
-        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        return PeftModel.from_pretrained(model, _source(adapter)).merge_and_unload()
     except (OSError, ValueError) as error:
         raise _not_found("generator adapter", adapter, "GENERATOR_ADAPTER", error) from error
 
@@ -201,7 +206,7 @@ def _load_retriever(name):
     _check_local("retriever", name, "RETRIEVER_MODEL")
     started = time.perf_counter()
     try:
-        model = SentenceTransformer(name, device=str(device()))
+        model = SentenceTransformer(_source(name), device=str(device()))
     except (OSError, ValueError) as error:
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
     logger.info("Loaded retriever %s in %.1f s", name, time.perf_counter() - started)
