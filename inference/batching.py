@@ -14,6 +14,7 @@ import time
 from concurrent.futures import Future
 
 from django.conf import settings
+from django.db import close_old_connections
 
 from .replier import ReplyRequest, get_replier
 
@@ -61,6 +62,10 @@ class BatchingEngine:
                 for _, future in batch:
                     future.set_exception(error)
                 continue
+            finally:
+                # The callbacks write to the database from this thread: give its
+                # connection back between batches, as Django does between requests.
+                close_old_connections()
             for (_, future), reply in zip(batch, replies):
                 future.set_result(reply)
 

@@ -75,6 +75,21 @@ def streamed_text(frames, message_id):
     return text
 
 
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """A new channel layer for every test.
+
+    Each test runs on an event loop of its own, and channels-redis binds its
+    locks and connections to the loop that first used them: a layer left
+    from an earlier test fails with "bound to a different event loop".
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 def make_user(django_user_model):
     def make(username="penny"):
