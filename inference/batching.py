@@ -5,7 +5,7 @@ request to the process's one engine and waits. The engine's thread takes the
 first waiting request, gathers those that arrive within BATCH_WINDOW_MS (up
 to BATCH_MAX_SIZE), and generates them in one padded batch through
 `Replier.reply_many`, streaming each reply to its own callbacks. A stop
-requested for one reply ends only that row.
+requested for one reply, or a failing callback, ends only that row.
 """
 import logging
 import queue
@@ -55,19 +55,46 @@ class BatchingEngine:
         while True:
             batch = self._gather()
             self.batch_sizes.append(len(batch))
+            rows = [_GuardedRequest(request) for request, _ in batch]
             try:
-                replies = self.replier.reply_many([request for request, _ in batch])
+                replies = self.replier.reply_many([row.request for row in rows])
             except Exception as error:  # every waiting task learns why; the engine goes on
                 logger.exception("A batch of %d replies failed", len(batch))
-                for _, future in batch:
-                    future.set_exception(error)
-                continue
+                replies = [error] * len(batch)
             finally:
                 # The callbacks write to the database from this thread: give its
                 # connection back between batches, as Django does between requests.
                 close_old_connections()
-            for (_, future), reply in zip(batch, replies):
-                future.set_result(reply)
+            for (_, future), row, reply in zip(batch, rows, replies):
+                outcome = row.error or reply
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+
+class _GuardedRequest:
+    """A request whose failing callback ends its own row, not the whole batch."""
+
+    def __init__(self, request):
+        self.original = request
+        self.error = None
+        self.request = ReplyRequest(request.history, request.message, self._on_piece, self._should_stop)
+
+    def _on_piece(self, text):
+        if self.error is None and self.original.on_piece is not None:
+            try:
+                self.original.on_piece(text)
+            except Exception as error:
+                self.error = error
+
+    def _should_stop(self):
+        if self.error is None and self.original.should_stop is not None:
+            try:
+                return bool(self.original.should_stop())
+            except Exception as error:
+                self.error = error
+        return self.error is not None
 
 
 def get_engine():

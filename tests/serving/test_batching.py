@@ -77,12 +77,38 @@ def test_a_stop_ends_only_its_own_reply(tiny_replier):
     assert "".join(stopped_pieces) == stopped.text and "".join(other_pieces) == other.text
 
 
-def test_a_failing_batch_reports_to_every_waiting_request_and_the_engine_goes_on(tiny_replier):
-    engine = BatchingEngine(tiny_replier, window_seconds=0.2, max_batch=8)
+def test_a_failing_callback_fails_only_its_own_reply(tiny_replier):
+    engine = BatchingEngine(tiny_replier, window_seconds=0.5, max_batch=8)
 
-    def broken_piece(text):
+    def broken_stop():
         raise RuntimeError("socket gone")
 
-    with pytest.raises(RuntimeError, match="socket gone"):
-        engine.reply([], "This one breaks.", on_piece=broken_piece)
-    assert engine.reply([], "This one works.").text
+    outcomes = [None, None]
+
+    def ask(i, **kwargs):
+        try:
+            outcomes[i] = engine.reply(**kwargs)
+        except RuntimeError as error:
+            outcomes[i] = error
+
+    threads = [
+        threading.Thread(target=ask, args=(0,), kwargs=dict(history=[], message="This one breaks.", should_stop=broken_stop)),
+        threading.Thread(target=ask, args=(1,), kwargs=dict(history=[], message="This one works.")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    broken, working = outcomes
+    assert engine.batch_sizes == [2]
+    assert isinstance(broken, RuntimeError) and "socket gone" in str(broken)
+    assert working.text and working.new_tokens > 1
+    assert engine.reply([], "The engine goes on.").text
+
+
+
+def test_a_bad_request_is_refused_before_it_joins_a_batch(tiny_replier):
+    engine = BatchingEngine(tiny_replier, window_seconds=0.2, max_batch=8)
+    with pytest.raises(ValueError, match="history"):
+        engine.reply(["not a Turn"], "Bad history.")
+    assert engine.batch_sizes == []
