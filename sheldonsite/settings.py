@@ -158,6 +158,8 @@ GENERATION_QUEUE = os.environ.get("GENERATION_QUEUE", "cpu")
 BATCH_WINDOW_MS = int(os.environ.get("BATCH_WINDOW_MS", "30"))
 BATCH_MAX_SIZE = int(os.environ.get("BATCH_MAX_SIZE", "16"))
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "0"))  # 0: torch's default
+# "int8": dynamic int8 quantisation of the generator's linear layers on CPU.
+INFERENCE_QUANTIZE = os.environ.get("INFERENCE_QUANTIZE", "none")
 
 # Chat limits.
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "2000"))
