@@ -386,6 +386,9 @@ def merge_runs(folders):
             for line in (Path(folder) / "replies.jsonl").read_text().splitlines()
             if json.loads(line)["condition"] not in known_replies
         ]
+    # Each system's rows together, in the order of settings, without retrieval first.
+    systems = list(dict.fromkeys(row["system"] for row in rows))
+    rows.sort(key=lambda row: (systems.index(row["system"]), row["temperature"] or 0, row["top_p"] or 0, row["retrieval"]))
     return rows, replies, runs
 
 
@@ -428,7 +431,9 @@ def plot_metrics(rows, path, title):
     import matplotlib.pyplot as plt
 
     sampled = [row for row in rows if row["temperature"] != ""]
-    settings = list(dict.fromkeys(condition_label(row)[1] for row in sampled))
+    # Settings from coolest to hottest along the x axis.
+    by_heat = sorted(sampled, key=lambda row: (row["temperature"], row["top_p"]))
+    settings = list(dict.fromkeys(condition_label(row)[1] for row in by_heat))
     series = list(dict.fromkeys((row["system"], row["retrieval"]) for row in sampled))
     flat = [row for row in rows if row["temperature"] == ""]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -437,7 +442,7 @@ def plot_metrics(rows, path, title):
     figure, axes = plt.subplots(2, 4, figsize=(16, 7.5))
     for axis, (name, heading, higher_is_better) in zip(axes.flat, METRICS):
         for system, retrieval in series:
-            points = {condition_label(r)[1]: r[name] for r in sampled if (r["system"], r["retrieval"]) == (system, retrieval)}
+            points = {condition_label(r)[1]: r[name] for r in by_heat if (r["system"], r["retrieval"]) == (system, retrieval)}
             axis.plot(
                 [settings.index(s) for s in points],
                 list(points.values()),

@@ -125,8 +125,16 @@ def test_command_writes_table_csv_replies_and_plot(tiny_models, tmp_path):
     )
     with open(merged / "results.csv") as handle:
         systems = [(r["system"], r["temperature"], r["retrieval"]) for r in csv.DictReader(handle)]
-    assert systems.count(("scripted", "", "False")) == 1
-    assert systems[-1] == ("base", "0.5", "False") and len(systems) == 7
+    # Each system's rows in the order of settings.
+    assert systems == [
+        ("scripted", "", "False"),
+        ("retrieval alone", "", "True"),
+        ("base", "0.2", "False"),
+        ("base", "0.2", "True"),
+        ("base", "0.5", "False"),
+        ("base", "0.7", "False"),
+        ("base", "0.7", "True"),
+    ]
     assert len((merged / "replies.jsonl").read_text().splitlines()) == 7 * 4
     assert (merged / "metrics.png").is_file()
 
