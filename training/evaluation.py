@@ -18,8 +18,12 @@ index of the training episodes only, so it can never hand the generator the
 answer it is scored against.
 
     data = EvaluationData.load(transcripts, "Sheldon", seed=42, n=50)
-    results = run_evaluation(data, variants, samplings, ...)
-    write_outputs(results, folder)
+    replier = sampled_replier(generator, Sampling(0.7, 0.9), index, profile, 60, "Sheldon")
+    replies = generated_replies(replier, condition, data.exchanges, "Sheldon", seed=42)
+    row = Scorer(data.exchanges, style_scorer, embedder).score(replies)
+    write_outputs(folder, rows, reply_lines(all_replies, data.exchanges), run, title)
+
+The command (management/commands/evaluate_generator.py) puts these together.
 """
 import csv
 import json
