@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.tiny_models import build_tiny_chat_model, build_tiny_retriever, build_tiny_t5
+
 REPO = Path(__file__).resolve().parent.parent
 SHOW_TRANSCRIPTS = REPO.parent / "shared" / "data" / "tbbt_transcripts.csv"
 TEST_OUTPUT = REPO / "test-output"
@@ -44,3 +46,27 @@ def show_transcripts():
 def test_output():
     TEST_OUTPUT.mkdir(exist_ok=True)
     return TEST_OUTPUT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests share two cores with worker processes: torch's spinning threads would thrash."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+# Tiny models built from configs (no downloads), once per session for every folder.
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory):
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory):
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat"))
+
+
+@pytest.fixture(scope="session")
+def tiny_retriever(tmp_path_factory):
+    return build_tiny_retriever(tmp_path_factory.mktemp("tiny-retriever"))

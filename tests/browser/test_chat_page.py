@@ -11,7 +11,7 @@ import pytest
 
 from chat.models import Conversation, Message, Rating
 
-from ..chat.live import REPO, live_settings, live_stack, tiny_generator  # noqa: F401  (fixtures)
+from ..chat.live import REPO, live_settings, live_stack  # noqa: F401  (fixtures)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

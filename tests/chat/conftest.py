@@ -9,7 +9,7 @@ from django.test import Client
 
 from chat.models import Conversation
 
-from .live import live_settings, live_stack, tiny_generator  # noqa: F401  (fixtures)
+from .live import live_settings, live_stack  # noqa: F401  (fixtures)
 
 FRAME_TIMEOUT = 20
 

@@ -117,16 +117,9 @@ class LiveStack:
 
 
 @pytest.fixture(scope="session")
-def tiny_generator(tmp_path_factory):
-    from tests.tiny_models import build_tiny_chat_model
-
-    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))
-
-
-@pytest.fixture(scope="session")
-def live_stack(django_db_setup, redis_url, tiny_generator, tmp_path_factory):
+def live_stack(django_db_setup, redis_url, tiny_chat, tmp_path_factory):
     """A worker on the session's own queue (restarted by tests that kill it)."""
-    stack = LiveStack(redis_url, tiny_generator, tmp_path_factory.mktemp("live-stack"))
+    stack = LiveStack(redis_url, tiny_chat, tmp_path_factory.mktemp("live-stack"))
     stack.start_worker()
     yield stack
     stack.stop(stack.worker)

@@ -122,13 +122,13 @@ async def test_a_deleted_conversation_closes_its_socket(no_worker, open_socket, 
 
 
 async def test_without_redis_the_reply_streams_from_a_thread_of_the_web_process(
-    settings, open_socket, conversation, tiny_generator
+    settings, open_socket, conversation, tiny_chat
 ):
     # REDIS_URL unset: the in-memory channel layer, and the task runs in this
     # process, off the event loop, so its pieces still stream through the layer.
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.GENERATOR_MODEL = str(tiny_generator)
+    settings.GENERATOR_MODEL = str(tiny_chat)
     settings.GENERATOR_ADAPTER = settings.RETRIEVER_MODEL = "none"
     tab = await open_socket()
     await tab.send({"type": "user_message", "text": "Hello from a single process."})

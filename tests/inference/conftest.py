@@ -1,30 +1,15 @@
-"""Fixtures for the inference tests: tiny models built once per session, the demo corpus."""
+"""Fixtures for the inference tests: a silent T5, the demo corpus, settings (tiny models: tests/conftest.py)."""
 import pytest
 from django.core.management import call_command
 
 from data.corpus import DEMO_TRANSCRIPTS
-from tests.tiny_models import build_tiny_chat_model, build_tiny_retriever, build_tiny_t5, make_silent, minilm_folder
-
-
-@pytest.fixture(scope="session")
-def tiny_t5(tmp_path_factory):
-    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
-
-
-@pytest.fixture(scope="session")
-def tiny_chat(tmp_path_factory):
-    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat"))
+from tests.tiny_models import build_tiny_t5, make_silent, minilm_folder
 
 
 @pytest.fixture(scope="session")
 def silent_t5(tmp_path_factory):
     """A T5 that can only end at once: every reply comes out empty."""
     return make_silent(build_tiny_t5(tmp_path_factory.mktemp("silent-t5")))
-
-
-@pytest.fixture(scope="session")
-def tiny_retriever(tmp_path_factory):
-    return build_tiny_retriever(tmp_path_factory.mktemp("tiny-retriever"))
 
 
 @pytest.fixture
@@ -62,10 +47,3 @@ def fresh_replier():
 def minilm():
     return str(minilm_folder())
 
-
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    """Tests share two cores with worker processes: torch's spinning threads would thrash."""
-    import torch
-
-    torch.set_num_threads(1)

@@ -8,12 +8,11 @@ from inference.batching import BatchingEngine
 from inference.loading import load_generator
 from inference.profiles import Profile
 from inference.replier import Replier, Turn
-from tests.tiny_models import build_tiny_chat_model
 
 
 @pytest.fixture(scope="module")
-def tiny_replier(tmp_path_factory):
-    folder = str(build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat")))
+def tiny_replier(tiny_chat):
+    folder = str(tiny_chat)
     backend = backend_for(load_generator(folder, ""), max_new_tokens=24)
     return Replier(Profile("test", "", folder, ""), backend, index=None)
 
