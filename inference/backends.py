@@ -171,6 +171,22 @@ class Seq2SeqBackend(Backend):
         return f"context: {rag}{context}</s>question: {message}"
 
 
+def persona_messages(turns):
+    """The persona's system prompt, then `(role, text)` turns as chat messages.
+
+    Shared by reply time and training (training.chat_format), so a model is
+    trained on the prompts it will get.
+    """
+    messages = [{"role": "system", "content": PERSONA}]
+    for role, text in turns:
+        # Some chat templates insist that roles alternate: merge neighbours.
+        if messages[-1]["role"] == role:
+            messages[-1]["content"] += "\n" + text
+        else:
+            messages.append({"role": role, "content": text})
+    return messages
+
+
 class CausalChatBackend(Backend):
     # Left padding: every row's prompt ends where generation starts.
     padding_side = "left"
@@ -182,13 +198,7 @@ class CausalChatBackend(Backend):
             turns += [("user", hit.question), ("assistant", hit.text)]
         turns += [("user" if turn.role == "user" else "assistant", turn.text) for turn in history]
         turns.append(("user", message))
-        messages = [{"role": "system", "content": PERSONA}]
-        for role, text in turns:
-            # Some chat templates insist that roles alternate: merge neighbours.
-            if messages[-1]["role"] == role:
-                messages[-1]["content"] += "\n" + text
-            else:
-                messages.append({"role": role, "content": text})
+        messages = persona_messages(turns)
         with TOKENIZER_LOCK:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

@@ -8,7 +8,7 @@ follow `inference.backends` exactly:
 
 Plain Python (no Django), so training runs anywhere, a GPU box included.
 """
-from inference.backends import PERSONA
+from inference.backends import persona_messages
 
 
 def chat_messages(sample, own_lines=frozenset()):
@@ -16,17 +16,11 @@ def chat_messages(sample, own_lines=frozenset()):
 
     The character's own earlier lines (`(episode, text)` in `own_lines`) are
     assistant turns, everyone else's are user turns; neighbours of one role
-    are merged, as the reply-time prompt does.
+    are merged by the same helper as the reply-time prompt.
     """
     turns = [("assistant" if (sample.episode, line) in own_lines else "user", line) for line in sample.context]
     turns.append(("user", sample.question))
-    messages = [{"role": "system", "content": PERSONA}]
-    for role, text in turns:
-        if messages[-1]["role"] == role:
-            messages[-1]["content"] += "\n" + text
-        else:
-            messages.append({"role": role, "content": text})
-    return messages
+    return persona_messages(turns)
 
 
 def seq2seq_input(sample):
