@@ -47,6 +47,13 @@ class ReadOnlyMixin:
         return False
 
 
+class ReviewChangeList:
+    """The review lists: 50 rows a page, a link to the ratings overview above them."""
+
+    list_per_page = 50
+    change_list_template = "review/admin/change_list.html"
+
+
 def reply_link(message):
     url = reverse("admin:chat_message_change", args=[message.pk])
     return format_html('<a href="{}">{}</a>', url, message.text[:80] or f"({message.status}, empty)")
@@ -156,7 +163,7 @@ def export_conversations(modeladmin, request, queryset):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ConversationAdmin(ReadOnlyMixin, ReviewChangeList, admin.ModelAdmin):
     list_display = ("__str__", "owner", "character", "created", "updated", "n_messages", "lowest_rating", "transcript")
     list_filter = (
         ("owner", admin.RelatedOnlyFieldListFilter),
@@ -170,8 +177,6 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     fields = readonly_fields = ("title", "owner", "character", "created", "updated", "transcript")
     inlines = (MessageInline,)
     actions = (export_conversations,)
-    list_per_page = 50
-    change_list_template = "review/admin/change_list.html"
 
     def get_queryset(self, request):
         return (
@@ -203,7 +208,7 @@ class ReviewLabelInline(admin.TabularInline):
 
 
 @admin.register(Message)
-class ReplyAdmin(ReplyColumns, admin.ModelAdmin):
+class ReplyAdmin(ReplyColumns, ReviewChangeList, admin.ModelAdmin):
     """The character's replies: read-only records, with staff labels to add."""
 
     list_display = ("short_text", "conversation_link", "owner", "created", "status", "generator_model", "score", "ratings", "labels")
@@ -220,8 +225,6 @@ class ReplyAdmin(ReplyColumns, admin.ModelAdmin):
         "ratings", "retrieved", "generation", "worker",
     )
     inlines = (ReviewLabelInline,)
-    list_per_page = 50
-    change_list_template = "review/admin/change_list.html"
 
     def get_queryset(self, request):
         return (
