@@ -20,11 +20,16 @@ def test_a_reply_streams_exactly_its_text_and_carries_its_record(tiny_chat_setti
     assert get_replier() is get_replier()
 
 
-@pytest.mark.parametrize("model", ["tiny_t5", "tiny_chat"])
-def test_reply_many_streams_and_stops_each_row_on_its_own(model, request, settings):
-    settings.GENERATOR_MODEL = str(request.getfixturevalue(model))
+@pytest.fixture(params=["tiny_t5", "tiny_chat"])
+def each_generator_settings(request, settings):
+    """Each kind of tiny generator in turn (seq2seq, then chat), no retrieval."""
+    settings.GENERATOR_MODEL = str(request.getfixturevalue(request.param))
     settings.RETRIEVER_MODEL = "none"
-    settings.MAX_NEW_TOKENS = 16
+    return settings
+
+
+def test_reply_many_streams_and_stops_each_row_on_its_own(each_generator_settings):
+    each_generator_settings.MAX_NEW_TOKENS = 16
     replier = build_replier()
     pieces = [[], [], []]
     stop_now = lambda: True  # noqa: E731
@@ -79,12 +84,9 @@ def test_a_missing_index_stops_the_replier_with_the_clear_message(index_path, ti
         build_replier()
 
 
-@pytest.mark.parametrize("model", ["tiny_t5", "tiny_chat"])
-def test_worker_threads_share_one_replier(model, request, settings):
+def test_worker_threads_share_one_replier(each_generator_settings):
     """Celery's threads pool: several replies at once through the same models and tokenizer."""
-    settings.GENERATOR_MODEL = str(request.getfixturevalue(model))
-    settings.RETRIEVER_MODEL = "none"
-    settings.MAX_NEW_TOKENS = 12
+    each_generator_settings.MAX_NEW_TOKENS = 12
     replier = build_replier()
 
     def reply(n):
