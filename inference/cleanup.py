@@ -41,11 +41,11 @@ class ReplyCleaner:
 
     def feed(self, raw_piece):
         self.raw += raw_piece
-        self._emit(self._clean(final=False, hit_limit=False))
+        self._emit(self._clean(final=False, cut_fragment=False))
 
-    def finish(self, hit_limit):
+    def finish(self, cut_fragment):
         """Emit the rest and return the final text (possibly empty)."""
-        self._emit(self._clean(final=True, hit_limit=hit_limit))
+        self._emit(self._clean(final=True, cut_fragment=cut_fragment))
         return self.text
 
     def _emit(self, cleaned):
@@ -56,7 +56,7 @@ class ReplyCleaner:
             if self.on_piece is not None:
                 self.on_piece(piece)
 
-    def _clean(self, final, hit_limit):
+    def _clean(self, final, cut_fragment):
         body = self.raw.lstrip()
         label = self._label.match(body)
         if label:
@@ -67,6 +67,6 @@ class ReplyCleaner:
         if self.message.startswith(_normalise(body)):
             return ""  # nothing yet, or (part of) the user's own message
         sentence_end = max((match.end() for match in _SENTENCE_END.finditer(body)), default=0)
-        if not final or (hit_limit and sentence_end):
+        if not final or (cut_fragment and sentence_end):
             return body[:sentence_end]
         return body.rstrip()

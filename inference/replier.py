@@ -193,8 +193,10 @@ class Replier:
         outcomes = {}
         for i, attempt in attempts.items():
             row = attempt.row
-            # Neither ended nor stopped: the token limit cut it short.
-            text = attempt.cleaner.finish(hit_limit=not row.done)
+            # An unfinished last sentence is cut whether the token limit or the
+            # model ended it mid-way (a merged adapter may end on "And do you");
+            # a stopped reply keeps exactly the text the person saw.
+            text = attempt.cleaner.finish(cut_fragment=not row.stopped)
             outcomes[i] = _Outcome(text, len(row.token_ids), row.stopped)
         return outcomes
 
