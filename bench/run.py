@@ -141,31 +141,37 @@ def load(target, urls, users, messages, out_dir, label):
     return json.loads(result_path.read_text())["summary"]
 
 
-def warm_up(target, url):
-    """One reply first, so model loading is not counted as latency."""
+def warm_up(target, urls, users):
+    """A reply per model-holding process first, so model loading is not counted as latency."""
     subprocess.run(
-        [PY, "bench/load.py", "--target", target, "--url", url, "--users", "1", "--messages", "1", "--create-users"],
+        [PY, "bench/load.py", "--target", target, *(f"--url={url}" for url in urls), "--users", str(users),
+         "--messages", "1", "--create-users"],
         cwd=REPO, check=True, stdout=subprocess.DEVNULL,
     )
 
 
-def bench_stack(args, env, out_dir, workers, web_ports):
-    threads = max(1, args.cores // workers)
-    worker_env = {**env, "INFERENCE_THREADS": str(threads)}
+def measure(args, target, urls, model_processes, out_dir, label, layout):
+    """Warm up, then one load run per number of users, with the peak memory of the model processes."""
+    warm_up(target, urls, users=len(model_processes))
     results = []
+    with PeakMemory(model_processes) as memory:
+        for users in args.users:
+            summary = load(target, urls, users, args.messages, out_dir, label)
+            summary.update(layout)
+            results.append(summary)
+            print(f"{label}, {users} users: {json.dumps(summary)}", flush=True)
+    for summary in results:
+        summary["worker_peak_mib"] = memory.peak_mib()
+    return results
+
+
+def bench_stack(args, env, out_dir, workers, web_ports):
+    worker_env = {**env, "INFERENCE_THREADS": str(max(1, args.cores // workers))}
+    urls = [f"http://127.0.0.1:{port}" for port in web_ports]
     with running(stack_commands(workers, web_ports, args.concurrency), worker_env, web_ports, out_dir) as procs:
         wait_for_workers(worker_env, workers)
-        warm_up("stack", f"http://127.0.0.1:{web_ports[0]}")
-        with PeakMemory(procs[len(web_ports):]) as memory:
-            for users in args.users:
-                urls = [f"http://127.0.0.1:{port}" for port in web_ports]
-                summary = load("stack", urls, users, args.messages, out_dir, f"stack-{workers}w")
-                summary.update(workers=workers, web_processes=len(web_ports))
-                results.append(summary)
-                print(f"stack, {workers} worker(s), {users} users: {json.dumps(summary)}", flush=True)
-        for summary in results:
-            summary["worker_peak_mib"] = memory.peak_mib()
-    return results
+        layout = {"workers": workers, "web_processes": len(web_ports)}
+        return measure(args, "stack", urls, procs[len(web_ports):], out_dir, f"stack-{workers}w", layout)
 
 
 def bench_reference(args, env, out_dir):
@@ -174,19 +180,11 @@ def bench_reference(args, env, out_dir):
     reference_env = {**env, "INFERENCE_THREADS": str(max(1, args.cores // 2))}
     command = [str(BIN / "gunicorn"), "-w", "2", "-k", "gevent", "-b", f"127.0.0.1:{port}", "--timeout", "900",
                "bench.reference_server:app"]
-    results = []
     with running([("reference", command)], reference_env, [port], out_dir) as procs:
-        warm_up("reference", f"http://127.0.0.1:{port}")
-        warm_up("reference", f"http://127.0.0.1:{port}")  # the second worker process loads too
-        with PeakMemory(procs) as memory:
-            for users in args.users:
-                summary = load("reference", [f"http://127.0.0.1:{port}"], users, args.messages, out_dir, "reference")
-                summary.update(workers=2, web_processes=2)
-                results.append(summary)
-                print(f"reference, {users} users: {json.dumps(summary)}", flush=True)
-        for summary in results:
-            summary["worker_peak_mib"] = memory.peak_mib()
-    return results
+        # gunicorn's two worker processes are children of the one started here.
+        workers = psutil.Process(procs[0].pid).children()
+        layout = {"workers": 2, "web_processes": 2}
+        return measure(args, "reference", [f"http://127.0.0.1:{port}"], workers, out_dir, "reference", layout)
 
 
 def write_report(results, args, out_dir):

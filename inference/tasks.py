@@ -8,6 +8,7 @@ import logging
 import os
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 
 from chat.generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply, conversation_history, fail_reply
@@ -53,3 +54,12 @@ def generate_reply(self, bot_message_id):
         stream.fail(f"Generation failed: {error}")
         return
     stream.finish(reply)
+
+
+@worker_ready.connect
+def load_models_at_start(**kwargs):
+    """Load the models when the worker starts, not on its first reply."""
+    try:
+        get_engine()
+    except Exception:  # each reply will then fail with the reason, and the page offers a retry
+        logger.exception("The worker could not load its models")
