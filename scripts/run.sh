@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 mkdir -p var
 
+$PY scripts/ensure_database.py
 $PY manage.py migrate --noinput
 $PY manage.py collectstatic --noinput -v 0
 # Imports the transcripts, builds the retrieval index and the demo account;
