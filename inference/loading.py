@@ -153,11 +153,13 @@ def load_generator(name, adapter=""):
         return _generators[key]
 
 
-def _load_generator(name, adapter):
+def read_generator(name):
+    """A new, unshared copy of the generator `name`: (model, tokenizer, is_seq2seq).
+
+    The cached `load_generator` serves replies; training takes its own copy here.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    configure_threads()
-    started = time.perf_counter()
     _check_local("generator", name, "GENERATOR_MODEL")
     source = str(convert_gguf(name)) if name.endswith(".gguf") else _source(name)
     try:
@@ -168,6 +170,13 @@ def _load_generator(name, adapter):
         model = model_class.from_pretrained(source)
     except (OSError, ValueError) as error:  # no such model, or a folder that holds none
         raise _not_found("generator", name, "GENERATOR_MODEL", error) from error
+    return model, tokenizer, is_seq2seq
+
+
+def _load_generator(name, adapter):
+    configure_threads()
+    started = time.perf_counter()
+    model, tokenizer, is_seq2seq = read_generator(name)
     if adapter:
         model = _apply_adapter(model, adapter)
     model.to(device()).eval()
@@ -213,15 +222,20 @@ def load_retriever(name):
         return _retrievers[name]
 
 
-def _load_retriever(name):
+def read_retriever(name):
+    """A new, unshared copy of the bi-encoder `name` (training takes its own copy here)."""
     from sentence_transformers import SentenceTransformer
 
-    configure_threads()
     _check_local("retriever", name, "RETRIEVER_MODEL")
-    started = time.perf_counter()
     try:
-        model = SentenceTransformer(_source(name), device=str(device()))
+        return SentenceTransformer(_source(name), device=str(device()))
     except (OSError, ValueError) as error:
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
+
+
+def _load_retriever(name):
+    configure_threads()
+    started = time.perf_counter()
+    model = read_retriever(name)
     logger.info("Loaded retriever %s in %.1f s", name, time.perf_counter() - started)
     return model

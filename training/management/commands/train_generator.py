@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from data.pipeline import TranscriptError
-from inference.loading import ModelNotFoundError, convert_gguf, load_retriever
+from inference.loading import ModelNotFoundError, load_retriever, read_generator
 from inference.profiles import DISABLED, active_profile, offline_profile
 from training.command_options import add_shared_arguments, apply_shared_options
 from training.feedback import FeedbackError, read_export, well_rated_samples
@@ -21,19 +21,6 @@ from training.reporting import next_version_folder
 
 # LoRA trains few weights and needs a larger step than full fine-tuning.
 LORA_LEARNING_RATE = 2e-4
-
-
-def load_trainable_generator(name):
-    """A fresh (not shared) copy of the generator `name` and its tokenizer, ready to train."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    source = str(convert_gguf(name)) if name.endswith(".gguf") else name
-    try:
-        config = AutoConfig.from_pretrained(source)
-        model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-        return model_class.from_pretrained(source), AutoTokenizer.from_pretrained(source)
-    except OSError as error:
-        raise CommandError(f"The generator {name!r} could not be loaded: {error}") from error
 
 
 def output_name(model_name):
@@ -89,7 +76,7 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Loading {model_name}")
         try:
-            model, tokenizer = load_trainable_generator(model_name)
+            model, tokenizer, _ = read_generator(model_name)
         except ModelNotFoundError as error:
             raise CommandError(str(error)) from error
         seq2seq = is_seq2seq(model)

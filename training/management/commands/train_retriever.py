@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from data.pipeline import TranscriptError, build_exchanges, episode_names, read_transcripts, split_episodes
+from inference.loading import ModelNotFoundError, read_retriever
 from inference.profiles import offline_profile
 from training.command_options import add_shared_arguments, apply_shared_options
 from training.generator import hardware
@@ -39,9 +40,6 @@ class Command(BaseCommand):
     def handle(self, **options):
         import random
 
-        import torch
-        from sentence_transformers import SentenceTransformer
-
         transcripts = apply_shared_options(options)
         try:
             lines = read_transcripts(transcripts)
@@ -65,9 +63,9 @@ class Command(BaseCommand):
 
         model_name = options["model"] or offline_profile().retriever_model
         try:
-            model = SentenceTransformer(model_name, device="cuda" if torch.cuda.is_available() else "cpu")
-        except OSError as error:
-            raise CommandError(f"The retriever {model_name!r} could not be loaded: {error}") from error
+            model = read_retriever(model_name)
+        except ModelNotFoundError as error:
+            raise CommandError(str(error)) from error
         before = recall_at_k(model, validation_pairs)
         self.stdout.write(self.recall_line("before", before))
         config = RetrieverConfig(
