@@ -147,7 +147,8 @@ def convert_gguf(gguf_path):
 def load_generator(name, adapter=""):
     """The generator `name` (with the LoRA adapter folder `adapter`), loaded once per process."""
     with _lock:
-        key = (name, adapter)
+        # The quantisation setting is part of what was loaded.
+        key = (name, adapter, settings.INFERENCE_QUANTIZE)
         if key not in _generators:
             _generators[key] = _load_generator(name, adapter)
         return _generators[key]

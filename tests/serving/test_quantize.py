@@ -6,12 +6,11 @@ from inference.backends import backend_for
 from inference.loading import load_generator
 from inference.profiles import Profile
 from inference.replier import Replier
-from tests.tiny_models import build_tiny_chat_model
 
 
-def test_int8_generator_replies(tmp_path, settings):
+def test_int8_generator_replies(tiny_chat, settings):
     settings.INFERENCE_QUANTIZE = "int8"
-    folder = str(build_tiny_chat_model(tmp_path / "chat", seed=3))
+    folder = str(tiny_chat)
     generator = load_generator(folder, "")
     quantized = [m for m in generator.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert quantized, "no linear layer was quantised"
@@ -21,9 +20,9 @@ def test_int8_generator_replies(tmp_path, settings):
     assert reply.text and "".join(pieces) == reply.text
 
 
-def test_unknown_quantization_is_refused(tmp_path, settings):
+def test_unknown_quantization_is_refused(tiny_chat, settings):
     from django.core.exceptions import ImproperlyConfigured
 
     settings.INFERENCE_QUANTIZE = "int3"
     with pytest.raises(ImproperlyConfigured, match="int8 or none"):
-        load_generator(str(build_tiny_chat_model(tmp_path / "chat2", seed=4)), "")
+        load_generator(str(tiny_chat), "")
