@@ -25,6 +25,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.messages import messages_for  # noqa: E402
+from inference.cleanup import streamed_as  # noqa: E402
 
 BENCH_PASSWORD = "bench-password-not-secret"
 
@@ -131,8 +132,8 @@ async def stack_exchange(socket, index, text, timeout):
                 outcome.new_tokens = message["record"]["new_tokens"] or 0
                 if message["status"] != "done":
                     outcome.error = f"reply {message['status']}: {message.get('error', '')}"
-                elif "".join(pieces) != message["text"]:
-                    outcome.error = "streamed pieces differ from the final reply"
+                elif not streamed_as("".join(pieces), message["text"]):
+                    outcome.error = "streamed pieces do not fit the final reply"
                 return outcome
             elif frame["type"] == "error":
                 outcome.error = f"{frame['code']}: {frame['detail']}"

@@ -12,7 +12,12 @@ Two kinds of generator share one interface:
 Batching is the normal case; a single reply is a batch of one. Every row of a
 batch streams its own decoded text to its own `Row.on_text` and stops on its
 own `Row.should_stop`, while the batch runs as one padded `generate` call.
+The chat backend computes the persona's key-value cache once and starts every
+batch from it (`reuse_prefix`), so a prompt's prefill covers only its dialogue.
 """
+import copy
+import threading
+
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
@@ -117,8 +122,9 @@ class Backend:
     sampling = {}  # generate() keyword arguments
     max_prompt_tokens = None
 
-    def __init__(self, generator, max_new_tokens):
+    def __init__(self, generator, max_new_tokens, reuse_prefix=True):
         self.generator = generator
+        self.reuse_prefix = reuse_prefix
         self.model = generator.model
         self.tokenizer = generator.tokenizer
         self.max_new_tokens = max_new_tokens
@@ -138,6 +144,20 @@ class Backend:
 
     def generate(self, prompts, rows):
         """Generate for all prompts in one padded batch, streaming into `rows` (same order)."""
+        inputs = self._model_inputs(prompts)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs,
+                **self.sampling,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=sorted(self.eos_ids),
+                streamer=_BatchStreamer(rows, self.tokenizer, self.eos_ids),
+                stopping_criteria=StoppingCriteriaList([_RowStopper(rows)]),
+            )
+
+    def _model_inputs(self, prompts):
+        """generate()'s inputs for a batch: padded token ids and their attention mask."""
         with TOKENIZER_LOCK:
             self.tokenizer.padding_side = self.padding_side
             self.tokenizer.truncation_side = "left"  # an over-long prompt loses its oldest context, not the question
@@ -149,16 +169,7 @@ class Backend:
                 max_length=self.max_prompt_tokens,
                 add_special_tokens=self.generator.is_seq2seq,  # a chat template has its own
             ).to(self.model.device)
-        with torch.inference_mode():
-            self.model.generate(
-                **inputs,
-                **self.sampling,
-                max_new_tokens=self.max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=sorted(self.eos_ids),
-                streamer=_BatchStreamer(rows, self.tokenizer, self.eos_ids),
-                stopping_criteria=StoppingCriteriaList([_RowStopper(rows)]),
-            )
+        return dict(inputs)
 
 
 class Seq2SeqBackend(Backend):
@@ -192,6 +203,11 @@ class CausalChatBackend(Backend):
     padding_side = "left"
     sampling = CHAT_SAMPLING
 
+    def __init__(self, generator, max_new_tokens, reuse_prefix=True):
+        super().__init__(generator, max_new_tokens, reuse_prefix)
+        self._prefix = None  # (token ids, key-value cache) of the persona's system prompt
+        self._prefix_lock = threading.Lock()
+
     def prompt(self, history, message, hit):
         turns = []
         if hit:
@@ -202,7 +218,47 @@ class CausalChatBackend(Backend):
         with TOKENIZER_LOCK:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def _model_inputs(self, prompts):
+        """Each prompt's tokens after the persona prefix, starting from the prefix's cache.
 
-def backend_for(generator, max_new_tokens):
+        The padding sits between the prefix and each dialogue, masked out:
+        generate() derives position ids from the attention mask, so every row
+        is computed exactly as its unpadded prompt would be.
+        """
+        if not self.reuse_prefix:
+            return super()._model_inputs(prompts)
+        prefix_ids, prefix_cache = self._persona_prefix()
+        with TOKENIZER_LOCK:
+            prompt_ids = self.tokenizer(prompts, add_special_tokens=False).input_ids
+        if any(ids[: len(prefix_ids)] != prefix_ids for ids in prompt_ids):
+            return super()._model_inputs(prompts)  # a template that renders the persona differently in context
+        dialogues = [ids[len(prefix_ids) :] for ids in prompt_ids]
+        width = max(map(len, dialogues))
+        padding = [self.tokenizer.pad_token_id]
+        input_ids = [prefix_ids + padding * (width - len(ids)) + ids for ids in dialogues]
+        attention_mask = [[1] * len(prefix_ids) + [0] * (width - len(ids)) + [1] * len(ids) for ids in dialogues]
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(prompts))
+        device = self.model.device
+        return {
+            "input_ids": torch.tensor(input_ids, device=device),
+            "attention_mask": torch.tensor(attention_mask, device=device),
+            "cache": cache,
+        }
+
+    def _persona_prefix(self):
+        """The persona's system prompt as token ids and its key-value cache, computed once."""
+        with self._prefix_lock:
+            if self._prefix is None:
+                with TOKENIZER_LOCK:
+                    text = self.tokenizer.apply_chat_template(persona_messages([]), tokenize=False)
+                    prefix_ids = self.tokenizer(text, add_special_tokens=False).input_ids
+                with torch.inference_mode():
+                    output = self.model(torch.tensor([prefix_ids], device=self.model.device), use_cache=True)
+                self._prefix = (prefix_ids, output.past_key_values)
+            return self._prefix
+
+
+def backend_for(generator, max_new_tokens, reuse_prefix=True):
     backend_class = Seq2SeqBackend if generator.is_seq2seq else CausalChatBackend
-    return backend_class(generator, max_new_tokens)
+    return backend_class(generator, max_new_tokens, reuse_prefix)

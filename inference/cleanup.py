@@ -1,23 +1,28 @@
-"""Reply clean-up that streams: the pieces it emits join to exactly the final text.
+"""Reply clean-up that streams word by word.
 
 Rules: strip a leading speaker label (`Sheldon:`), never echo the user's
 message, and cut an unfinished trailing fragment when generation ran out of
-tokens. To keep the streaming invariant, text after the last sentence end is
-held back until the sentence completes or generation ends, and nothing is
-emitted while the reply could still turn out to be the user's own message.
+tokens. Complete words are emitted as soon as they are generated; nothing is
+emitted while the reply could still turn out to be a label or the user's own
+message. The final text extends what was emitted, except when the unfinished
+last sentence is cut: then it is a prefix of it (the page's `reply_done`
+frame carries the final text).
 """
 import re
 
 # A sentence ends at . ! ? or an ellipsis, with any closing quotes or brackets.
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*")
-
-
+_WHITESPACE = re.compile(r"\s")
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
 def _normalise(text):
     """Words only, lower case: `Hello,  there!` -> `hello there`."""
     return " ".join(_NOT_WORD.sub(" ", text.casefold()).split())
+
+
+def _compact(text):
+    return "".join(text.casefold().split())
 
 
 class ReplyCleaner:
@@ -35,24 +40,29 @@ class ReplyCleaner:
             else None
         )
         self._label = re.compile(rf"\s*{re.escape(character)}(?:\s+Cooper)?\s*:\s*", re.IGNORECASE)
+        self._labels = [_compact(f"{character}:"), _compact(f"{character} Cooper:")]
         self.on_piece = on_piece
         self.raw = ""
-        self.text = ""  # what has been emitted: always a prefix of the final text
+        self.text = ""  # what has been emitted
 
     def feed(self, raw_piece):
         self.raw += raw_piece
         self._emit(self._clean(final=False, cut_fragment=False))
 
     def finish(self, cut_fragment):
-        """Emit the rest and return the final text (possibly empty)."""
-        self._emit(self._clean(final=True, cut_fragment=cut_fragment))
-        return self.text
+        """Emit the rest and return the final text (possibly empty).
+
+        With `cut_fragment`, an unfinished last sentence is dropped, so the
+        final text may be shorter than what was emitted.
+        """
+        final = self._clean(final=True, cut_fragment=cut_fragment)
+        self._emit(final)
+        return final
 
     def _emit(self, cleaned):
-        # Emitted text is never taken back: the clean-up only ever extends it.
-        piece = cleaned[len(self.text) :] if cleaned.startswith(self.text) else ""
-        if piece:
-            self.text = cleaned
+        # Emitted text is never taken back here: only extensions are sent.
+        if len(cleaned) > len(self.text) and cleaned.startswith(self.text):
+            piece, self.text = cleaned[len(self.text) :], cleaned
             if self.on_piece is not None:
                 self.on_piece(piece)
 
@@ -61,12 +71,23 @@ class ReplyCleaner:
         label = self._label.match(body)
         if label:
             body = body[label.end() :]
+        elif not final and any(candidate.startswith(_compact(body)) for candidate in self._labels):
+            return ""  # could still become "Sheldon:"
         echo = self._echo.match(body) if self._echo else None
         if echo:
             body = body[echo.end() :]
         if self.message.startswith(_normalise(body)):
             return ""  # nothing yet, or (part of) the user's own message
         sentence_end = max((match.end() for match in _SENTENCE_END.finditer(body)), default=0)
-        if not final or (cut_fragment and sentence_end):
+        if not final:
+            # Up to the last complete word: the next token may extend the current one.
+            word_end = max((match.start() for match in _WHITESPACE.finditer(body)), default=0)
+            return body[: max(sentence_end, word_end)].rstrip()
+        if cut_fragment and sentence_end:
             return body[:sentence_end]
         return body.rstrip()
+
+
+def streamed_as(streamed, final):
+    """Whether streamed text fits the final reply: the same, or it plus the unfinished sentence cut at the end."""
+    return streamed.startswith(final) and not _SENTENCE_END.search(streamed[len(final) :])

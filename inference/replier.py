@@ -6,8 +6,10 @@
                           on_piece=print, should_stop=lambda: False)
     reply.text, reply.retrieved, reply.seconds, reply.fallback, reply.stopped
 
-`on_piece` receives the reply as it is generated, and the pieces join to
-exactly `reply.text`; `stream` yields the same pieces instead. `reply_many` answers several dialogues in one padded
+`on_piece` receives the reply word by word as it is generated; the pieces
+join to `reply.text`, or to it plus the unfinished last sentence that the
+clean-up cut at the end (`cleanup.streamed_as`); `stream` yields the same
+pieces instead. `reply_many` answers several dialogues in one padded
 batch, each streaming and stopping on its own.
 """
 import queue
@@ -211,7 +213,7 @@ def build_replier():
         index = RetrievalIndex.load(settings.RETRIEVAL_INDEX_PATH, profile.retriever_model, data)
     return Replier(
         profile,
-        backend_for(generator, settings.MAX_NEW_TOKENS),
+        backend_for(generator, settings.MAX_NEW_TOKENS, reuse_prefix=settings.INFERENCE_PREFIX_CACHE),
         index=index,
         threshold=settings.RETRIEVAL_THRESHOLD,
         history_turns=settings.HISTORY_TURNS,

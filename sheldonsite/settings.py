@@ -160,6 +160,8 @@ BATCH_MAX_SIZE = int(os.environ.get("BATCH_MAX_SIZE", "16"))
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "0"))  # 0: torch's default
 # "int8": dynamic int8 quantisation of the generator's linear layers on CPU.
 INFERENCE_QUANTIZE = os.environ.get("INFERENCE_QUANTIZE", "none")
+# Chat models: compute the persona prompt's key-value cache once and start every batch from it.
+INFERENCE_PREFIX_CACHE = env_bool("INFERENCE_PREFIX_CACHE", True)
 
 # Chat limits.
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "2000"))
