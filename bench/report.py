@@ -21,8 +21,8 @@ def markdown_table(results, args):
         f"seed {args.seed}, {args.cores} cores.",
         "",
         "| side | users | replies | errors | first token p50 / p95 / max (s) | reply p50 / p95 / max (s) "
-        "| replies/min | tokens/s | worker peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| replies/min | tokens/s, all | tokens/s, one reply (p50) | worker peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
@@ -30,6 +30,7 @@ def markdown_table(results, args):
             f"| {fmt(r['first_token_p50_s'])} / {fmt(r['first_token_p95_s'])} / {fmt(r['first_token_max_s'])} "
             f"| {fmt(r['reply_p50_s'])} / {fmt(r['reply_p95_s'])} / {fmt(r['reply_max_s'])} "
             f"| {fmt(r['replies_per_minute'], 1)} | {fmt(r['tokens_per_second'], 1)} "
+            f"| {fmt(r['reply_tokens_per_second_p50'], 1)} "
             f"| {', '.join(map(str, r['worker_peak_mib']))} |"
         )
     reference = {r["users"]: r for r in results if r["target"] == "reference"}

@@ -255,7 +255,7 @@ class CausalChatBackend(Backend):
                     prefix_ids = self.tokenizer(text, add_special_tokens=False).input_ids
                 with torch.inference_mode():
                     output = self.model(torch.tensor([prefix_ids], device=self.model.device), use_cache=True)
-                self._prefix = (prefix_ids, output.past_key_values)
+                self._prefix = (prefix_ids, output.cache)
             return self._prefix
 
 
