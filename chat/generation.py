@@ -10,6 +10,7 @@ generations into one text.
 """
 import logging
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 
 from django.conf import settings
@@ -91,17 +92,19 @@ def conversation_history(reply, turns):
 class ReplyStream:
     """The pieces of one reply on their way to the database and the page.
 
-    `add` and `should_stop` are the generation's callbacks. Pieces are sent in
-    time-based chunks (CHAT_STREAM_FLUSH_SECONDS), not one frame per token, so
-    a slow client cannot overflow the channel layer.
+    `add` and `should_stop` are the generation's callbacks: they run on the
+    batching engine's thread between generation steps and do no I/O. The
+    task's own thread runs `follow` meanwhile: it saves and sends the text in
+    time-based chunks (CHAT_STREAM_FLUSH_SECONDS, not one frame per token, so
+    a slow client cannot overflow the channel layer) and polls for a stop.
     """
 
     def __init__(self, message):
         self.message = message
-        self.text = ""
+        self.text = ""  # generated so far; only the generation's thread appends
         self.sent = 0  # characters already saved and sent
-        self.last_flush = self.last_check = self.last_save = time.monotonic()
-        self.deadline = self.last_flush + settings.CELERY_TASK_SOFT_TIME_LIMIT
+        self.last_check = self.last_save = time.monotonic()
+        self.deadline = self.last_check + settings.CELERY_TASK_SOFT_TIME_LIMIT
         self.stop = False  # the user asked to stop
         self.lost = False  # the reply is no longer ours (finished or taken over elsewhere)
         self.timed_out = False
@@ -119,18 +122,28 @@ class ReplyStream:
 
     def add(self, piece):
         self.text += piece
-        if time.monotonic() - self.last_flush >= settings.CHAT_STREAM_FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self):
-        self.last_flush = time.monotonic()
-        if len(self.text) == self.sent or not self._save(text=self.text):
-            return
-        frame = {"type": "token", "message_id": self.message.pk, "offset": self.sent, "text": self.text[self.sent :]}
-        send_frame(self.message.conversation_id, frame)
-        self.sent = len(self.text)
 
     def should_stop(self):
+        return self.stop or self.lost or self.timed_out
+
+    def follow(self, generation):
+        """Flush and check for a stop until `generation` (a Future of the Reply) is done; its Reply."""
+        while True:
+            try:
+                return generation.result(timeout=settings.CHAT_STREAM_FLUSH_SECONDS)
+            except FutureTimeout:
+                self.flush()
+                self._check()
+
+    def flush(self):
+        text = self.text  # one snapshot: the generation may append meanwhile
+        if len(text) == self.sent or not self._save(text=text):
+            return
+        frame = {"type": "token", "message_id": self.message.pk, "offset": self.sent, "text": text[self.sent :]}
+        send_frame(self.message.conversation_id, frame)
+        self.sent = len(text)
+
+    def _check(self):
         now = time.monotonic()
         if now - self.last_check >= STOP_CHECK_SECONDS:
             self.last_check = now
@@ -139,7 +152,6 @@ class ReplyStream:
             if now - self.last_save >= settings.CHAT_REPLY_STALE_SECONDS / 4:
                 self._save()  # no piece for a while (a long prompt): show the reply is still alive
             self.timed_out = now > self.deadline
-        return self.stop or self.lost or self.timed_out
 
     def _finish(self, **fields):
         if self._save(**fields):

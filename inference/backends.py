@@ -203,20 +203,36 @@ class CausalChatBackend(Backend):
     padding_side = "left"
     sampling = CHAT_SAMPLING
 
-    def __init__(self, generator, max_new_tokens, reuse_prefix=True):
+    def __init__(self, generator, max_new_tokens, reuse_prefix=True, prompt_budget=None):
         super().__init__(generator, max_new_tokens, reuse_prefix)
+        self.prompt_budget = prompt_budget  # tokens; None: unbounded
         self._prefix = None  # (token ids, key-value cache) of the persona's system prompt
         self._prefix_lock = threading.Lock()
 
     def prompt(self, history, message, hit):
-        turns = []
-        if hit:
-            turns += [("user", hit.question), ("assistant", hit.text)]
-        turns += [("user" if turn.role == "user" else "assistant", turn.text) for turn in history]
-        turns.append(("user", message))
-        messages = persona_messages(turns)
-        with TOKENIZER_LOCK:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        """The chat prompt; the oldest history turns are left out until it fits `prompt_budget`.
+
+        The persona, the retrieved exchange and the message always stay, so
+        a batch's memory is bounded by its size times the prompt budget.
+        """
+        history = list(history)
+        while True:
+            turns = []
+            if hit:
+                turns += [("user", hit.question), ("assistant", hit.text)]
+            turns += [("user" if turn.role == "user" else "assistant", turn.text) for turn in history]
+            turns.append(("user", message))
+            with TOKENIZER_LOCK:
+                text = self.tokenizer.apply_chat_template(
+                    persona_messages(turns), tokenize=False, add_generation_prompt=True
+                )
+                fits = (
+                    self.prompt_budget is None
+                    or len(self.tokenizer(text, add_special_tokens=False).input_ids) <= self.prompt_budget
+                )
+            if fits or not history:
+                return text
+            history.pop(0)
 
     def _model_inputs(self, prompts):
         """Each prompt's tokens after the persona prefix, starting from the prefix's cache.
@@ -259,6 +275,8 @@ class CausalChatBackend(Backend):
             return self._prefix
 
 
-def backend_for(generator, max_new_tokens, reuse_prefix=True):
-    backend_class = Seq2SeqBackend if generator.is_seq2seq else CausalChatBackend
-    return backend_class(generator, max_new_tokens, reuse_prefix)
+def backend_for(generator, max_new_tokens, reuse_prefix=True, prompt_budget=None):
+    """The backend for a generator; `prompt_budget` bounds chat prompts (seq2seq keeps the reference's 512)."""
+    if generator.is_seq2seq:
+        return Seq2SeqBackend(generator, max_new_tokens, reuse_prefix)
+    return CausalChatBackend(generator, max_new_tokens, reuse_prefix, prompt_budget)

@@ -1,7 +1,8 @@
 """Dynamic batching: replies requested at about the same time are generated together.
 
 A worker runs many task threads (Celery's threads pool); each hands its
-request to the process's one engine and waits. The engine's thread takes the
+request to the process's one engine (`submit`) and, while it waits, saves
+and sends what has been generated so far (`chat.generation.ReplyStream`). The engine's thread takes the
 first waiting request, gathers those that arrive within BATCH_WINDOW_MS (up
 to BATCH_MAX_SIZE), and generates them in one padded batch through
 `Replier.reply_many`, streaming each reply to its own callbacks. A stop
@@ -34,11 +35,19 @@ class BatchingEngine:
         self._thread = threading.Thread(target=self._run, name="batching-engine", daemon=True)
         self._thread.start()
 
-    def reply(self, history, message, on_piece=None, should_stop=None):
-        """Like `Replier.reply`, generated in a batch with the requests around it."""
+    def submit(self, history, message, on_piece=None, should_stop=None):
+        """Queue a request; a Future of its Reply, generated in a batch with the requests around it.
+
+        The callbacks run on the engine's thread, between generation steps:
+        they must be quick (no database or network), or they hold up the batch.
+        """
         future = Future()
         self._waiting.put((ReplyRequest(history, message, on_piece, should_stop), future))
-        return future.result()
+        return future
+
+    def reply(self, history, message, on_piece=None, should_stop=None):
+        """Like `Replier.reply`: the Reply, once generated."""
+        return self.submit(history, message, on_piece, should_stop).result()
 
     def _gather(self):
         batch = [self._waiting.get()]

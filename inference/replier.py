@@ -213,7 +213,12 @@ def build_replier():
         index = RetrievalIndex.load(settings.RETRIEVAL_INDEX_PATH, profile.retriever_model, data)
     return Replier(
         profile,
-        backend_for(generator, settings.MAX_NEW_TOKENS, reuse_prefix=settings.INFERENCE_PREFIX_CACHE),
+        backend_for(
+            generator,
+            settings.MAX_NEW_TOKENS,
+            reuse_prefix=settings.INFERENCE_PREFIX_CACHE,
+            prompt_budget=settings.MAX_PROMPT_TOKENS,
+        ),
         index=index,
         threshold=settings.RETRIEVAL_THRESHOLD,
         history_turns=settings.HISTORY_TURNS,

@@ -42,13 +42,15 @@ def generate_reply(self, bot_message_id):
     history, question = conversation_history(message, turns=settings.HISTORY_TURNS * 2)
     stream = ReplyStream(message)
     try:
-        # Through the process's batching engine: replies requested together are generated together.
-        reply = engine.reply(
+        # Through the process's batching engine: replies requested together are
+        # generated together, while this thread saves and sends the pieces.
+        generation = engine.submit(
             history=[Turn(role=role, text=text) for role, text in history],
             message=question,
             on_piece=stream.add,
             should_stop=stream.should_stop,
         )
+        reply = stream.follow(generation)
     except Exception as error:
         logger.exception("Generation failed for reply %s", bot_message_id)
         stream.fail(f"Generation failed: {error}")

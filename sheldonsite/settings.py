@@ -152,14 +152,17 @@ GENERATOR_ADAPTER = os.environ.get("GENERATOR_ADAPTER", "")
 RETRIEVAL_THRESHOLD = float(os.environ.get("RETRIEVAL_THRESHOLD", "0.89"))
 RETRIEVAL_INDEX_PATH = Path(os.environ.get("RETRIEVAL_INDEX_PATH", VAR_DIR / "index"))
 MAX_NEW_TOKENS = int(os.environ.get("MAX_NEW_TOKENS", "60"))
+# Chat prompts: the oldest history turns are left out beyond this many tokens (bounds a batch's memory).
+MAX_PROMPT_TOKENS = int(os.environ.get("MAX_PROMPT_TOKENS", "768"))
 HISTORY_TURNS = int(os.environ.get("HISTORY_TURNS", "6"))
 GENERATION_QUEUE = os.environ.get("GENERATION_QUEUE", "cpu")
 # Dynamic batching in each worker (inference/batching.py).
 BATCH_WINDOW_MS = int(os.environ.get("BATCH_WINDOW_MS", "30"))
 BATCH_MAX_SIZE = int(os.environ.get("BATCH_MAX_SIZE", "16"))
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "0"))  # 0: torch's default
-# "int8": dynamic int8 quantisation of the generator's linear layers on CPU.
-INFERENCE_QUANTIZE = os.environ.get("INFERENCE_QUANTIZE", "none")
+# "int8" (default): dynamic per-channel int8 quantisation of the generator's linear layers on CPU
+# (2x faster, quality within noise: docs/evaluation.md); "none": full precision. GPUs ignore it.
+INFERENCE_QUANTIZE = os.environ.get("INFERENCE_QUANTIZE", "int8")
 # Chat models: compute the persona prompt's key-value cache once and start every batch from it.
 INFERENCE_PREFIX_CACHE = env_bool("INFERENCE_PREFIX_CACHE", True)
 

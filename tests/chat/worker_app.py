@@ -20,12 +20,12 @@ class SlowEngine:
     def __init__(self, engine):
         self.engine = engine
 
-    def reply(self, history, message, on_piece=None, should_stop=None):
+    def submit(self, history, message, on_piece=None, should_stop=None):
         def slow_should_stop():
             time.sleep(TOKEN_DELAY_SECONDS)
             return should_stop()
 
-        return self.engine.reply(history, message, on_piece=on_piece, should_stop=slow_should_stop)
+        return self.engine.submit(history, message, on_piece=on_piece, should_stop=slow_should_stop)
 
 
 @signals.worker_init.connect

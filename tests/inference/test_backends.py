@@ -93,3 +93,21 @@ def test_the_shared_persona_cache_gives_the_same_logits_as_whole_prompts(tiny_ch
             )
         logits[reuse_prefix] = torch.stack(output.logits)
     assert torch.allclose(logits[True], logits[False], atol=1e-5, rtol=0)
+
+
+def test_a_chat_prompt_over_budget_leaves_out_its_oldest_turns(tiny_chat):
+    generator = load_generator(str(tiny_chat))
+    history = [Turn("user", f"Turn number {n} of a long and winding conversation.") for n in range(40)]
+    unbounded = backend_for(generator, max_new_tokens=4).prompt(history, "And now?", HIT)
+    backend = backend_for(generator, max_new_tokens=4, prompt_budget=300)
+    prompt = backend.prompt(history, "And now?", HIT)
+
+    def tokens(text):
+        return len(generator.tokenizer(text, add_special_tokens=False).input_ids)
+
+    assert tokens(unbounded) > 300 >= tokens(prompt)
+    assert PERSONA in prompt and "Bazinga!" in prompt and "And now?" in prompt
+    assert "Turn number 39 " in prompt and "Turn number 0 " not in prompt
+    # A message that alone is over budget is never cut.
+    long_message = "word " * 400
+    assert long_message.strip() in backend.prompt(history, long_message, None)
