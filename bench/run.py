@@ -167,7 +167,7 @@ def measure(args, target, urls, model_processes, out_dir, label, layout):
 
 
 def bench_stack(args, env, out_dir, workers, web_ports):
-    worker_env = {**env, "INFERENCE_THREADS": str(max(1, args.cores // workers))}
+    worker_env = {**env, "INFERENCE_THREADS": str(args.worker_threads)}
     urls = [f"http://127.0.0.1:{port}" for port in web_ports]
     with running(stack_commands(workers, web_ports, args.concurrency), worker_env, web_ports, out_dir) as procs:
         wait_for_workers(worker_env, workers)
@@ -208,6 +208,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--concurrency", type=int, default=32, help="task threads per stack worker")
+    parser.add_argument("--worker-threads", type=int, default=1,
+                        help="torch threads per stack worker (one beats two where the web tier shares the cores)")
     parser.add_argument("--two-workers", action="store_true", help="also run the stack with two worker processes")
     parser.add_argument("--two-web", action="store_true", help="serve the stack from two daphne processes")
     parser.add_argument("--skip-reference", action="store_true")

@@ -9,8 +9,8 @@ sweep and a user's stop can therefore never produce two replies or mix two
 generations into one text.
 """
 import logging
+import threading
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 
 from django.conf import settings
@@ -102,6 +102,7 @@ class ReplyStream:
     def __init__(self, message):
         self.message = message
         self.text = ""  # generated so far; only the generation's thread appends
+        self._wake = threading.Event()  # the first piece arrived, or the generation ended
         self.sent = 0  # characters already saved and sent
         self.last_check = self.last_save = time.monotonic()
         self.deadline = self.last_check + settings.CELERY_TASK_SOFT_TIME_LIMIT
@@ -121,19 +122,24 @@ class ReplyStream:
         return bool(changed)
 
     def add(self, piece):
+        first = not self.text
         self.text += piece
+        if first:
+            self._wake.set()  # the first words go out at once, the rest in chunks
 
     def should_stop(self):
         return self.stop or self.lost or self.timed_out
 
     def follow(self, generation):
         """Flush and check for a stop until `generation` (a Future of the Reply) is done; its Reply."""
+        generation.add_done_callback(lambda _: self._wake.set())
         while True:
-            try:
-                return generation.result(timeout=settings.CHAT_STREAM_FLUSH_SECONDS)
-            except FutureTimeout:
-                self.flush()
-                self._check()
+            self._wake.wait(settings.CHAT_STREAM_FLUSH_SECONDS)
+            self._wake.clear()
+            if generation.done():
+                return generation.result()
+            self.flush()
+            self._check()
 
     def flush(self):
         text = self.text  # one snapshot: the generation may append meanwhile

@@ -159,7 +159,9 @@ GENERATION_QUEUE = os.environ.get("GENERATION_QUEUE", "cpu")
 # Dynamic batching in each worker (inference/batching.py).
 BATCH_WINDOW_MS = int(os.environ.get("BATCH_WINDOW_MS", "30"))
 BATCH_MAX_SIZE = int(os.environ.get("BATCH_MAX_SIZE", "16"))
-INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "0"))  # 0: torch's default
+# torch threads per process (0: torch's default, one per core). One is fastest where the web tier
+# shares the cores (docs/bench); scale with more worker processes instead.
+INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "1"))
 # "int8" (default): dynamic per-channel int8 quantisation of the generator's linear layers on CPU
 # (2x faster, quality within noise: docs/evaluation.md); "none": full precision. GPUs ignore it.
 INFERENCE_QUANTIZE = os.environ.get("INFERENCE_QUANTIZE", "int8")
