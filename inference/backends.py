@@ -122,9 +122,8 @@ class Backend:
     sampling = {}  # generate() keyword arguments
     max_prompt_tokens = None
 
-    def __init__(self, generator, max_new_tokens, reuse_prefix=True):
+    def __init__(self, generator, max_new_tokens):
         self.generator = generator
-        self.reuse_prefix = reuse_prefix
         self.model = generator.model
         self.tokenizer = generator.tokenizer
         self.max_new_tokens = max_new_tokens
@@ -204,7 +203,8 @@ class CausalChatBackend(Backend):
     sampling = CHAT_SAMPLING
 
     def __init__(self, generator, max_new_tokens, reuse_prefix=True, prompt_budget=None):
-        super().__init__(generator, max_new_tokens, reuse_prefix)
+        super().__init__(generator, max_new_tokens)
+        self.reuse_prefix = reuse_prefix
         self.prompt_budget = prompt_budget  # tokens; None: unbounded
         self._prefix = None  # (token ids, key-value cache) of the persona's system prompt
         self._prefix_lock = threading.Lock()
@@ -276,7 +276,8 @@ class CausalChatBackend(Backend):
 
 
 def backend_for(generator, max_new_tokens, reuse_prefix=True, prompt_budget=None):
-    """The backend for a generator; `prompt_budget` bounds chat prompts (seq2seq keeps the reference's 512)."""
+    """The backend for a generator; `reuse_prefix` and `prompt_budget` concern chat models only
+    (a seq2seq prompt has no shared prefix and keeps the reference's 512-token truncation)."""
     if generator.is_seq2seq:
-        return Seq2SeqBackend(generator, max_new_tokens, reuse_prefix)
+        return Seq2SeqBackend(generator, max_new_tokens)
     return CausalChatBackend(generator, max_new_tokens, reuse_prefix, prompt_budget)

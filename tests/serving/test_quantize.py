@@ -15,6 +15,8 @@ def test_int8_generator_replies(tiny_chat, settings):
     generator = load_generator(folder, "")
     quantized = [m for m in generator.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert quantized, "no linear layer was quantised"
+    # A scale per output channel: one per weight matrix cost a quarter of the relevance (docs/evaluation.md).
+    assert all(layer.weight().qscheme() == torch.per_channel_affine for layer in quantized)
     replier = Replier(Profile("test", "", folder, ""), backend_for(generator, max_new_tokens=12))
     pieces = []
     reply = replier.reply([], "Hello there.", on_piece=pieces.append)
