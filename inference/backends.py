@@ -11,17 +11,19 @@ Two kinds of generator share one interface:
 
 Batching is the normal case; a single reply is a batch of one. Every row of a
 batch streams its own decoded text to its own `Row.on_text` and stops on its
-own `Row.should_stop`, while the batch runs as one padded `generate` call.
-The chat backend computes the persona's key-value cache once and starts every
-batch from it (`reuse_prefix`), so a prompt's prefill covers only its dialogue.
+own `Row.should_stop`. `open_batch()` gives a batch that takes new rows
+between its steps: for chat models a `decoding.DecodeBatch`, where rows join
+and leave at every token (continuous batching) and every prompt starts from
+the persona's key-value cache, computed once (`reuse_prefix`); for seq2seq
+models one padded `generate` call per step, which runs all its rows to the end.
 """
-import copy
 import threading
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from .decoding import DecodeBatch, Sampling, growing_cache
 from .loading import TOKENIZER_LOCK
 
 PERSONA = (
@@ -63,6 +65,7 @@ class Row:
         self.decoded = ""
         self.ended = False  # the model produced its end-of-sequence token
         self.stopped = False  # should_stop() said so
+        self.finished = False  # its generation is over, for whichever reason (the token limit too)
 
     @property
     def done(self):
@@ -142,7 +145,18 @@ class Backend:
         raise NotImplementedError
 
     def generate(self, prompts, rows):
-        """Generate for all prompts in one padded batch, streaming into `rows` (same order)."""
+        """Generate for all prompts together, streaming into `rows` (same order)."""
+        batch = self.open_batch()
+        batch.add(prompts, rows)
+        while batch:
+            batch.step()
+
+    def open_batch(self):
+        """An empty batch: `add(prompts, rows)` between `step()`s; its len() is the rows still running."""
+        return _GenerateBatch(self)
+
+    def generate_at_once(self, prompts, rows):
+        """One padded generate() call for all prompts; every row is finished when it returns."""
         inputs = self._model_inputs(prompts)
         with torch.inference_mode():
             self.model.generate(
@@ -154,6 +168,8 @@ class Backend:
                 streamer=_BatchStreamer(rows, self.tokenizer, self.eos_ids),
                 stopping_criteria=StoppingCriteriaList([_RowStopper(rows)]),
             )
+        for row in rows:
+            row.finished = True
 
     def _model_inputs(self, prompts):
         """generate()'s inputs for a batch: padded token ids and their attention mask."""
@@ -169,6 +185,27 @@ class Backend:
                 add_special_tokens=self.generator.is_seq2seq,  # a chat template has its own
             ).to(self.model.device)
         return dict(inputs)
+
+
+class _GenerateBatch:
+    """Rows added between steps; a step generates all of them to the end in one generate() call."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.prompts, self.rows = [], []
+
+    def __len__(self):
+        return len(self.rows)
+
+    def add(self, prompts, rows):
+        self.prompts += prompts
+        self.rows += rows
+
+    def step(self):
+        prompts, rows = self.prompts, self.rows
+        self.prompts, self.rows = [], []
+        if rows:
+            self.backend.generate_at_once(prompts, rows)
 
 
 class Seq2SeqBackend(Backend):
@@ -198,8 +235,6 @@ def persona_messages(turns):
 
 
 class CausalChatBackend(Backend):
-    # Left padding: every row's prompt ends where generation starts.
-    padding_side = "left"
     sampling = CHAT_SAMPLING
 
     def __init__(self, generator, max_new_tokens, reuse_prefix=True, prompt_budget=None):
@@ -207,6 +242,7 @@ class CausalChatBackend(Backend):
         self.reuse_prefix = reuse_prefix
         self.prompt_budget = prompt_budget  # tokens; None: unbounded
         self._prefix = None  # (token ids, key-value cache) of the persona's system prompt
+        self._prefix_known = False
         self._prefix_lock = threading.Lock()
 
     def prompt(self, history, message, hit):
@@ -234,45 +270,48 @@ class CausalChatBackend(Backend):
                 return text
             history.pop(0)
 
-    def _model_inputs(self, prompts):
-        """Each prompt's tokens after the persona prefix, starting from the prefix's cache.
-
-        The padding sits between the prefix and each dialogue, masked out:
-        generate() derives position ids from the attention mask, so every row
-        is computed exactly as its unpadded prompt would be.
-        """
-        if not self.reuse_prefix:
-            return super()._model_inputs(prompts)
-        prefix_ids, prefix_cache = self._persona_prefix()
-        with TOKENIZER_LOCK:
-            prompt_ids = self.tokenizer(prompts, add_special_tokens=False).input_ids
-        if any(ids[: len(prefix_ids)] != prefix_ids for ids in prompt_ids):
-            return super()._model_inputs(prompts)  # a template that renders the persona differently in context
-        dialogues = [ids[len(prefix_ids) :] for ids in prompt_ids]
-        width = max(map(len, dialogues))
-        padding = [self.tokenizer.pad_token_id]
-        input_ids = [prefix_ids + padding * (width - len(ids)) + ids for ids in dialogues]
-        attention_mask = [[1] * len(prefix_ids) + [0] * (width - len(ids)) + [1] * len(ids) for ids in dialogues]
-        cache = copy.deepcopy(prefix_cache)
-        cache.batch_repeat_interleave(len(prompts))
-        device = self.model.device
-        return {
-            "input_ids": torch.tensor(input_ids, device=device),
-            "attention_mask": torch.tensor(attention_mask, device=device),
-            "cache": cache,
-        }
+    def open_batch(self):
+        """A continuous batch: rows join and leave at every step, each prompt starting from the persona's cache."""
+        prefix = self._persona_prefix() if self.reuse_prefix else None
+        return _ChatBatch(self, prefix)
 
     def _persona_prefix(self):
-        """The persona's system prompt as token ids and its key-value cache, computed once."""
+        """The persona's system prompt as token ids and its key-value cache, computed once.
+
+        None if the template renders the persona differently in context than alone.
+        """
         with self._prefix_lock:
-            if self._prefix is None:
+            if not self._prefix_known:
                 with TOKENIZER_LOCK:
-                    text = self.tokenizer.apply_chat_template(persona_messages([]), tokenize=False)
-                    prefix_ids = self.tokenizer(text, add_special_tokens=False).input_ids
-                with torch.inference_mode():
-                    output = self.model(torch.tensor([prefix_ids], device=self.model.device), use_cache=True)
-                self._prefix = (prefix_ids, output.cache)
+                    alone = self.tokenizer.apply_chat_template(persona_messages([]), tokenize=False)
+                    in_context = self.tokenizer.apply_chat_template(
+                        persona_messages([("user", "Hello.")]), tokenize=False, add_generation_prompt=True
+                    )
+                    prefix_ids = self.tokenizer(alone, add_special_tokens=False).input_ids
+                    context_ids = self.tokenizer(in_context, add_special_tokens=False).input_ids
+                if context_ids[: len(prefix_ids)] == prefix_ids:
+                    with torch.inference_mode():
+                        output = self.model(
+                            torch.tensor([prefix_ids], device=self.model.device), cache=growing_cache(), use_cache=True
+                        )
+                    self._prefix = (prefix_ids, output.cache)
+                self._prefix_known = True
             return self._prefix
+
+
+class _ChatBatch(DecodeBatch):
+    """A DecodeBatch that takes prompts as text."""
+
+    def __init__(self, backend, prefix):
+        super().__init__(
+            backend.model, backend.tokenizer, Sampling(**backend.sampling), backend.max_new_tokens,
+            backend.eos_ids, prefix,
+        )
+
+    def add(self, prompts, rows):
+        with TOKENIZER_LOCK:
+            prompt_ids = self.tokenizer(prompts, add_special_tokens=False).input_ids
+        super().add(prompt_ids, rows)
 
 
 def backend_for(generator, max_new_tokens, reuse_prefix=True, prompt_budget=None):

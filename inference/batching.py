@@ -2,10 +2,13 @@
 
 A worker runs many task threads (Celery's threads pool); each hands its
 request to the process's one engine (`submit`) and, while it waits, saves
-and sends what has been generated so far (`chat.generation.ReplyStream`). The engine's thread takes the
-first waiting request, gathers those that arrive within BATCH_WINDOW_MS (up
-to BATCH_MAX_SIZE), and generates them in one padded batch through
-`Replier.reply_many`, streaming each reply to its own callbacks. A stop
+and sends what has been generated so far (`chat.generation.ReplyStream`).
+The engine's thread keeps one running `ReplyBatch`. When it is idle, it
+takes the first waiting request and those that arrive within
+BATCH_WINDOW_MS; while it runs, requests that arrive join it between two
+generation steps (continuous batching, for chat models; a seq2seq batch
+takes them once its generate call is over), up to BATCH_MAX_SIZE rows. Each
+reply streams to its own callbacks and leaves as soon as it is done; a stop
 requested for one reply, or a failing callback, ends only that row.
 """
 import logging
@@ -16,7 +19,6 @@ import time
 from concurrent.futures import Future
 
 from django.conf import settings
-from django.db import close_old_connections
 
 from .replier import ReplyRequest, get_replier
 
@@ -31,7 +33,7 @@ class BatchingEngine:
         self.replier = replier
         self.window_seconds = window_seconds
         self.max_batch = max_batch
-        self.batch_sizes = []  # of every batch generated, for tests and benchmarks
+        self.batch_sizes = []  # how many requests started together, each time, for tests and benchmarks
         self._waiting = queue.Queue()
         # The engine's thread gives up the GIL inside every torch operation; with
         # many task threads around, Python's default 5 ms switch interval makes
@@ -55,37 +57,56 @@ class BatchingEngine:
         """Like `Replier.reply`: the Reply, once generated."""
         return self.submit(history, message, on_piece, should_stop).result()
 
-    def _gather(self):
-        batch = [self._waiting.get()]
-        deadline = time.monotonic() + self.window_seconds
-        while len(batch) < self.max_batch:
-            remaining = deadline - time.monotonic()
+    def _arrivals(self, running):
+        """The requests to start now: those waiting, up to the room left in the batch.
+
+        An idle engine waits for a first request, then BATCH_WINDOW_MS for company.
+        """
+        room = self.max_batch - running
+        arrivals = []
+        if not running:
+            arrivals.append(self._waiting.get())
+            deadline = time.monotonic() + self.window_seconds
+            while len(arrivals) < room and (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    arrivals.append(self._waiting.get(timeout=remaining))
+                except queue.Empty:
+                    break
+        while len(arrivals) < room:
             try:
-                batch.append(self._waiting.get(timeout=remaining) if remaining > 0 else self._waiting.get_nowait())
+                arrivals.append(self._waiting.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        return arrivals
 
     def _run(self):
+        batch, futures = self.replier.open_batch(), {}  # id(request) -> (guarded request, future)
         while True:
-            batch = self._gather()
-            self.batch_sizes.append(len(batch))
-            rows = [_GuardedRequest(request) for request, _ in batch]
+            arrivals = self._arrivals(len(batch))
+            if arrivals:
+                self.batch_sizes.append(len(arrivals))
+                guarded = [(_GuardedRequest(request), future) for request, future in arrivals]
+                try:
+                    batch.add([row.request for row, _ in guarded])
+                    futures.update((id(row.request), (row, future)) for row, future in guarded)
+                except Exception as error:  # these requests learn why; the batch goes on
+                    logger.exception("Starting %d replies failed", len(guarded))
+                    for _, future in guarded:
+                        future.set_exception(error)
             try:
-                replies = self.replier.reply_many([row.request for row in rows])
-            except Exception as error:  # every waiting task learns why; the engine goes on
-                logger.exception("A batch of %d replies failed", len(batch))
-                replies = [error] * len(batch)
-            finally:
-                # The callbacks write to the database from this thread: give its
-                # connection back between batches, as Django does between requests.
-                close_old_connections()
-            for (_, future), row, reply in zip(batch, rows, replies):
-                outcome = row.error or reply
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
+                finished = batch.step()
+            except Exception as error:  # every reply in the batch learns why; the engine goes on
+                logger.exception("A batch of %d replies failed", len(futures))
+                for _, future in futures.values():
+                    future.set_exception(error)
+                batch, futures = self.replier.open_batch(), {}
+                continue
+            for request, reply in finished:
+                row, future = futures.pop(id(request))
+                if row.error is not None:
+                    future.set_exception(row.error)
                 else:
-                    future.set_result(outcome)
+                    future.set_result(reply)
 
 
 class _GuardedRequest:

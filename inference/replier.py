@@ -9,8 +9,9 @@
 `on_piece` receives the reply word by word as it is generated; the pieces
 join to `reply.text`, or to it plus the unfinished last sentence that the
 clean-up cut at the end (`cleanup.streamed_as`); `stream` yields the same
-pieces instead. `reply_many` answers several dialogues in one padded
-batch, each streaming and stopping on its own.
+pieces instead. `reply_many` answers several dialogues together, each
+streaming and stopping on its own; `open_batch` gives a `ReplyBatch` that
+new requests can join while it runs (the batching engine's way).
 """
 import queue
 import threading
@@ -25,7 +26,7 @@ from .loading import load_generator
 from .profiles import active_profile
 from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
 
-__all__ = ["Hit", "Reply", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
+__all__ = ["Hit", "Reply", "ReplyBatch", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
 
 ROLES = ("user", "bot")
 _END = object()  # ends a stream's queue of pieces
@@ -76,19 +77,88 @@ class Reply:
     stopped: bool = False
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    text: str
-    new_tokens: int
-    stopped: bool
-
-
 class _Attempt:
-    """One generation of one request: its stream row and its clean-up."""
+    """One generation for one request: its stream row and its clean-up."""
 
-    def __init__(self, request, character):
-        self.cleaner = ReplyCleaner(request.message, character, on_piece=request.on_piece)
-        self.row = Row(self.cleaner.feed, request.should_stop)
+    def __init__(self, job, character, first=True):
+        self.job = job
+        self.first = first
+        self.cleaner = ReplyCleaner(job.request.message, character, on_piece=job.request.on_piece)
+        self.row = Row(self.cleaner.feed, job.request.should_stop)
+
+    def text(self):
+        # An unfinished last sentence is cut whether the token limit or the
+        # model ended it mid-way (a merged adapter may end on "And do you");
+        # a stopped reply keeps exactly the text the person saw.
+        return self.cleaner.finish(cut_fragment=not self.row.stopped)
+
+
+@dataclass
+class _Job:
+    """A request being replied to: its retrieved exchange, prompt and start."""
+
+    request: ReplyRequest
+    hit: Hit | None
+    prompt: str
+    started: float
+    new_tokens: int = 0
+
+
+class ReplyBatch:
+    """Requests being replied to together; more can join between steps (`Replier.open_batch`).
+
+        batch = replier.open_batch()
+        batch.add(requests)
+        while batch:
+            for request, reply in batch.step():
+                ...
+    """
+
+    def __init__(self, replier):
+        self.replier = replier
+        self.generation = replier.backend.open_batch()
+        self.attempts = []
+
+    def __len__(self):
+        return len(self.attempts)
+
+    def add(self, requests):
+        """Retrieve for and start these requests (one retrieval and one prefill for all)."""
+        if not requests:
+            return
+        started = time.perf_counter()
+        replier = self.replier
+        histories = [replier.bounded(request.history) for request in requests]
+        hits = replier.retrieve_many(histories, [request.message for request in requests])
+        jobs = [
+            _Job(request, hit, replier.backend.prompt(history, request.message, hit), started)
+            for request, history, hit in zip(requests, histories, hits)
+        ]
+        self._start([_Attempt(job, replier.character) for job in jobs])
+
+    def step(self):
+        """One generation step: the (request, Reply) pairs it finished."""
+        self.generation.step()
+        running, retries, finished = [], [], []
+        for attempt in self.attempts:
+            if not attempt.row.finished:
+                running.append(attempt)
+                continue
+            job, text = attempt.job, attempt.text()
+            job.new_tokens += len(attempt.row.token_ids)
+            if not text and not attempt.row.stopped and attempt.first:
+                # An empty reply (nothing, a label only, an echo) is retried once.
+                retries.append(_Attempt(job, self.replier.character, first=False))
+            else:
+                finished.append((job.request, self.replier.record(job, text, attempt.row.stopped)))
+        self.attempts = running
+        self._start(retries)
+        return finished
+
+    def _start(self, attempts):
+        if attempts:
+            self.generation.add([attempt.job.prompt for attempt in attempts], [attempt.row for attempt in attempts])
+            self.attempts += attempts
 
 
 class Replier:
@@ -146,61 +216,40 @@ class Replier:
             raise outcome["error"]
         return outcome["reply"]
 
+    def open_batch(self):
+        """An empty ReplyBatch: requests join it between generation steps."""
+        return ReplyBatch(self)
+
     def reply_many(self, requests):
-        """Reply to every request with one batched generate call (plus one for retries)."""
-        if not requests:
-            return []
-        started = time.perf_counter()
-        histories = [self._bounded(request.history) for request in requests]
-        hits = self.retrieve_many(histories, [request.message for request in requests])
-        prompts = [self.backend.prompt(h, r.message, hit) for h, r, hit in zip(histories, requests, hits)]
+        """Reply to every request, generated together."""
+        batch = self.open_batch()
+        batch.add(requests)
+        replies = {}
+        while batch:
+            replies.update((id(request), reply) for request, reply in batch.step())
+        return [replies[id(request)] for request in requests]
 
-        outcomes = self._generate(requests, prompts, range(len(requests)))
-        # An empty reply (nothing, a label only, an echo) is retried once.
-        empty = [i for i, outcome in outcomes.items() if not outcome.text and not outcome.stopped]
-        if empty:
-            for i, retry in self._generate(requests, prompts, empty).items():
-                outcomes[i] = _Outcome(retry.text, outcomes[i].new_tokens + retry.new_tokens, retry.stopped)
-
-        seconds = time.perf_counter() - started
-        replies = []
-        for i, request in enumerate(requests):
-            outcome = outcomes[i]
-            fallback = not outcome.text and not outcome.stopped
-            if fallback and request.on_piece is not None:
-                request.on_piece(FALLBACK_REPLY)
-            replies.append(
-                Reply(
-                    text=FALLBACK_REPLY if fallback else outcome.text,
-                    retrieved=hits[i],
-                    profile=self.profile.name,
-                    generator_model=self.profile.generator_model,
-                    retriever_model=self.profile.retriever_model,
-                    parameters=dict(self.backend.parameters),
-                    seconds=seconds,
-                    new_tokens=outcome.new_tokens,
-                    fallback=fallback,
-                    stopped=outcome.stopped,
-                )
-            )
-        return replies
-
-    def _bounded(self, history):
+    def bounded(self, history):
+        """The history turns the reply sees: the last HISTORY_TURNS."""
         return list(history)[-self.history_turns :] if self.history_turns > 0 else []
 
-    def _generate(self, requests, prompts, indices):
-        """Generate for the requests at `indices` in one batch: {index: _Outcome}."""
-        attempts = {i: _Attempt(requests[i], self.character) for i in indices}
-        self.backend.generate([prompts[i] for i in indices], [attempts[i].row for i in indices])
-        outcomes = {}
-        for i, attempt in attempts.items():
-            row = attempt.row
-            # An unfinished last sentence is cut whether the token limit or the
-            # model ended it mid-way (a merged adapter may end on "And do you");
-            # a stopped reply keeps exactly the text the person saw.
-            text = attempt.cleaner.finish(cut_fragment=not row.stopped)
-            outcomes[i] = _Outcome(text, len(row.token_ids), row.stopped)
-        return outcomes
+    def record(self, job, text, stopped):
+        """The Reply of a finished job; an empty, unstopped one becomes the fallback line."""
+        fallback = not text and not stopped
+        if fallback and job.request.on_piece is not None:
+            job.request.on_piece(FALLBACK_REPLY)
+        return Reply(
+            text=FALLBACK_REPLY if fallback else text,
+            retrieved=job.hit,
+            profile=self.profile.name,
+            generator_model=self.profile.generator_model,
+            retriever_model=self.profile.retriever_model,
+            parameters=dict(self.backend.parameters),
+            seconds=time.perf_counter() - job.started,
+            new_tokens=job.new_tokens,
+            fallback=fallback,
+            stopped=stopped,
+        )
 
 
 def build_replier():

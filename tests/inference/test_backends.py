@@ -1,6 +1,5 @@
 """Both backends with tiny models built from configs: prompts, batches, streaming, stopping."""
 import pytest
-import torch
 
 from inference.backends import PERSONA, REFERENCE_SAMPLING, Row, backend_for
 from inference.loading import load_generator
@@ -70,32 +69,6 @@ def test_should_stop_ends_only_its_own_row(model, request):
     # The free row went on: to its end-of-sequence token or the token limit.
     assert free.ended or len(free.token_ids) == 30
     assert len(polls) == 3  # not polled again once stopped
-
-
-def test_the_shared_persona_cache_gives_the_same_logits_as_whole_prompts(tiny_chat, settings):
-    """A padded batch from the persona's cache computes what whole prompts compute.
-
-    Logits, not tokens: a tiny random model's greedy tokens barely depend on
-    positions, its logits do (wrong position ids change them by ~5e-4). In
-    full precision: int8 scales its activations per input tensor, so there
-    the two differ by rounding.
-    """
-    settings.INFERENCE_QUANTIZE = "none"
-    generator = load_generator(str(tiny_chat))
-    logits = {}
-    for reuse_prefix in (True, False):
-        backend = backend_for(generator, max_new_tokens=4, reuse_prefix=reuse_prefix)
-        prompts = [backend.prompt([], "Hi.", None), backend.prompt(HISTORY * 2, "A longer question, is it not?", HIT)]
-        inputs = backend._model_inputs(prompts)
-        # Only the dialogues are left to compute: the persona comes from the cache.
-        assert ("cache" in inputs) == reuse_prefix
-        with torch.inference_mode():
-            output = generator.model.generate(
-                **inputs, max_new_tokens=4, do_sample=False, output_logits=True, return_dict_in_generate=True,
-                pad_token_id=generator.tokenizer.pad_token_id,
-            )
-        logits[reuse_prefix] = torch.stack(output.logits)
-    assert torch.allclose(logits[True], logits[False], atol=1e-5, rtol=0)
 
 
 def test_a_chat_prompt_over_budget_leaves_out_its_oldest_turns(tiny_chat):

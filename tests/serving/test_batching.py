@@ -1,4 +1,5 @@
-"""Dynamic batching: concurrent requests share one generate call, each streams and stops on its own."""
+"""Dynamic batching: concurrent requests are generated together, late ones join a running batch,
+each streams and stops on its own."""
 import threading
 
 import pytest
@@ -46,6 +47,28 @@ def test_concurrent_requests_are_generated_in_one_batch(tiny_replier):
     for i, reply in enumerate(replies):
         assert reply is not None and reply.text
         assert streamed_as("".join(pieces[i]), reply.text)
+
+
+def test_a_late_request_joins_the_running_batch_at_the_next_step(tiny_replier):
+    """Continuous batching: a request that arrives mid-reply does not wait for that reply to end."""
+    engine = BatchingEngine(tiny_replier, window_seconds=0.0, max_batch=8)
+    polls, late = [], {}
+
+    def late_polls():
+        polls.append("late")
+        return False
+
+    def first_polls():
+        polls.append("first")
+        if polls.count("first") == 2:
+            late["future"] = engine.submit([], "I came late.", should_stop=late_polls)
+        return False
+
+    first = engine.reply([], "I came first.", should_stop=first_polls)
+    late_reply = late["future"].result(timeout=60)
+    assert engine.batch_sizes == [1, 1]
+    assert "first" in polls[polls.index("late") :]  # the first reply went on beside the late one
+    assert first.text and late_reply.text and first.new_tokens > 3
 
 
 def test_max_batch_splits_the_waiting_requests(tiny_replier):

@@ -1,0 +1,120 @@
+"""Continuous batching computes what generate() computes: rows joining and leaving mid-way, the same sampling."""
+import pytest
+import torch
+from transformers import (
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from inference.backends import CHAT_SAMPLING, Row, backend_for
+from inference.decoding import DecodeBatch, NGramTable, Sampling
+from inference.loading import load_generator
+from inference.replier import Turn
+from inference.retrieval import Hit
+
+HIT = Hit(text="Bazinga!", question="Did you fool me?", score=0.95, episode="E1", scene=2)
+GREEDY = dict(do_sample=False, repetition_penalty=1.2, no_repeat_ngram_size=3)
+
+
+class RecordingBatch(DecodeBatch):
+    """Keeps the raw logits each row's tokens were chosen from."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.logits = {}
+
+    def _advance(self, logits, first=0):
+        for sequence, row_logits in zip(self.sequences[first:], logits):
+            self.logits.setdefault(id(sequence.row), []).append(row_logits.clone())
+        super()._advance(logits, first)
+
+
+@pytest.fixture
+def full_precision_chat(tiny_chat, settings):
+    # int8 scales activations per input tensor: padded and unpadded rows would differ by rounding.
+    settings.INFERENCE_QUANTIZE = "none"
+    return backend_for(load_generator(str(tiny_chat)), max_new_tokens=6)
+
+
+def alone(backend, prompt, max_new_tokens):
+    """generate()'s greedy tokens and raw logits for one unpadded prompt."""
+    tokenizer = backend.tokenizer
+    input_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False).input_ids])
+    with torch.inference_mode():
+        output = backend.model.generate(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+            output_logits=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
+            top_k=None, top_p=None, temperature=None, **GREEDY,
+        )
+    tokens = output.sequences[0, input_ids.shape[1] :].tolist()
+    return [token for token in tokens if token not in backend.eos_ids], [step[0] for step in output.logits]
+
+
+@pytest.mark.parametrize("reuse_prefix", [True, False])
+def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alone(full_precision_chat, reuse_prefix):
+    backend = full_precision_chat
+    prompts = [
+        backend.prompt([Turn("user", "A long opening line, to make this prompt the widest.")] * 3, "Well?", HIT),
+        backend.prompt([], "Hi.", None),
+        backend.prompt([Turn("user", "Hello."), Turn("bot", "Hello.")], "How are you?", None),
+    ]
+    polls = []
+    rows = [Row(lambda piece: None, lambda: polls.append(1) or len(polls) >= 3), Row(lambda piece: None), Row(lambda piece: None)]
+    prefix = backend._persona_prefix() if reuse_prefix else None
+    batch = RecordingBatch(backend.model, backend.tokenizer, Sampling(**GREEDY), 6, backend.eos_ids, prefix)
+    token_ids = [backend.tokenizer(prompt, add_special_tokens=False).input_ids for prompt in prompts]
+
+    batch.add(token_ids[:1], rows[:1])
+    batch.step()
+    batch.add(token_ids[1:], rows[1:])  # join a running batch, narrower than its first row
+    assert len(batch) == 3
+    while batch:
+        batch.step()
+
+    assert rows[0].stopped and len(rows[0].token_ids) == 2  # the third poll said stop: no third token
+    assert all(row.finished for row in rows)
+    for prompt, row in zip(prompts, rows):
+        tokens, logits = alone(backend, prompt, max_new_tokens=6)
+        steps = len(batch.logits[id(row)])
+        assert row.token_ids == tokens[: len(row.token_ids)]
+        assert torch.allclose(torch.stack(batch.logits[id(row)]), torch.stack(logits[:steps]), atol=1e-5, rtol=0)
+    # The rows that stayed went on to their end or the token limit.
+    assert all(row.ended or len(row.token_ids) == 6 for row in rows[1:])
+
+
+def test_sampling_draws_from_the_distribution_generate_draws_from():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 1000) * 3
+    sampling = Sampling(**CHAT_SAMPLING)
+    warpers = [
+        TemperatureLogitsWarper(CHAT_SAMPLING["temperature"]),
+        TopKLogitsWarper(CHAT_SAMPLING["top_k"]),
+        TopPLogitsWarper(CHAT_SAMPLING["top_p"]),
+    ]
+    expected = logits.clone()
+    for warper in warpers:
+        expected = warper(None, expected)
+    probabilities, token_ids = sampling.candidates(logits)
+    ours = torch.zeros_like(logits).scatter(-1, token_ids, probabilities)
+    assert torch.allclose(ours, expected.softmax(-1), atol=1e-6)
+    assert (ours > 0).sum(-1).lt(CHAT_SAMPLING["top_k"]).all()  # top-p did leave some out
+    chosen = sampling.choose(logits)
+    assert expected.softmax(-1).gather(-1, chosen[:, None]).gt(0).all()
+
+
+def test_penalties_match_generate_processors():
+    torch.manual_seed(1)
+    vocabulary = 50
+    ids = torch.randint(0, 4, (3, 40))  # a small alphabet: many repeated n-grams
+    logits = torch.randn(3, vocabulary)
+    expected = RepetitionPenaltyLogitsProcessor(1.2)(ids, logits.clone())
+    expected = NoRepeatNGramLogitsProcessor(3)(ids, expected)
+
+    seen = torch.zeros(3, vocabulary, dtype=torch.bool).scatter(-1, ids, True)
+    ngrams = [NGramTable(3, row.tolist()) for row in ids]
+    ours = Sampling(repetition_penalty=1.2, no_repeat_ngram_size=3).adjust(logits.clone(), seen, ngrams)
+    assert torch.isinf(expected).any()
+    assert torch.equal(ours, expected)
