@@ -14,8 +14,9 @@ batch streams its own decoded text to its own `Row.on_text` and stops on its
 own `Row.should_stop`. `open_batch()` gives a batch that takes new rows
 between its steps: for chat models a `decoding.DecodeBatch`, where rows join
 and leave at every token (continuous batching) and every prompt starts from
-the persona's key-value cache, computed once (`reuse_prefix`); for seq2seq
-models one padded `generate` call per step, which runs all its rows to the end.
+the longest key-value cache stored for its beginning (the persona's prompt,
+the conversation's previous turn: `prefix_cache_tokens`); for seq2seq models
+one padded `generate` call per step, which runs all its rows to the end.
 """
 import threading
 
@@ -23,7 +24,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .decoding import DecodeBatch, Sampling, growing_cache
+from .decoding import DecodeBatch, PrefixStore, Sampling, growing_cache
 from .loading import TOKENIZER_LOCK
 
 PERSONA = (
@@ -237,13 +238,12 @@ def persona_messages(turns):
 class CausalChatBackend(Backend):
     sampling = CHAT_SAMPLING
 
-    def __init__(self, generator, max_new_tokens, reuse_prefix=True, prompt_budget=None):
+    def __init__(self, generator, max_new_tokens, prefix_cache_tokens=None, prompt_budget=None):
         super().__init__(generator, max_new_tokens)
-        self.reuse_prefix = reuse_prefix
+        self.prefix_cache_tokens = prefix_cache_tokens  # finished sequences kept; None: no prefix cache at all
         self.prompt_budget = prompt_budget  # tokens; None: unbounded
-        self._prefix = None  # (token ids, key-value cache) of the persona's system prompt
-        self._prefix_known = False
-        self._prefix_lock = threading.Lock()
+        self._prefixes = None
+        self._prefixes_lock = threading.Lock()
 
     def prompt(self, history, message, hit):
         """The chat prompt; the oldest history turns are left out until it fits `prompt_budget`.
@@ -271,41 +271,35 @@ class CausalChatBackend(Backend):
             history.pop(0)
 
     def open_batch(self):
-        """A continuous batch: rows join and leave at every step, each prompt starting from the persona's cache."""
-        prefix = self._persona_prefix() if self.reuse_prefix else None
-        return _ChatBatch(self, prefix)
+        """A continuous batch: rows join and leave at every step, each prompt starting from the prefix store."""
+        return _ChatBatch(self, self.prefix_store())
 
-    def _persona_prefix(self):
-        """The persona's system prompt as token ids and its key-value cache, computed once.
-
-        None if the template renders the persona differently in context than alone.
-        """
-        with self._prefix_lock:
-            if not self._prefix_known:
+    def prefix_store(self):
+        """The backend's PrefixStore, the persona's prompt computed into it once; None if prefix caching is off."""
+        if self.prefix_cache_tokens is None:
+            return None
+        with self._prefixes_lock:
+            if self._prefixes is None:
                 with TOKENIZER_LOCK:
-                    alone = self.tokenizer.apply_chat_template(persona_messages([]), tokenize=False)
-                    in_context = self.tokenizer.apply_chat_template(
-                        persona_messages([("user", "Hello.")]), tokenize=False, add_generation_prompt=True
+                    text = self.tokenizer.apply_chat_template(persona_messages([]), tokenize=False)
+                    persona_ids = self.tokenizer(text, add_special_tokens=False).input_ids
+                with torch.inference_mode():
+                    output = self.model(
+                        torch.tensor([persona_ids], device=self.model.device), cache=growing_cache(), use_cache=True
                     )
-                    prefix_ids = self.tokenizer(alone, add_special_tokens=False).input_ids
-                    context_ids = self.tokenizer(in_context, add_special_tokens=False).input_ids
-                if context_ids[: len(prefix_ids)] == prefix_ids:
-                    with torch.inference_mode():
-                        output = self.model(
-                            torch.tensor([prefix_ids], device=self.model.device), cache=growing_cache(), use_cache=True
-                        )
-                    self._prefix = (prefix_ids, output.cache)
-                self._prefix_known = True
-            return self._prefix
+                store = PrefixStore(self.prefix_cache_tokens)
+                store.pin(persona_ids, [(layer.keys, layer.values) for layer in output.cache.layers])
+                self._prefixes = store
+            return self._prefixes
 
 
 class _ChatBatch(DecodeBatch):
     """A DecodeBatch that takes prompts as text."""
 
-    def __init__(self, backend, prefix):
+    def __init__(self, backend, prefixes):
         super().__init__(
             backend.model, backend.tokenizer, Sampling(**backend.sampling), backend.max_new_tokens,
-            backend.eos_ids, prefix,
+            backend.eos_ids, prefixes,
         )
 
     def add(self, prompts, rows):
@@ -314,9 +308,9 @@ class _ChatBatch(DecodeBatch):
         super().add(prompt_ids, rows)
 
 
-def backend_for(generator, max_new_tokens, reuse_prefix=True, prompt_budget=None):
-    """The backend for a generator; `reuse_prefix` and `prompt_budget` concern chat models only
+def backend_for(generator, max_new_tokens, prefix_cache_tokens=None, prompt_budget=None):
+    """The backend for a generator; `prefix_cache_tokens` and `prompt_budget` concern chat models only
     (a seq2seq prompt has no shared prefix and keeps the reference's 512-token truncation)."""
     if generator.is_seq2seq:
         return Seq2SeqBackend(generator, max_new_tokens)
-    return CausalChatBackend(generator, max_new_tokens, reuse_prefix, prompt_budget)
+    return CausalChatBackend(generator, max_new_tokens, prefix_cache_tokens, prompt_budget)

@@ -12,13 +12,21 @@ batch's width, the padding masked out, and each row's position ids count its
 own tokens only, so a row is computed as it would be alone. The cache grows in
 place (`GrowingLayer`) instead of being copied at every step.
 
+A `PrefixStore` keeps the key-value cache of the persona's prompt and of the
+latest finished sequences: a prompt computes only what follows the longest
+stored sequence it starts with (the persona; in a conversation, the previous
+turn's prompt and reply as well).
+
 Sampling follows generate()'s for the same parameters: repetition penalty
 over the prompt and the reply, no repeated n-grams, then temperature, top-k
 and top-p; only the top-k candidates are sorted and drawn from, which gives
 the same distribution (top-p keeps a subset of the top k) without sorting
 the whole vocabulary.
 """
-from dataclasses import dataclass
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
@@ -46,30 +54,20 @@ class GrowingLayer(DynamicLayer):
     def get_seq_length(self):
         return self.length if self.is_initialized else 0
 
-    def rows(self, indices):
-        """A new layer with the batch rows at `indices` (a row may repeat)."""
-        return self._with(self.keys[indices], self.values[indices])
-
     def left_padded(self, width):
-        """A new layer whose rows are padded with zeros on the left to `width` columns."""
-        missing = width - self.length
-        if missing == 0:
-            return self
-        pad = self.keys.new_zeros(*self.keys.shape[:2], missing, self.keys.shape[-1])
-        return self._with(torch.cat([pad, self.keys], dim=2), torch.cat([pad, self.values], dim=2))
-
-    def without_first_columns(self, count):
-        return self._with(self.keys[:, :, count:], self.values[:, :, count:])
+        """The keys and values, each row padded with zeros on the left to `width` columns."""
+        return _left_padded(self.keys, width, dim=2), _left_padded(self.values, width, dim=2)
 
     @classmethod
-    def stacked(cls, layers):
-        """The rows of all `layers` in one layer (their widths must match)."""
-        return layers[0]._with(torch.cat([l.keys for l in layers]), torch.cat([l.values for l in layers]))
-
-    def _with(self, keys, values):
-        layer = GrowingLayer()
-        layer.device, layer.is_initialized, layer.length = keys.device, True, keys.shape[-2]
-        layer._key_buffer, layer._value_buffer = keys, values
+    def holding(cls, keys, values, skip_columns=0):
+        """A layer holding these keys and values (all but their first `skip_columns`), with room to grow."""
+        layer = cls()
+        layer.device, layer.is_initialized = keys.device, True
+        layer.length = keys.shape[-2] - skip_columns
+        layer._key_buffer = keys.new_empty(*keys.shape[:2], layer.length + cls.ROOM, keys.shape[-1])
+        layer._value_buffer = values.new_empty(layer._key_buffer.shape)
+        layer._key_buffer[:, :, : layer.length] = keys[:, :, skip_columns:]
+        layer._value_buffer[:, :, : layer.length] = values[:, :, skip_columns:]
         layer._expose()
         return layer
 
@@ -156,25 +154,91 @@ class NGramTable:
 
 
 @dataclass
+class _Stored:
+    token_ids: list
+    layers: list  # per layer (keys, values), each (1, heads, tokens, head size)
+
+
+class PrefixStore:
+    """Key-value caches of sequences computed before, to start prompts that begin the same way.
+
+    The persona's prompt stays for good (`pin`); finished sequences are kept
+    (`remember`) up to `max_tokens` tokens in all, the least recently used
+    leaving first. A stored sequence is the same whatever followed it, since
+    a token's keys and values depend only on the tokens before it.
+    """
+
+    def __init__(self, max_tokens):
+        self.max_tokens = max_tokens
+        self._pinned = []
+        self._recent = OrderedDict()  # id -> _Stored, least recently used first
+        self._tokens = 0
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self._pinned) + len(self._recent)
+
+    @property
+    def tokens(self):
+        return self._tokens
+
+    def pin(self, token_ids, layers):
+        with self._lock:
+            self._pinned.append(_Stored(list(token_ids), layers))
+
+    def remember(self, token_ids, layers):
+        """Keep a finished sequence; stored sequences it continues are dropped (it serves their prompts too)."""
+        if len(token_ids) > self.max_tokens:
+            return
+        with self._lock:
+            for key, stored in list(self._recent.items()):
+                if token_ids[: len(stored.token_ids)] == stored.token_ids:
+                    self._forget(key)
+            stored = _Stored(list(token_ids), layers)
+            self._recent[id(stored)] = stored
+            self._tokens += len(token_ids)
+            while self._tokens > self.max_tokens:
+                self._forget(next(iter(self._recent)))
+
+    def longest(self, token_ids):
+        """(length, stored) of the stored sequence sharing the longest start with `token_ids`; (0, None) if none."""
+        with self._lock:
+            best, best_length = None, 0
+            for stored in [*self._pinned, *self._recent.values()]:
+                # commonprefix compares any sequences element-wise, token ids included.
+                length = len(os.path.commonprefix([token_ids, stored.token_ids]))
+                if length > best_length:
+                    best, best_length = stored, length
+            if best is not None and id(best) in self._recent:
+                self._recent.move_to_end(id(best))
+            return best_length, best
+
+    def _forget(self, key):
+        self._tokens -= len(self._recent.pop(key).token_ids)
+
+
+@dataclass
 class _Sequence:
     row: object  # backends.Row
     ngrams: NGramTable | None
+    token_ids: list = field(default_factory=list)  # the prompt, then each token accepted
+    cached: int = 0  # how many of token_ids the key-value cache holds
     generated: int = 0
 
 
 class DecodeBatch:
     """Dialogues generated together; new ones join between steps.
 
-    `prefix`: (token ids, cache of one row) that every prompt starts with,
-    computed once (the chat persona), or None.
+    `prefixes`: a PrefixStore to start prompts from and to keep finished
+    sequences in, or None (every prompt computed from its first token).
     """
 
-    def __init__(self, model, tokenizer, sampling, max_new_tokens, eos_ids, prefix=None):
+    def __init__(self, model, tokenizer, sampling, max_new_tokens, eos_ids, prefixes=None):
         self.model, self.tokenizer = model, tokenizer
         self.sampling = sampling
         self.max_new_tokens = max_new_tokens
         self.eos_ids = eos_ids
-        self.prefix_ids, self.prefix_cache = prefix if prefix is not None else ([], None)
+        self.prefixes = prefixes
         self.sequences = []
         self.cache = None  # of GrowingLayers, a row per sequence, left-padded
         self.attention_mask = None  # (rows, columns of the cache)
@@ -186,26 +250,33 @@ class DecodeBatch:
         return len(self.sequences)
 
     def add(self, prompt_ids, rows):
-        """Compute these prompts (token lists, each starting with the prefix) and their first token."""
+        """Compute these prompts (lists of token ids) and sample their first token.
+
+        Each row's cache starts with the longest stored sequence its prompt
+        begins with, left-padded to the longest such start; then come its
+        remaining prompt tokens, left-padded too: [pad, stored, pad, new].
+        """
         if not prompt_ids:
             return
-        if any(ids[: len(self.prefix_ids)] != self.prefix_ids for ids in prompt_ids):
-            raise ValueError("Every prompt of this batch must start with its shared prefix.")
         device = self.model.device
-        dialogues = [ids[len(self.prefix_ids) :] for ids in prompt_ids]
-        width = max(map(len, dialogues))
-        # Each dialogue right after the prefix, its padding between them, masked.
-        input_ids = [[self.tokenizer.pad_token_id] * (width - len(ids)) + ids for ids in dialogues]
+        starts = [self.prefixes.longest(ids) if self.prefixes is not None else (0, None) for ids in prompt_ids]
+        # At least the last prompt token is computed: its logits give the first token.
+        lengths = [min(length, len(ids) - 1) for (length, _), ids in zip(starts, prompt_ids)]
+        stored_width = max(lengths)
+        new_ids = [ids[length:] for ids, length in zip(prompt_ids, lengths)]
+        new_width = max(map(len, new_ids))
         attention_mask = torch.tensor(
-            [[1] * len(self.prefix_ids) + [0] * (width - len(ids)) + [1] * len(ids) for ids in dialogues],
+            [
+                [0] * (stored_width - length) + [1] * length + [0] * (new_width - len(ids)) + [1] * len(ids)
+                for length, ids in zip(lengths, new_ids)
+            ],
             device=device,
         )
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, len(self.prefix_ids) :]
-        if self.prefix_cache is not None:
-            row_zero = torch.zeros(len(rows), dtype=torch.long, device=device)
-            cache = growing_cache([layer.rows(row_zero) for layer in self.prefix_cache.layers])
-        else:
-            cache = growing_cache()
+        input_ids = [[self.tokenizer.pad_token_id] * (new_width - len(ids)) + ids for ids in new_ids]
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, stored_width:]
+        cache = growing_cache()
+        if stored_width:
+            cache = growing_cache(_stacked_starts([stored for _, stored in starts], lengths, stored_width))
         with torch.inference_mode():
             output = self.model(
                 input_ids=torch.tensor(input_ids, device=device),
@@ -215,12 +286,14 @@ class DecodeBatch:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        vocabulary = output.logits.shape[-1]
-        seen = torch.zeros(len(rows), vocabulary, dtype=torch.bool, device=device)
+        seen = torch.zeros(len(rows), output.logits.shape[-1], dtype=torch.bool, device=device)
         for row_index, ids in enumerate(prompt_ids):
             seen[row_index, ids] = True
         size = self.sampling.no_repeat_ngram_size
-        sequences = [_Sequence(row, NGramTable(size, ids) if size else None) for row, ids in zip(rows, prompt_ids)]
+        sequences = [
+            _Sequence(row, NGramTable(size, ids) if size else None, list(ids), cached=len(ids))
+            for row, ids in zip(rows, prompt_ids)
+        ]
         self._merge(sequences, output.cache, attention_mask, attention_mask.sum(-1), seen)
         self._advance(output.logits[:, -1], first=len(self.sequences) - len(rows))
 
@@ -239,6 +312,8 @@ class DecodeBatch:
             )
         self.attention_mask = attention_mask
         self.positions = self.positions + 1
+        for sequence in self.sequences:
+            sequence.cached += 1
         self._advance(output.logits[:, -1])
 
     def _advance(self, logits, first=0):
@@ -255,6 +330,7 @@ class DecodeBatch:
                 row.stopped = True  # a stop takes effect before the next token is shown
             else:
                 sequence.generated += 1
+                sequence.token_ids.append(token_id)
                 if sequence.ngrams is not None:
                     sequence.ngrams.add(token_id)
                 row.accept(token_id, self.tokenizer, self.eos_ids)
@@ -269,12 +345,11 @@ class DecodeBatch:
             self.positions, self.last_tokens, self.seen = positions, last_tokens, seen
             return
         width = max(self.attention_mask.shape[-1], attention_mask.shape[-1])
-        self.cache = growing_cache(
-            [
-                GrowingLayer.stacked([old.left_padded(width), new.left_padded(width)])
-                for old, new in zip(self.cache.layers, cache.layers)
-            ]
-        )
+        layers = []
+        for old, new in zip(self.cache.layers, cache.layers):
+            (old_keys, old_values), (new_keys, new_values) = old.left_padded(width), new.left_padded(width)
+            layers.append(GrowingLayer.holding(torch.cat([old_keys, new_keys]), torch.cat([old_values, new_values])))
+        self.cache = growing_cache(layers)
         self.attention_mask = torch.cat([_left_padded(self.attention_mask, width), _left_padded(attention_mask, width)])
         self.sequences = self.sequences + sequences
         self.positions = torch.cat([self.positions, positions])
@@ -282,9 +357,13 @@ class DecodeBatch:
         self.seen = torch.cat([self.seen, seen])
 
     def _drop_finished(self):
-        keep = [index for index, sequence in enumerate(self.sequences) if not sequence.row.finished]
-        if len(keep) == len(self.sequences):
+        finished = [index for index, sequence in enumerate(self.sequences) if sequence.row.finished]
+        if not finished:
             return
+        if self.prefixes is not None:
+            for index in finished:
+                self._remember(index)
+        keep = [index for index, sequence in enumerate(self.sequences) if not sequence.row.finished]
         self.sequences = [self.sequences[index] for index in keep]
         if not keep:
             self.cache = self.attention_mask = self.positions = self.last_tokens = self.seen = None
@@ -293,13 +372,42 @@ class DecodeBatch:
         attention_mask = self.attention_mask[indices]
         # Columns that only the rows that left needed go too.
         unused = int(attention_mask.any(0).long().argmax())
-        layers = [layer.rows(indices) for layer in self.cache.layers]
-        if unused:
-            layers = [layer.without_first_columns(unused) for layer in layers]
-        self.cache = growing_cache(layers)
+        self.cache = growing_cache(
+            [GrowingLayer.holding(layer.keys[indices], layer.values[indices], unused) for layer in self.cache.layers]
+        )
         self.attention_mask = attention_mask[:, unused:]
         self.positions, self.last_tokens, self.seen = self.positions[indices], self.last_tokens[indices], self.seen[indices]
 
+    def _remember(self, index):
+        """Store a finished row's tokens and their keys and values, without its padding."""
+        sequence = self.sequences[index]
+        columns = self.attention_mask[index].nonzero().squeeze(-1)
+        layers = [
+            (layer.keys[index : index + 1, :, columns], layer.values[index : index + 1, :, columns])
+            for layer in self.cache.layers
+        ]
+        self.prefixes.remember(sequence.token_ids[: sequence.cached], layers)
 
-def _left_padded(mask, width):
-    return torch.cat([mask.new_zeros(mask.shape[0], width - mask.shape[-1]), mask], dim=-1)
+
+def _stacked_starts(starts, lengths, width):
+    """Per layer, every row's stored start (its first `length` columns) left-padded to `width`, as one batch."""
+    template = next(stored for stored in starts if stored is not None).layers
+    layers = []
+    for layer_index, (template_keys, template_values) in enumerate(template):
+        keys, values = [], []
+        for stored, length in zip(starts, lengths):
+            stored_keys, stored_values = stored.layers[layer_index] if length else (template_keys, template_values)
+            keys.append(_left_padded(stored_keys[:, :, :length], width, dim=2))
+            values.append(_left_padded(stored_values[:, :, :length], width, dim=2))
+        layers.append(GrowingLayer.holding(torch.cat(keys), torch.cat(values)))
+    return layers
+
+
+def _left_padded(tensor, width, dim=-1):
+    """`tensor` with zeros put before it along `dim`, up to `width`."""
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)

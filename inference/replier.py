@@ -265,7 +265,7 @@ def build_replier():
         backend_for(
             generator,
             settings.MAX_NEW_TOKENS,
-            reuse_prefix=settings.INFERENCE_PREFIX_CACHE,
+            prefix_cache_tokens=settings.INFERENCE_PREFIX_CACHE_TOKENS if settings.INFERENCE_PREFIX_CACHE else None,
             prompt_budget=settings.MAX_PROMPT_TOKENS,
         ),
         index=index,

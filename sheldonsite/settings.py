@@ -165,8 +165,12 @@ INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "1"))
 # "int8" (default): dynamic per-channel int8 quantisation of the generator's linear layers on CPU
 # (2x faster, quality within noise: docs/evaluation.md); "none": full precision. GPUs ignore it.
 INFERENCE_QUANTIZE = os.environ.get("INFERENCE_QUANTIZE", "int8")
-# Chat models: compute the persona prompt's key-value cache once and start every batch from it.
+# Chat models: a prompt starts from the stored key-value cache of its longest known beginning
+# (the persona's prompt, computed once; a conversation's previous turn) instead of computing it.
 INFERENCE_PREFIX_CACHE = env_bool("INFERENCE_PREFIX_CACHE", True)
+# How many tokens of finished sequences (recent turns) a worker keeps the keys and values of,
+# least recently used out first; SmolLM2-135M: 45 KiB a token, so 8192 tokens are 360 MiB.
+INFERENCE_PREFIX_CACHE_TOKENS = int(os.environ.get("INFERENCE_PREFIX_CACHE_TOKENS", "8192"))
 
 # Chat limits.
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "2000"))

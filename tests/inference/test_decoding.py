@@ -1,4 +1,5 @@
-"""Continuous batching computes what generate() computes: rows joining and leaving mid-way, the same sampling."""
+"""Continuous batching computes what generate() computes: rows joining and leaving mid-way, prompts
+starting from stored prefixes, the same sampling."""
 import pytest
 import torch
 from transformers import (
@@ -10,7 +11,7 @@ from transformers import (
 )
 
 from inference.backends import CHAT_SAMPLING, Row, backend_for
-from inference.decoding import DecodeBatch, NGramTable, Sampling
+from inference.decoding import DecodeBatch, NGramTable, PrefixStore, Sampling
 from inference.loading import load_generator
 from inference.replier import Turn
 from inference.retrieval import Hit
@@ -36,7 +37,7 @@ class RecordingBatch(DecodeBatch):
 def full_precision_chat(tiny_chat, settings):
     # int8 scales activations per input tensor: padded and unpadded rows would differ by rounding.
     settings.INFERENCE_QUANTIZE = "none"
-    return backend_for(load_generator(str(tiny_chat)), max_new_tokens=6)
+    return backend_for(load_generator(str(tiny_chat)), max_new_tokens=6, prefix_cache_tokens=4096)
 
 
 def alone(backend, prompt, max_new_tokens):
@@ -53,8 +54,24 @@ def alone(backend, prompt, max_new_tokens):
     return [token for token in tokens if token not in backend.eos_ids], [step[0] for step in output.logits]
 
 
-@pytest.mark.parametrize("reuse_prefix", [True, False])
-def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alone(full_precision_chat, reuse_prefix):
+def recording_batch(backend, prefixes):
+    return RecordingBatch(backend.model, backend.tokenizer, Sampling(**GREEDY), 6, backend.eos_ids, prefixes)
+
+
+def token_ids(backend, prompts):
+    return [backend.tokenizer(prompt, add_special_tokens=False).input_ids for prompt in prompts]
+
+
+def assert_computed_as_alone(backend, batch, prompts, rows):
+    for prompt, row in zip(prompts, rows):
+        tokens, logits = alone(backend, prompt, max_new_tokens=6)
+        steps = len(batch.logits[id(row)])
+        assert row.token_ids == tokens[: len(row.token_ids)]
+        assert torch.allclose(torch.stack(batch.logits[id(row)]), torch.stack(logits[:steps]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("use_prefixes", [True, False])
+def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alone(full_precision_chat, use_prefixes):
     backend = full_precision_chat
     prompts = [
         backend.prompt([Turn("user", "A long opening line, to make this prompt the widest.")] * 3, "Well?", HIT),
@@ -63,26 +80,56 @@ def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alo
     ]
     polls = []
     rows = [Row(lambda piece: None, lambda: polls.append(1) or len(polls) >= 3), Row(lambda piece: None), Row(lambda piece: None)]
-    prefix = backend._persona_prefix() if reuse_prefix else None
-    batch = RecordingBatch(backend.model, backend.tokenizer, Sampling(**GREEDY), 6, backend.eos_ids, prefix)
-    token_ids = [backend.tokenizer(prompt, add_special_tokens=False).input_ids for prompt in prompts]
+    batch = recording_batch(backend, backend.prefix_store() if use_prefixes else None)
+    prompt_ids = token_ids(backend, prompts)
 
-    batch.add(token_ids[:1], rows[:1])
+    batch.add(prompt_ids[:1], rows[:1])
     batch.step()
-    batch.add(token_ids[1:], rows[1:])  # join a running batch, narrower than its first row
+    batch.add(prompt_ids[1:], rows[1:])  # join a running batch, narrower than its first row
     assert len(batch) == 3
     while batch:
         batch.step()
 
     assert rows[0].stopped and len(rows[0].token_ids) == 2  # the third poll said stop: no third token
     assert all(row.finished for row in rows)
-    for prompt, row in zip(prompts, rows):
-        tokens, logits = alone(backend, prompt, max_new_tokens=6)
-        steps = len(batch.logits[id(row)])
-        assert row.token_ids == tokens[: len(row.token_ids)]
-        assert torch.allclose(torch.stack(batch.logits[id(row)]), torch.stack(logits[:steps]), atol=1e-5, rtol=0)
+    assert_computed_as_alone(backend, batch, prompts, rows)
     # The rows that stayed went on to their end or the token limit.
     assert all(row.ended or len(row.token_ids) == 6 for row in rows[1:])
+
+
+def test_the_next_turn_of_a_conversation_starts_from_the_stored_previous_turn(full_precision_chat):
+    backend = full_precision_chat
+    store = backend.prefix_store()
+    persona_length = store.longest(token_ids(backend, [backend.prompt([], "x", None)])[0])[0]
+    first_prompt = backend.prompt([], "Hi.", None)
+    first = Row(lambda piece: None)
+    batch = recording_batch(backend, store)
+    batch.add(token_ids(backend, [first_prompt]), [first])
+    while batch:
+        batch.step()
+
+    next_prompt = backend.prompt([Turn("user", "Hi."), Turn("bot", first.decoded)], "And then?", None)
+    stored_length, _ = store.longest(token_ids(backend, [next_prompt])[0])
+    assert stored_length >= len(token_ids(backend, [first_prompt])[0]) > persona_length
+    second = Row(lambda piece: None)
+    batch.add(token_ids(backend, [next_prompt]), [second])
+    while batch:
+        batch.step()
+    assert_computed_as_alone(backend, batch, [next_prompt], [second])
+
+
+def test_the_prefix_store_keeps_recent_sequences_within_its_token_budget():
+    store = PrefixStore(max_tokens=10)
+    store.pin([1, 2, 3], layers=[])
+    store.remember([1, 2, 3, 4, 5], layers=[])
+    assert store.longest([1, 2, 3, 4, 5, 6])[0] == 5
+    store.remember([1, 2, 3, 4, 5, 6, 7], layers=[])  # the same conversation, one turn on: replaces it
+    assert len(store) == 2 and store.tokens == 7
+    store.remember([9, 9, 9, 9], layers=[])  # over budget: the least recently used leaves
+    assert store.tokens == 4
+    assert store.longest([1, 2, 3, 4, 5])[0] == 3  # the pinned persona stays
+    store.remember(list(range(11)), layers=[])  # longer than the whole budget: not kept
+    assert store.tokens == 4 and store.longest([9, 9, 9])[0] == 3
 
 
 def test_sampling_draws_from_the_distribution_generate_draws_from():
