@@ -1,9 +1,10 @@
 """Dynamic batching: replies requested at about the same time are generated together.
 
 A worker runs many task threads (Celery's threads pool); each hands its
-request to the process's one engine (`submit`) and, while it waits, saves
-and sends what has been generated so far (`chat.generation.ReplyStream`).
-The engine's thread keeps one running `ReplyBatch`. When it is idle, it
+request to the process's one engine (`submit`, which also retrieves and
+builds the prompt in that thread) and, while it waits, saves and sends what
+has been generated so far (`chat.generation.ReplyStream`). The engine's
+thread only generates: it keeps one running `ReplyBatch`. When it is idle, it
 takes the first waiting request and those that arrive within
 BATCH_WINDOW_MS; while it runs, requests that arrive join it between two
 generation steps (continuous batching, for chat models; a seq2seq batch
@@ -46,11 +47,15 @@ class BatchingEngine:
     def submit(self, history, message, on_piece=None, should_stop=None):
         """Queue a request; a Future of its Reply, generated in a batch with the requests around it.
 
-        The callbacks run on the engine's thread, between generation steps:
-        they must be quick (no database or network), or they hold up the batch.
+        Retrieval and the prompt are done here, in the caller's thread, so the
+        engine's thread only generates. The callbacks run on the engine's
+        thread, between generation steps: they must be quick (no database or
+        network), or they hold up the batch.
         """
+        guarded = _GuardedRequest(ReplyRequest(history, message, on_piece, should_stop))
+        job = self.replier.prepare([guarded.request])[0]
         future = Future()
-        self._waiting.put((ReplyRequest(history, message, on_piece, should_stop), future))
+        self._waiting.put((job, guarded, future))
         return future
 
     def reply(self, history, message, on_piece=None, should_stop=None):
@@ -80,18 +85,17 @@ class BatchingEngine:
         return arrivals
 
     def _run(self):
-        batch, futures = self.replier.open_batch(), {}  # id(request) -> (guarded request, future)
+        batch, futures = self.replier.open_batch(), {}  # id(request) -> (_GuardedRequest, Future)
         while True:
             arrivals = self._arrivals(len(batch))
             if arrivals:
                 self.batch_sizes.append(len(arrivals))
-                guarded = [(_GuardedRequest(request), future) for request, future in arrivals]
                 try:
-                    batch.add([row.request for row, _ in guarded])
-                    futures.update((id(row.request), (row, future)) for row, future in guarded)
+                    batch.add([job for job, _, _ in arrivals])
+                    futures.update((id(job.request), (guarded, future)) for job, guarded, future in arrivals)
                 except Exception as error:  # these requests learn why; the batch goes on
-                    logger.exception("Starting %d replies failed", len(guarded))
-                    for _, future in guarded:
+                    logger.exception("Starting %d replies failed", len(arrivals))
+                    for _, _, future in arrivals:
                         future.set_exception(error)
             try:
                 finished = batch.step()
@@ -102,9 +106,9 @@ class BatchingEngine:
                 batch, futures = self.replier.open_batch(), {}
                 continue
             for request, reply in finished:
-                row, future = futures.pop(id(request))
-                if row.error is not None:
-                    future.set_exception(row.error)
+                guarded, future = futures.pop(id(request))
+                if guarded.error is not None:
+                    future.set_exception(guarded.error)
                 else:
                     future.set_result(reply)
 

@@ -26,7 +26,7 @@ from .loading import load_generator
 from .profiles import active_profile
 from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
 
-__all__ = ["Hit", "Reply", "ReplyBatch", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
+__all__ = ["Hit", "Reply", "ReplyBatch", "ReplyJob", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
 
 ROLES = ("user", "bot")
 _END = object()  # ends a stream's queue of pieces
@@ -94,8 +94,8 @@ class _Attempt:
 
 
 @dataclass
-class _Job:
-    """A request being replied to: its retrieved exchange, prompt and start."""
+class ReplyJob:
+    """A request ready to generate (`Replier.prepare`): its retrieved exchange, prompt and start."""
 
     request: ReplyRequest
     hit: Hit | None
@@ -108,7 +108,7 @@ class ReplyBatch:
     """Requests being replied to together; more can join between steps (`Replier.open_batch`).
 
         batch = replier.open_batch()
-        batch.add(requests)
+        batch.add(replier.prepare(requests))
         while batch:
             for request, reply in batch.step():
                 ...
@@ -122,19 +122,9 @@ class ReplyBatch:
     def __len__(self):
         return len(self.attempts)
 
-    def add(self, requests):
-        """Retrieve for and start these requests (one retrieval and one prefill for all)."""
-        if not requests:
-            return
-        started = time.perf_counter()
-        replier = self.replier
-        histories = [replier.bounded(request.history) for request in requests]
-        hits = replier.retrieve_many(histories, [request.message for request in requests])
-        jobs = [
-            _Job(request, hit, replier.backend.prompt(history, request.message, hit), started)
-            for request, history, hit in zip(requests, histories, hits)
-        ]
-        self._start([_Attempt(job, replier.character) for job in jobs])
+    def add(self, jobs):
+        """Start generating these prepared requests."""
+        self._start([_Attempt(job, self.replier.character) for job in jobs])
 
     def step(self):
         """One generation step: the (request, Reply) pairs it finished."""
@@ -216,14 +206,24 @@ class Replier:
             raise outcome["error"]
         return outcome["reply"]
 
+    def prepare(self, requests):
+        """A ReplyJob for each request: retrieval (one batch for all) and prompt, done before generating."""
+        started = time.perf_counter()
+        histories = [self.bounded(request.history) for request in requests]
+        hits = self.retrieve_many(histories, [request.message for request in requests]) if requests else []
+        return [
+            ReplyJob(request, hit, self.backend.prompt(history, request.message, hit), started)
+            for request, history, hit in zip(requests, histories, hits)
+        ]
+
     def open_batch(self):
-        """An empty ReplyBatch: requests join it between generation steps."""
+        """An empty ReplyBatch: prepared requests join it between generation steps."""
         return ReplyBatch(self)
 
     def reply_many(self, requests):
         """Reply to every request, generated together."""
         batch = self.open_batch()
-        batch.add(requests)
+        batch.add(self.prepare(requests))
         replies = {}
         while batch:
             replies.update((id(request), reply) for request, reply in batch.step())
