@@ -72,8 +72,17 @@ class Report:
             "reply_max_s": max(totals, default=None),
             "replies_per_minute": 60 * len(ok) / self.wall_s if self.wall_s else 0,
             "tokens_per_second": tokens / self.wall_s if self.wall_s else 0,
-            # What one person sees: a reply's tokens over its whole time, first token included.
+            # What one person sees: a reply's tokens over its whole time, first token included...
             "reply_tokens_per_second_p50": percentile(sorted(o.new_tokens / o.reply_s for o in ok if o.reply_s), 50),
+            # ...and the pace of the stream once it has started (none where nothing streams).
+            "stream_tokens_per_second_p50": percentile(
+                sorted(
+                    (o.new_tokens - 1) / (o.reply_s - o.first_token_s)
+                    for o in ok
+                    if o.first_token_s is not None and o.reply_s > o.first_token_s and o.new_tokens > 1
+                ),
+                50,
+            ),
             "mean_new_tokens": statistics.mean(o.new_tokens for o in ok) if ok else 0,
             "wall_s": self.wall_s,
         }

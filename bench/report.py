@@ -21,8 +21,9 @@ def markdown_table(results, args):
         f"seed {args.seed}, {args.cores} cores.",
         "",
         "| side | users | replies | errors | first token p50 / p95 / max (s) | reply p50 / p95 / max (s) "
-        "| replies/min | tokens/s, all | tokens/s, one reply (p50) | worker peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| replies/min | tokens/s, all | tokens/s, one reply (p50) | tokens/s, stream after first token (p50) "
+        "| worker peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
@@ -30,18 +31,22 @@ def markdown_table(results, args):
             f"| {fmt(r['first_token_p50_s'])} / {fmt(r['first_token_p95_s'])} / {fmt(r['first_token_max_s'])} "
             f"| {fmt(r['reply_p50_s'])} / {fmt(r['reply_p95_s'])} / {fmt(r['reply_max_s'])} "
             f"| {fmt(r['replies_per_minute'], 1)} | {fmt(r['tokens_per_second'], 1)} "
-            f"| {fmt(r['reply_tokens_per_second_p50'], 1)} "
+            f"| {fmt(r['reply_tokens_per_second_p50'], 1)} | {fmt(r['stream_tokens_per_second_p50'], 1)} "
             f"| {', '.join(map(str, r['worker_peak_mib']))} |"
         )
     reference = {r["users"]: r for r in results if r["target"] == "reference"}
-    stack = [r for r in results if r["target"] == "stack" and r["workers"] == 1 and r["users"] in reference]
+    stack = [r for r in results if r["target"] == "stack" and r["users"] in reference]
     if stack:
-        lines += ["", "| users | replies/min, stack / reference | p95 reply time, reference / stack |", "|---|---|---|"]
-        for r in stack:
+        lines += [
+            "",
+            "| users | stack | replies/min, stack / reference | p95 reply time, reference / stack |",
+            "|---|---|---|---|",
+        ]
+        for r in sorted(stack, key=lambda r: (r["users"], r["workers"])):
             ref = reference[r["users"]]
             throughput = r["replies_per_minute"] / ref["replies_per_minute"] if ref["replies_per_minute"] else None
             latency = ref["reply_p95_s"] / r["reply_p95_s"] if r["reply_p95_s"] and ref["reply_p95_s"] else None
-            lines.append(f"| {r['users']} | {fmt(throughput)}x | {fmt(latency)}x |")
+            lines.append(f"| {r['users']} | {side(r)} | {fmt(throughput)}x | {fmt(latency)}x |")
     return "\n".join(lines) + "\n"
 
 

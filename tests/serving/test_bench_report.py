@@ -1,0 +1,39 @@
+"""The load benchmark's figures and table: rates, errors, duplicates and ratios for every stack configuration."""
+from argparse import Namespace
+
+from bench.load import Outcome, Report
+from bench.report import markdown_table
+
+
+def summary(target, outcomes, wall_s=60.0, **extra):
+    return {**Report(target, users=2, messages_per_user=1, wall_s=wall_s, outcomes=outcomes).summary(), **extra}
+
+
+def test_a_summary_counts_replies_errors_duplicates_and_rates():
+    outcomes = [
+        Outcome(user=0, first_token_s=0.5, reply_s=2.5, new_tokens=41, text="Bazinga.", message_id=1),
+        Outcome(user=1, first_token_s=1.0, reply_s=2.0, new_tokens=21, text="Hello.", message_id=1),
+        Outcome(user=1, error="TimeoutError: "),
+    ]
+    figures = summary("stack", outcomes)
+    assert figures["replies"] == 2 and figures["errors"] == 1 and figures["duplicated_replies"] == 1
+    assert figures["replies_per_minute"] == 2.0
+    assert figures["stream_tokens_per_second_p50"] == 20.0  # 40 tokens in the 2 s after the first; 20 in 1 s
+    assert figures["reply_tokens_per_second_p50"] == 10.5  # the lower middle of 21 / 2 s and 41 / 2.5 s
+    # Nothing streams in the reference design: its whole reply comes at once.
+    reference = summary("reference", [Outcome(user=0, first_token_s=2.0, reply_s=2.0, new_tokens=30, text="Hi.")])
+    assert reference["stream_tokens_per_second_p50"] is None
+
+
+def test_the_table_gives_each_stack_configuration_as_a_ratio_to_the_reference():
+    def reply(seconds):
+        return Outcome(user=0, first_token_s=0.2, reply_s=seconds, new_tokens=30, text="Hi.", message_id=seconds)
+
+    results = [
+        summary("stack", [reply(1), reply(2)], wall_s=20.0, workers=1, web_processes=1, worker_peak_mib=[1500]),
+        summary("stack", [reply(1), reply(2)], wall_s=10.0, workers=2, web_processes=1, worker_peak_mib=[1500, 1500]),
+        summary("reference", [reply(4), reply(8)], wall_s=60.0, workers=2, web_processes=1, worker_peak_mib=[1400]),
+    ]
+    table = markdown_table(results, Namespace(messages=1, max_new_tokens=40, seed=1, cores=2))
+    assert "| 2 | stack (1 worker, 1 web) | 3.00x | 4.00x |" in table
+    assert "| 2 | stack (2 workers, 1 web) | 6.00x | 4.00x |" in table
