@@ -122,9 +122,7 @@ class _RowStopper(StoppingCriteria):
 class Backend:
     """Shared batch generation; subclasses say how a dialogue becomes a prompt."""
 
-    padding_side = "right"
     sampling = {}  # generate() keyword arguments
-    max_prompt_tokens = None
 
     def __init__(self, generator, max_new_tokens):
         self.generator = generator
@@ -154,38 +152,7 @@ class Backend:
 
     def open_batch(self):
         """An empty batch: `add(prompts, rows)` between `step()`s; its len() is the rows still running."""
-        return _GenerateBatch(self)
-
-    def generate_at_once(self, prompts, rows):
-        """One padded generate() call for all prompts; every row is finished when it returns."""
-        inputs = self._model_inputs(prompts)
-        with torch.inference_mode():
-            self.model.generate(
-                **inputs,
-                **self.sampling,
-                max_new_tokens=self.max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=sorted(self.eos_ids),
-                streamer=_BatchStreamer(rows, self.tokenizer, self.eos_ids),
-                stopping_criteria=StoppingCriteriaList([_RowStopper(rows)]),
-            )
-        for row in rows:
-            row.finished = True
-
-    def _model_inputs(self, prompts):
-        """generate()'s inputs for a batch: padded token ids and their attention mask."""
-        with TOKENIZER_LOCK:
-            self.tokenizer.padding_side = self.padding_side
-            self.tokenizer.truncation_side = "left"  # an over-long prompt loses its oldest context, not the question
-            inputs = self.tokenizer(
-                prompts,
-                return_tensors="pt",
-                padding=True,
-                truncation=self.max_prompt_tokens is not None,
-                max_length=self.max_prompt_tokens,
-                add_special_tokens=self.generator.is_seq2seq,  # a chat template has its own
-            ).to(self.model.device)
-        return dict(inputs)
+        raise NotImplementedError
 
 
 class _GenerateBatch:
@@ -217,6 +184,36 @@ class Seq2SeqBackend(Backend):
         rag = f"{hit.text} " if hit else ""
         context = " ".join(turn.text for turn in history)
         return f"context: {rag}{context}</s>question: {message}"
+
+    def open_batch(self):
+        """A batch that runs one generate() call over the rows added since the last step."""
+        return _GenerateBatch(self)
+
+    def generate_at_once(self, prompts, rows):
+        """One padded generate() call for all prompts; every row is finished when it returns."""
+        inputs = self._model_inputs(prompts)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs,
+                **self.sampling,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=sorted(self.eos_ids),
+                streamer=_BatchStreamer(rows, self.tokenizer, self.eos_ids),
+                stopping_criteria=StoppingCriteriaList([_RowStopper(rows)]),
+            )
+        for row in rows:
+            row.finished = True
+
+    def _model_inputs(self, prompts):
+        """generate()'s inputs for a batch: padded token ids and their attention mask."""
+        with TOKENIZER_LOCK:
+            self.tokenizer.padding_side = "right"
+            self.tokenizer.truncation_side = "left"  # an over-long prompt loses its oldest context, not the question
+            inputs = self.tokenizer(
+                prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens
+            ).to(self.model.device)
+        return dict(inputs)
 
 
 def persona_messages(turns):
@@ -258,14 +255,12 @@ class CausalChatBackend(Backend):
                 turns += [("user", hit.question), ("assistant", hit.text)]
             turns += [("user" if turn.role == "user" else "assistant", turn.text) for turn in history]
             turns.append(("user", message))
+            # Rendering the template is plain Jinja; only the tokenizer itself needs the lock.
+            text = self.tokenizer.apply_chat_template(persona_messages(turns), tokenize=False, add_generation_prompt=True)
+            if self.prompt_budget is None:
+                return text
             with TOKENIZER_LOCK:
-                text = self.tokenizer.apply_chat_template(
-                    persona_messages(turns), tokenize=False, add_generation_prompt=True
-                )
-                fits = (
-                    self.prompt_budget is None
-                    or len(self.tokenizer(text, add_special_tokens=False).input_ids) <= self.prompt_budget
-                )
+                fits = len(self.tokenizer(text, add_special_tokens=False).input_ids) <= self.prompt_budget
             if fits or not history:
                 return text
             history.pop(0)

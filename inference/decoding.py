@@ -54,20 +54,32 @@ class GrowingLayer(DynamicLayer):
     def get_seq_length(self):
         return self.length if self.is_initialized else 0
 
-    def left_padded(self, width):
-        """The keys and values, each row padded with zeros on the left to `width` columns."""
-        return _left_padded(self.keys, width, dim=2), _left_padded(self.values, width, dim=2)
-
     @classmethod
-    def holding(cls, keys, values, skip_columns=0):
-        """A layer holding these keys and values (all but their first `skip_columns`), with room to grow."""
+    def of_rows(cls, parts, width):
+        """A layer stacking the rows of `parts` ((keys, values) pairs), each right-aligned in `width`
+        columns with zeros on its left, and room to grow: one copy of every part, no more."""
+        keys, values = parts[0]
+        rows = sum(part_keys.shape[0] for part_keys, _ in parts)
         layer = cls()
-        layer.device, layer.is_initialized = keys.device, True
-        layer.length = keys.shape[-2] - skip_columns
-        layer._key_buffer = keys.new_empty(*keys.shape[:2], layer.length + cls.ROOM, keys.shape[-1])
+        layer.device, layer.is_initialized, layer.length = keys.device, True, width
+        layer._key_buffer = keys.new_empty(rows, keys.shape[1], width + cls.ROOM, keys.shape[-1])
         layer._value_buffer = values.new_empty(layer._key_buffer.shape)
-        layer._key_buffer[:, :, : layer.length] = keys[:, :, skip_columns:]
-        layer._value_buffer[:, :, : layer.length] = values[:, :, skip_columns:]
+        row = 0
+        for part_keys, part_values in parts:
+            end, start = row + part_keys.shape[0], width - part_keys.shape[-2]
+            for buffer, part in ((layer._key_buffer, part_keys), (layer._value_buffer, part_values)):
+                buffer[row:end, :, :start] = 0  # padding is masked, but must not be NaN
+                buffer[row:end, :, start:width] = part
+            row = end
+        layer._expose()
+        return layer
+
+    def selected(self, indices, skip_columns=0):
+        """A new layer with the rows at `indices`, all but their first `skip_columns`, and the same room."""
+        layer = GrowingLayer()
+        layer.device, layer.is_initialized, layer.length = self.device, True, self.length - skip_columns
+        layer._key_buffer = self._key_buffer[:, :, skip_columns:].index_select(0, indices)
+        layer._value_buffer = self._value_buffer[:, :, skip_columns:].index_select(0, indices)
         layer._expose()
         return layer
 
@@ -345,11 +357,12 @@ class DecodeBatch:
             self.positions, self.last_tokens, self.seen = positions, last_tokens, seen
             return
         width = max(self.attention_mask.shape[-1], attention_mask.shape[-1])
-        layers = []
-        for old, new in zip(self.cache.layers, cache.layers):
-            (old_keys, old_values), (new_keys, new_values) = old.left_padded(width), new.left_padded(width)
-            layers.append(GrowingLayer.holding(torch.cat([old_keys, new_keys]), torch.cat([old_values, new_values])))
-        self.cache = growing_cache(layers)
+        self.cache = growing_cache(
+            [
+                GrowingLayer.of_rows([(old.keys, old.values), (new.keys, new.values)], width)
+                for old, new in zip(self.cache.layers, cache.layers)
+            ]
+        )
         self.attention_mask = torch.cat([_left_padded(self.attention_mask, width), _left_padded(attention_mask, width)])
         self.sequences = self.sequences + sequences
         self.positions = torch.cat([self.positions, positions])
@@ -372,9 +385,7 @@ class DecodeBatch:
         attention_mask = self.attention_mask[indices]
         # Columns that only the rows that left needed go too.
         unused = int(attention_mask.any(0).long().argmax())
-        self.cache = growing_cache(
-            [GrowingLayer.holding(layer.keys[indices], layer.values[indices], unused) for layer in self.cache.layers]
-        )
+        self.cache = growing_cache([layer.selected(indices, unused) for layer in self.cache.layers])
         self.attention_mask = attention_mask[:, unused:]
         self.positions, self.last_tokens, self.seen = self.positions[indices], self.last_tokens[indices], self.seen[indices]
 
@@ -394,20 +405,14 @@ def _stacked_starts(starts, lengths, width):
     template = next(stored for stored in starts if stored is not None).layers
     layers = []
     for layer_index, (template_keys, template_values) in enumerate(template):
-        keys, values = [], []
+        parts = []
         for stored, length in zip(starts, lengths):
-            stored_keys, stored_values = stored.layers[layer_index] if length else (template_keys, template_values)
-            keys.append(_left_padded(stored_keys[:, :, :length], width, dim=2))
-            values.append(_left_padded(stored_values[:, :, :length], width, dim=2))
-        layers.append(GrowingLayer.holding(torch.cat(keys), torch.cat(values)))
+            keys, values = stored.layers[layer_index] if length else (template_keys, template_values)
+            parts.append((keys[:, :, :length], values[:, :, :length]))
+        layers.append(GrowingLayer.of_rows(parts, width))
     return layers
 
 
-def _left_padded(tensor, width, dim=-1):
-    """`tensor` with zeros put before it along `dim`, up to `width`."""
-    missing = width - tensor.shape[dim]
-    if missing == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+def _left_padded(mask, width):
+    """An attention mask with masked columns put before it, up to `width`."""
+    return torch.cat([mask.new_zeros(mask.shape[0], width - mask.shape[-1]), mask], dim=-1)

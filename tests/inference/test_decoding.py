@@ -71,13 +71,18 @@ def assert_computed_as_alone(backend, batch, prompts, rows):
 
 
 @pytest.mark.parametrize("use_prefixes", [True, False])
-def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alone(full_precision_chat, use_prefixes):
+@pytest.mark.parametrize("first_is_widest", [True, False])
+def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alone(
+    full_precision_chat, use_prefixes, first_is_widest
+):
     backend = full_precision_chat
     prompts = [
         backend.prompt([Turn("user", "A long opening line, to make this prompt the widest.")] * 3, "Well?", HIT),
         backend.prompt([], "Hi.", None),
         backend.prompt([Turn("user", "Hello."), Turn("bot", "Hello.")], "How are you?", None),
     ]
+    if not first_is_widest:
+        prompts.reverse()
     polls = []
     rows = [Row(lambda piece: None, lambda: polls.append(1) or len(polls) >= 3), Row(lambda piece: None), Row(lambda piece: None)]
     batch = recording_batch(backend, backend.prefix_store() if use_prefixes else None)
@@ -85,7 +90,7 @@ def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alo
 
     batch.add(prompt_ids[:1], rows[:1])
     batch.step()
-    batch.add(prompt_ids[1:], rows[1:])  # join a running batch, narrower than its first row
+    batch.add(prompt_ids[1:], rows[1:])  # join a running batch, narrower or wider than its first row
     assert len(batch) == 3
     while batch:
         batch.step()
