@@ -357,12 +357,9 @@ class DecodeBatch:
             self.positions, self.last_tokens, self.seen = positions, last_tokens, seen
             return
         width = max(self.attention_mask.shape[-1], attention_mask.shape[-1])
-        self.cache = growing_cache(
-            [
-                GrowingLayer.of_rows([(old.keys, old.values), (new.keys, new.values)], width)
-                for old, new in zip(self.cache.layers, cache.layers)
-            ]
-        )
+        # Layer by layer, in place: the old copy of each layer is freed before the next is made.
+        for index, (old, new) in enumerate(zip(self.cache.layers, cache.layers)):
+            self.cache.layers[index] = GrowingLayer.of_rows([(old.keys, old.values), (new.keys, new.values)], width)
         self.attention_mask = torch.cat([_left_padded(self.attention_mask, width), _left_padded(attention_mask, width)])
         self.sequences = self.sequences + sequences
         self.positions = torch.cat([self.positions, positions])
@@ -385,7 +382,8 @@ class DecodeBatch:
         attention_mask = self.attention_mask[indices]
         # Columns that only the rows that left needed go too.
         unused = int(attention_mask.any(0).long().argmax())
-        self.cache = growing_cache([layer.selected(indices, unused) for layer in self.cache.layers])
+        for index, layer in enumerate(self.cache.layers):
+            self.cache.layers[index] = layer.selected(indices, unused)
         self.attention_mask = attention_mask[:, unused:]
         self.positions, self.last_tokens, self.seen = self.positions[indices], self.last_tokens[indices], self.seen[indices]
 
