@@ -17,6 +17,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 
 from django.conf import settings
@@ -34,7 +35,8 @@ class BatchingEngine:
         self.replier = replier
         self.window_seconds = window_seconds
         self.max_batch = max_batch
-        self.batch_sizes = []  # how many requests started together, each time, for tests and benchmarks
+        # How many requests started together, each time (the latest 1,000), for tests and benchmarks.
+        self.batch_sizes = deque(maxlen=1000)
         self._waiting = queue.Queue()
         # The engine's thread gives up the GIL inside every torch operation; with
         # many task threads around, Python's default 5 ms switch interval makes
@@ -85,25 +87,25 @@ class BatchingEngine:
         return arrivals
 
     def _run(self):
-        batch, futures = self.replier.open_batch(), {}  # id(request) -> (_GuardedRequest, Future)
+        batch, futures = None, {}  # futures: id(request) -> (_GuardedRequest, Future)
         while True:
-            arrivals = self._arrivals(len(batch))
-            if arrivals:
-                self.batch_sizes.append(len(arrivals))
-                try:
-                    batch.add([job for job, _, _ in arrivals])
-                    futures.update((id(job.request), (guarded, future)) for job, guarded, future in arrivals)
-                except Exception as error:  # these requests learn why; the batch goes on
-                    logger.exception("Starting %d replies failed", len(arrivals))
-                    for _, _, future in arrivals:
-                        future.set_exception(error)
+            arrivals = self._arrivals(len(batch) if batch is not None else 0)
+            futures.update((id(job.request), (guarded, future)) for job, guarded, future in arrivals)
             try:
+                if batch is None:
+                    batch = self.replier.open_batch()
+                if arrivals:
+                    self.batch_sizes.append(len(arrivals))
+                    batch.add([job for job, _, _ in arrivals])
                 finished = batch.step()
-            except Exception as error:  # every reply in the batch learns why; the engine goes on
+            except Exception as error:
+                # Not a bad request (those are refused in submit) but the model or the machine:
+                # the batch's state is not to be trusted. Every reply in it learns why, and the
+                # engine goes on with a new batch.
                 logger.exception("A batch of %d replies failed", len(futures))
                 for _, future in futures.values():
                     future.set_exception(error)
-                batch, futures = self.replier.open_batch(), {}
+                batch, futures = None, {}
                 continue
             for request, reply in finished:
                 guarded, future = futures.pop(id(request))

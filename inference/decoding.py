@@ -33,7 +33,11 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 
 class GrowingLayer(DynamicLayer):
-    """One layer's keys and values, in buffers with room for the next tokens."""
+    """One layer's keys and values, in buffers with room for the next tokens.
+
+    Made for DecodeBatch, which rebuilds layers when rows join or leave;
+    generate()'s own cache edits (beam reordering, cropping) are refused.
+    """
 
     ROOM = 64  # columns added whenever the buffer is full
 
@@ -53,6 +57,11 @@ class GrowingLayer(DynamicLayer):
 
     def get_seq_length(self):
         return self.length if self.is_initialized else 0
+
+    def _refused(self, *args, **kwargs):
+        raise NotImplementedError("A GrowingLayer is edited by DecodeBatch only.")
+
+    crop = batch_repeat_interleave = batch_select_indices = reorder_cache = _refused
 
     @classmethod
     def of_rows(cls, parts, width):
@@ -199,11 +208,15 @@ class PrefixStore:
             self._pinned.append(_Stored(list(token_ids), layers))
 
     def remember(self, token_ids, layers):
-        """Keep a finished sequence; stored sequences it continues are dropped (it serves their prompts too)."""
+        """Keep a finished sequence, unless a stored one continues it; stored sequences it continues
+        are dropped (it serves their prompts too)."""
         if len(token_ids) > self.max_tokens:
             return
         with self._lock:
             for key, stored in list(self._recent.items()):
+                if stored.token_ids[: len(token_ids)] == token_ids:
+                    self._recent.move_to_end(key)
+                    return
                 if token_ids[: len(stored.token_ids)] == stored.token_ids:
                     self._forget(key)
             stored = _Stored(list(token_ids), layers)
@@ -261,43 +274,63 @@ class DecodeBatch:
     def __len__(self):
         return len(self.sequences)
 
+    @torch.inference_mode()
     def add(self, prompt_ids, rows):
         """Compute these prompts (lists of token ids) and sample their first token.
 
         Each row's cache starts with the longest stored sequence its prompt
-        begins with, left-padded to the longest such start; then come its
-        remaining prompt tokens, left-padded too: [pad, stored, pad, new].
+        begins with. Rows whose stored starts are equally long are computed
+        together ([stored, padding, new tokens]), so that a long stored start
+        never widens a short one's padding.
         """
-        if not prompt_ids:
-            return
-        device = self.model.device
         starts = [self.prefixes.longest(ids) if self.prefixes is not None else (0, None) for ids in prompt_ids]
-        # At least the last prompt token is computed: its logits give the first token.
-        lengths = [min(length, len(ids) - 1) for (length, _), ids in zip(starts, prompt_ids)]
-        stored_width = max(lengths)
-        new_ids = [ids[length:] for ids, length in zip(prompt_ids, lengths)]
-        new_width = max(map(len, new_ids))
-        attention_mask = torch.tensor(
-            [
-                [0] * (stored_width - length) + [1] * length + [0] * (new_width - len(ids)) + [1] * len(ids)
-                for length, ids in zip(lengths, new_ids)
-            ],
-            device=device,
-        )
-        input_ids = [[self.tokenizer.pad_token_id] * (new_width - len(ids)) + ids for ids in new_ids]
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, stored_width:]
-        cache = growing_cache()
-        if stored_width:
-            cache = growing_cache(_stacked_starts([stored for _, stored in starts], lengths, stored_width))
-        with torch.inference_mode():
-            output = self.model(
-                input_ids=torch.tensor(input_ids, device=device),
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
+        groups = {}
+        for index, ((length, _), ids) in enumerate(zip(starts, prompt_ids)):
+            # At least the last prompt token is computed: its logits give the first token.
+            groups.setdefault(min(length, len(ids) - 1), []).append(index)
+        for length, indices in groups.items():
+            self._prefill(
+                [prompt_ids[i] for i in indices], [rows[i] for i in indices], [starts[i][1] for i in indices], length
             )
+
+    @torch.inference_mode()
+    def step(self):
+        """One more token for every row; rows that end, stop or reach the limit leave the batch."""
+        if not self.sequences:
+            return
+        attention_mask = torch.cat([self.attention_mask, self.attention_mask.new_ones(len(self), 1)], dim=-1)
+        output = self.model(
+            input_ids=self.last_tokens[:, None],
+            attention_mask=attention_mask,
+            position_ids=self.positions[:, None],
+            cache=self.cache,
+            use_cache=True,
+        )
+        self.attention_mask = attention_mask
+        self.positions = self.positions + 1
+        for sequence in self.sequences:
+            sequence.cached += 1
+        self._advance(output.logits[:, -1])
+
+    def _prefill(self, prompt_ids, rows, stored, length):
+        """Compute prompts whose first `length` tokens come from `stored` sequences, and join them."""
+        device = self.model.device
+        new_ids = [ids[length:] for ids in prompt_ids]
+        width = max(map(len, new_ids))
+        attention_mask = torch.tensor(
+            [[1] * length + [0] * (width - len(ids)) + [1] * len(ids) for ids in new_ids], device=device
+        )
+        input_ids = [[self.tokenizer.pad_token_id] * (width - len(ids)) + ids for ids in new_ids]
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, length:]
+        cache = growing_cache(_stacked_starts(stored, length)) if length else growing_cache()
+        output = self.model(
+            input_ids=torch.tensor(input_ids, device=device),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         seen = torch.zeros(len(rows), output.logits.shape[-1], dtype=torch.bool, device=device)
         for row_index, ids in enumerate(prompt_ids):
             seen[row_index, ids] = True
@@ -308,25 +341,6 @@ class DecodeBatch:
         ]
         self._merge(sequences, output.cache, attention_mask, attention_mask.sum(-1), seen)
         self._advance(output.logits[:, -1], first=len(self.sequences) - len(rows))
-
-    def step(self):
-        """One more token for every row; rows that end, stop or reach the limit leave the batch."""
-        if not self.sequences:
-            return
-        attention_mask = torch.cat([self.attention_mask, self.attention_mask.new_ones(len(self), 1)], dim=-1)
-        with torch.inference_mode():
-            output = self.model(
-                input_ids=self.last_tokens[:, None],
-                attention_mask=attention_mask,
-                position_ids=self.positions[:, None],
-                cache=self.cache,
-                use_cache=True,
-            )
-        self.attention_mask = attention_mask
-        self.positions = self.positions + 1
-        for sequence in self.sequences:
-            sequence.cached += 1
-        self._advance(output.logits[:, -1])
 
     def _advance(self, logits, first=0):
         """Sample the next token of rows `first:`, hand it to those not asked to stop, let finished rows go."""
@@ -398,17 +412,12 @@ class DecodeBatch:
         self.prefixes.remember(sequence.token_ids[: sequence.cached], layers)
 
 
-def _stacked_starts(starts, lengths, width):
-    """Per layer, every row's stored start (its first `length` columns) left-padded to `width`, as one batch."""
-    template = next(stored for stored in starts if stored is not None).layers
-    layers = []
-    for layer_index, (template_keys, template_values) in enumerate(template):
-        parts = []
-        for stored, length in zip(starts, lengths):
-            keys, values = stored.layers[layer_index] if length else (template_keys, template_values)
-            parts.append((keys[:, :, :length], values[:, :, :length]))
-        layers.append(GrowingLayer.of_rows(parts, width))
-    return layers
+def _stacked_starts(stored, length):
+    """Per layer, the first `length` columns of each stored sequence, as one batch."""
+    return [
+        GrowingLayer.of_rows([(keys[:, :, :length], values[:, :, :length]) for keys, values in layers], length)
+        for layers in zip(*(sequence.layers for sequence in stored))
+    ]
 
 
 def _left_padded(mask, width):

@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 _lock = threading.RLock()
 # A fast tokenizer used from two threads at once fails ("Already borrowed",
 # huggingface/transformers#47085): worker threads share the loaded models,
-# so every use of their tokenizers holds this lock.
+# so every use of the generator's tokenizer holds this lock (the retriever
+# has its own, inference.retrieval.RETRIEVER_LOCK, so that embedding a
+# query never holds up the tokens being decoded).
 TOKENIZER_LOCK = threading.Lock()
 _generators = {}
 _retrievers = {}

@@ -17,6 +17,7 @@ it raises StaleIndexError, and `manage.py build_index` rebuilds it.
 import hashlib
 import json
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,9 +27,12 @@ from tqdm import tqdm
 
 from data.pipeline import CONTEXT_LINES
 
-from .loading import TOKENIZER_LOCK, load_retriever
+from .loading import load_retriever
 
 FORMAT_VERSION = 1
+# The retriever's tokenizer, shared by a worker's threads, fails when two use it at once
+# (see inference.loading.TOKENIZER_LOCK); encoding holds this lock.
+RETRIEVER_LOCK = threading.Lock()
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
 EXCHANGES = "exchanges.json"
@@ -121,7 +125,7 @@ def embed_pairs(retriever, contexts, questions, batch_size=64, progress=False):
     chunks = range(0, len(texts), batch_size)
     vectors = []
     for start in tqdm(chunks, desc="Embedding", unit="batch", disable=not progress):
-        with TOKENIZER_LOCK:
+        with RETRIEVER_LOCK:
             batch = retriever.encode(
                 texts[start : start + batch_size],
                 batch_size=batch_size,

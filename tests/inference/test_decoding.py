@@ -116,11 +116,15 @@ def test_the_next_turn_of_a_conversation_starts_from_the_stored_previous_turn(fu
     next_prompt = backend.prompt([Turn("user", "Hi."), Turn("bot", first.decoded)], "And then?", None)
     stored_length, _ = store.longest(token_ids(backend, [next_prompt])[0])
     assert stored_length >= len(token_ids(backend, [first_prompt])[0]) > persona_length
-    second = Row(lambda piece: None)
-    batch.add(token_ids(backend, [next_prompt]), [second])
+    # Joined by a new conversation, which starts from the persona only.
+    new_prompt = backend.prompt([], "A new conversation, with a somewhat longer first message?", None)
+    rows = [Row(lambda piece: None), Row(lambda piece: None)]
+    prompt_ids = token_ids(backend, [next_prompt, new_prompt])
+    batch.add(prompt_ids, rows)
+    assert batch.attention_mask.shape[-1] == max(map(len, prompt_ids))  # no padding beyond the longest prompt
     while batch:
         batch.step()
-    assert_computed_as_alone(backend, batch, [next_prompt], [second])
+    assert_computed_as_alone(backend, batch, [next_prompt, new_prompt], rows)
 
 
 def test_the_prefix_store_keeps_recent_sequences_within_its_token_budget():
@@ -135,6 +139,25 @@ def test_the_prefix_store_keeps_recent_sequences_within_its_token_budget():
     assert store.longest([1, 2, 3, 4, 5])[0] == 3  # the pinned persona stays
     store.remember(list(range(11)), layers=[])  # longer than the whole budget: not kept
     assert store.tokens == 4 and store.longest([9, 9, 9])[0] == 3
+    store.remember([9, 9], layers=[])  # a stored sequence already continues it: nothing new
+    assert len(store) == 2 and store.tokens == 4
+
+
+def test_no_repeated_ngrams_without_a_repetition_penalty(full_precision_chat):
+    """The n-gram ban alone edits the model's logits in place (no penalty copies them first)."""
+    backend = full_precision_chat
+    row = Row(lambda piece: None)
+    batch = DecodeBatch(
+        backend.model, backend.tokenizer, Sampling(do_sample=False, no_repeat_ngram_size=2), 6, backend.eos_ids
+    )
+    batch.add(token_ids(backend, [backend.prompt([], "Hi.", None)]), [row])
+    while batch:
+        batch.step()
+    prompt_ids = token_ids(backend, [backend.prompt([], "Hi.", None)])[0]
+    tokens = prompt_ids + row.token_ids
+    assert row.token_ids
+    for end in range(len(prompt_ids), len(tokens)):  # no generated token completes a bigram seen before
+        assert (tokens[end - 1], tokens[end]) not in set(zip(tokens[: end - 1], tokens[1:end]))
 
 
 def test_sampling_draws_from_the_distribution_generate_draws_from():

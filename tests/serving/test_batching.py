@@ -43,7 +43,7 @@ def test_concurrent_requests_are_generated_in_one_batch(tiny_replier):
         for i in range(4)
     ]
     replies = ask_concurrently(engine, requests)
-    assert engine.batch_sizes == [4]
+    assert list(engine.batch_sizes) == [4]
     for i, reply in enumerate(replies):
         assert reply is not None and reply.text
         assert streamed_as("".join(pieces[i]), reply.text)
@@ -66,7 +66,7 @@ def test_a_late_request_joins_the_running_batch_at_the_next_step(tiny_replier):
 
     first = engine.reply([], "I came first.", should_stop=first_polls)
     late_reply = late["future"].result(timeout=60)
-    assert engine.batch_sizes == [1, 1]
+    assert list(engine.batch_sizes) == [1, 1]
     assert "first" in polls[polls.index("late") :]  # the first reply went on beside the late one
     assert first.text and late_reply.text and first.new_tokens > 3
 
@@ -94,7 +94,7 @@ def test_a_stop_ends_only_its_own_reply(tiny_replier):
         ],
     )
     stopped, other = replies
-    assert engine.batch_sizes == [2]
+    assert list(engine.batch_sizes) == [2]
     assert stopped.stopped and not other.stopped
     assert stopped.new_tokens <= 4 < other.new_tokens
     assert "".join(stopped_pieces) == stopped.text and streamed_as("".join(other_pieces), other.text)
@@ -123,15 +123,53 @@ def test_a_failing_callback_fails_only_its_own_reply(tiny_replier):
     for thread in threads:
         thread.join(timeout=120)
     broken, working = outcomes
-    assert engine.batch_sizes == [2]
+    assert list(engine.batch_sizes) == [2]
     assert isinstance(broken, RuntimeError) and "socket gone" in str(broken)
     assert working.text and working.new_tokens > 1
     assert engine.reply([], "The engine goes on.").text
 
 
 
+class FailingOnce(Replier):
+    """A replier whose first batch cannot open, or whose first batch fails at its first step."""
+
+    def __init__(self, replier, where):
+        super().__init__(replier.profile, replier.backend, index=None)
+        self.where = where
+
+    def open_batch(self):
+        if self.where == "open":
+            self.where = None
+            raise RuntimeError("out of memory")
+        batch = super().open_batch()
+        if self.where == "step":
+            self.where = None
+            batch.step = lambda: (_ for _ in ()).throw(RuntimeError("out of memory"))
+        return batch
+
+
+@pytest.mark.parametrize("where", ["open", "step"])
+def test_a_failing_batch_fails_its_replies_and_the_engine_goes_on(tiny_replier, where):
+    engine = BatchingEngine(FailingOnce(tiny_replier, where), window_seconds=0.2, max_batch=8)
+    outcomes = [None, None]
+
+    def ask(i):
+        try:
+            outcomes[i] = engine.reply([], f"Message {i}.")
+        except RuntimeError as error:
+            outcomes[i] = error
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(isinstance(outcome, RuntimeError) and "out of memory" in str(outcome) for outcome in outcomes)
+    assert engine.reply([], "The engine goes on.").text  # with a new batch
+
+
 def test_a_bad_request_is_refused_before_it_joins_a_batch(tiny_replier):
     engine = BatchingEngine(tiny_replier, window_seconds=0.2, max_batch=8)
     with pytest.raises(ValueError, match="history"):
         engine.reply(["not a Turn"], "Bad history.")
-    assert engine.batch_sizes == []
+    assert list(engine.batch_sizes) == []
