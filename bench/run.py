@@ -178,7 +178,7 @@ def bench_stack(args, env, out_dir, workers, web_ports):
 def bench_reference(args, env, out_dir):
     port = args.reference_port
     # Two processes on two cores: one torch thread each, the fairest setting for it.
-    # The reference design shares no persona cache between requests either.
+    # The reference design kept nothing between requests: no prefix store either.
     reference_env = {**env, "INFERENCE_THREADS": str(max(1, args.cores // 2)), "INFERENCE_PREFIX_CACHE": "0"}
     command = [str(BIN / "gunicorn"), "-w", "2", "-k", "gevent", "-b", f"127.0.0.1:{port}", "--timeout", "900",
                "bench.reference_server:app"]

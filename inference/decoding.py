@@ -25,8 +25,8 @@ the whole vocabulary.
 """
 import os
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections import OrderedDict, deque
+from dataclasses import dataclass
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
@@ -156,22 +156,20 @@ class NGramTable:
     """The n-grams of one sequence, updated token by token: which next tokens would repeat one."""
 
     def __init__(self, size, token_ids):
-        self.size = size
-        self.tokens = []
+        self.tail = deque(maxlen=size - 1)  # the last n-1 tokens: the start of the next n-gram
         self.followers = {}  # (n-1)-gram -> tokens seen after it
         for token_id in token_ids:
             self.add(token_id)
 
     def add(self, token_id):
-        self.tokens.append(token_id)
-        if len(self.tokens) >= self.size:
-            *head, last = self.tokens[-self.size :]
-            self.followers.setdefault(tuple(head), set()).add(last)
+        if len(self.tail) == self.tail.maxlen:
+            self.followers.setdefault(tuple(self.tail), set()).add(token_id)
+        self.tail.append(token_id)
 
     def banned(self):
-        if len(self.tokens) < self.size - 1:
+        if len(self.tail) < self.tail.maxlen:
             return ()
-        return self.followers.get(tuple(self.tokens[len(self.tokens) - self.size + 1 :]), ())
+        return self.followers.get(tuple(self.tail), ())
 
 
 @dataclass
@@ -244,11 +242,11 @@ class PrefixStore:
 
 @dataclass
 class _Sequence:
-    row: object  # backends.Row
+    row: object  # backends.Row: the reply's tokens so far (row.token_ids)
     ngrams: NGramTable | None
-    token_ids: list = field(default_factory=list)  # the prompt, then each token accepted
-    cached: int = 0  # how many of token_ids the key-value cache holds
-    generated: int = 0
+    prompt_ids: list
+    cached: int  # how many tokens of the prompt and then the reply the key-value cache holds
+    generated: int = 0  # tokens sampled, an end-of-sequence token included
 
 
 class DecodeBatch:
@@ -336,7 +334,7 @@ class DecodeBatch:
             seen[row_index, ids] = True
         size = self.sampling.no_repeat_ngram_size
         sequences = [
-            _Sequence(row, NGramTable(size, ids) if size else None, list(ids), cached=len(ids))
+            _Sequence(row, NGramTable(size, ids) if size else None, ids, cached=len(ids))
             for row, ids in zip(rows, prompt_ids)
         ]
         self._merge(sequences, output.cache, attention_mask, attention_mask.sum(-1), seen)
@@ -356,7 +354,6 @@ class DecodeBatch:
                 row.stopped = True  # a stop takes effect before the next token is shown
             else:
                 sequence.generated += 1
-                sequence.token_ids.append(token_id)
                 if sequence.ngrams is not None:
                     sequence.ngrams.add(token_id)
                 row.accept(token_id, self.tokenizer, self.eos_ids)
@@ -409,7 +406,8 @@ class DecodeBatch:
             (layer.keys[index : index + 1, :, columns], layer.values[index : index + 1, :, columns])
             for layer in self.cache.layers
         ]
-        self.prefixes.remember(sequence.token_ids[: sequence.cached], layers)
+        # [:cached]: a reply's last token, sampled at the token limit, never went through the model.
+        self.prefixes.remember((sequence.prompt_ids + sequence.row.token_ids)[: sequence.cached], layers)
 
 
 def _stacked_starts(stored, length):
