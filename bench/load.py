@@ -174,7 +174,7 @@ async def stack_exchange(socket, index, text, timeout):
             elif frame["type"] == "error":
                 outcome.error = f"{frame['code']}: {frame['detail']}"
                 return outcome
-    except (asyncio.TimeoutError, websockets.ConnectionClosed) as error:
+    except (TimeoutError, websockets.ConnectionClosed) as error:
         outcome.error = f"{type(error).__name__}: {error}"
     return outcome
 

@@ -10,7 +10,7 @@ from .pipeline import build_exchanges, season_and_number
 
 
 def episode_hash(lines):
-    payload = json.dumps([(l.scene, l.speaker, l.text) for l in lines], ensure_ascii=False)
+    payload = json.dumps([(line.scene, line.speaker, line.text) for line in lines], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -61,7 +61,8 @@ def _import_episode(name, lines, characters):
 
     if changed:
         Line.objects.bulk_create(
-            Line(episode=episode, scene=l.scene, position=l.position, speaker=l.speaker, text=l.text) for l in lines
+            Line(episode=episode, scene=line.scene, position=line.position, speaker=line.speaker, text=line.text)
+            for line in lines
         )
     present = set(episode.exchanges.values_list("character", flat=True).distinct())
     missing = [c for c in characters if c not in present]

@@ -5,12 +5,12 @@ replies and export; nobody rewrites a transcript. The chat and accounts
 models are registered here so that the whole review lives in one place.
 """
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django import forms
 from django.contrib import admin
 from django.db import models
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -137,7 +137,7 @@ def export_conversations(modeladmin, request, queryset):
         file_format = request.POST["export_format"]
         consented_only = request.POST.get("scope") != "all"
         scope = "consented" if consented_only else "ALL-for-review"
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         response = HttpResponse(content_type="application/x-ndjson" if file_format == "jsonl" else "text/csv")
         response["Content-Disposition"] = f'attachment; filename="transcripts-{scope}-{stamp}.{file_format}"'
         summary = write_export(queryset, response, file_format, consented_only)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole suite (called by `make test`). PostgreSQL and Redis are used
+# Run the linter and the whole suite (called by `make test`). PostgreSQL and Redis are used
 # where reachable; tests that need a missing service are skipped with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,9 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "chromium is not installed and cannot be installed here: browser tests are skipped"
   fi
 fi
+
+# The linter first: a finding fails the run before the suite starts.
+.venv/bin/ruff check .
 
 mkdir -p test-output
 exec .venv/bin/python -m pytest "$@"

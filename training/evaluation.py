@@ -78,7 +78,7 @@ def parse_samplings(text, default):
         try:
             temperature, top_p = (float(value) for value in item.split("/"))
         except ValueError:
-            raise ValueError(f"{item!r} is not a setting: write TEMPERATURE/TOP_P (e.g. 0.7/0.8) or `default`.")
+            raise ValueError(f"{item!r} is not a setting: write TEMPERATURE/TOP_P (e.g. 0.7/0.8) or `default`.") from None
         if temperature <= 0 or not 0 < top_p <= 1:
             raise ValueError(f"{item!r}: the temperature must be above 0 and top_p in (0, 1].")
         samplings.append(Sampling(temperature, top_p))
@@ -294,8 +294,9 @@ def generated_replies(replier, condition, exchanges, character, seed, batch_size
 
     Seconds per reply are the batch's wall time shared among its replies.
     """
-    from inference.replier import ReplyRequest, Turn
     from transformers import set_seed
+
+    from inference.replier import ReplyRequest, Turn
 
     set_seed(seed)  # every condition samples from the same random state
     replies = Replies(condition)

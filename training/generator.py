@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from transformers import (
     DataCollatorForSeq2Seq,
     Seq2SeqTrainer,
@@ -36,9 +37,16 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
-from tqdm.auto import tqdm
 
-from data.pipeline import Sample, TranscriptError, augment, build_exchanges, episode_names, read_transcripts, split_episodes
+from data.pipeline import (
+    Sample,
+    TranscriptError,
+    augment,
+    build_exchanges,
+    episode_names,
+    read_transcripts,
+    split_episodes,
+)
 from training.chat_format import chat_messages, seq2seq_input
 from training.metrics import mean, rouge_l
 from training.reporting import plot_loss_curve, write_model_card

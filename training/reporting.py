@@ -1,7 +1,7 @@
 """What a training run leaves beside its model: a versioned folder, a loss curve and a model card."""
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -35,8 +35,35 @@ def plot_loss_curve(log_history, path, title):
     plt.close(figure)
 
 
+# Licences of the base models this project trains on; a run on any other
+# base model says `unknown` until someone reads that model's card.
+BASE_MODEL_LICENCES = {"smollm2": "apache-2.0", "google/flan-t5": "apache-2.0", "google-t5/t5": "apache-2.0"}
+
+
+def base_model_licence(base_model_name: str) -> str:
+    """The licence of a known base model (hub id, folder or GGUF file), else `unknown`."""
+    name = (base_model_name or "").lower()
+    return next((licence for key, licence in BASE_MODEL_LICENCES.items() if key in name), "unknown")
+
+
+def card_metadata(base_model_name: str, method: str, data_source: str) -> str:
+    """The card's YAML front matter (the Hugging Face model-card fields): base model, licence, data."""
+    library = "peft" if method.startswith("causal") else "transformers"
+    return (
+        "---\n"
+        f"base_model: {json.dumps(base_model_name or 'unknown')}\n"
+        f"library_name: {library}\n"
+        f"license: {base_model_licence(base_model_name)}\n"
+        "language: [en]\n"
+        "pipeline_tag: text-generation\n"
+        f"tags: [{'lora, ' if library == 'peft' else ''}sheldon-chat]\n"
+        f"training_data: {json.dumps(data_source)}\n"
+        "---\n"
+    )
+
+
 def write_model_card(output_dir, data, config, metrics, base_model_name, method, examples):
-    """README.md in the output folder: data, parameters, metrics, time, and how to use it."""
+    """README.md in the output folder: metadata, data, parameters, metrics, time, and how to use it."""
     output_dir = Path(output_dir)
     use = (
         f"GENERATOR_MODEL={base_model_name} GENERATOR_ADAPTER={output_dir}"
@@ -49,10 +76,11 @@ def write_model_card(output_dir, data, config, metrics, base_model_name, method,
     example_lines = "\n".join(
         f"- **{e['question']}**\n  - scripted: {e['answer']}\n  - model: {e['reply']}" for e in examples[:5]
     )
-    card = f"""# {output_dir.name}
+    card = card_metadata(base_model_name, method, data.source) + f"""
+# {output_dir.name}
 
 {method} fine-tuning of `{base_model_name or 'the generator'}` to answer as {data.character},
-made {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `training.generator.train_generator`
+made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `training.generator.train_generator`
 (`python manage.py train_generator`).
 
 Use it: `{use}`

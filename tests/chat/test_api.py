@@ -5,7 +5,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import Profile
-from chat.models import Conversation, Message, Rating
+from chat.models import Conversation, Rating
 from data.models import Episode
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(240)]

@@ -3,7 +3,6 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-
 from channels.db import database_sync_to_async
 from django.test import Client
 from django.utils import timezone

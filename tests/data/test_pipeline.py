@@ -70,10 +70,10 @@ def test_speaker_names_are_normalised(raw, expected):
 def test_small_transcript_lines_and_scenes(small_transcript):
     lines = read_transcripts(small_transcript)
     assert len(lines) == 15  # 19 rows - 2 scene headings - 2 lines empty after clean-up
-    assert [l.speaker for l in lines[:4]] == ["Leonard", "Sheldon", "Penny", "Sheldon"]
+    assert [line.speaker for line in lines[:4]] == ["Leonard", "Sheldon", "Penny", "Sheldon"]
     assert lines[3].text == "Fine, thank you."
-    assert {l.scene for l in lines if l.episode == EP1} == {1, 2}
-    assert {l.scene for l in lines if l.episode == EP2} == {1}
+    assert {line.scene for line in lines if line.episode == EP1} == {1, 2}
+    assert {line.scene for line in lines if line.episode == EP2} == {1}
     assert episode_names(lines) == [EP1, EP2]
 
 
@@ -152,14 +152,14 @@ def test_real_seasons(show_transcripts):
 
     # No exchange crosses a scene or an episode: its question and context are
     # the lines right before the answer, all in the answer's scene.
-    by_place = {(l.episode, l.position): l for l in lines}
+    by_place = {(line.episode, line.position): line for line in lines}
     for exchange in exchanges:
         earlier = [
             by_place.get((exchange.episode, exchange.answer_position - k)) for k in range(1, len(exchange.context) + 2)
         ]
-        assert all(l is not None and l.scene == exchange.scene for l in earlier)
+        assert all(line is not None and line.scene == exchange.scene for line in earlier)
         assert earlier[0].text == exchange.question
-        assert tuple(l.text for l in reversed(earlier[1:])) == exchange.context
+        assert tuple(line.text for line in reversed(earlier[1:])) == exchange.context
         before = by_place.get((exchange.episode, exchange.answer_position - len(exchange.context) - 2))
         if len(exchange.context) < CONTEXT_LINES:
             assert before is None or before.scene != exchange.scene

@@ -13,6 +13,8 @@ from training.generator import IGNORED_LABEL, TrainingConfig, causal_features, l
 from training.management.commands.train_generator import output_name
 from training.reporting import next_version_folder
 
+from ..test_hygiene import model_card_metadata
+
 # Enough steps at a high learning rate for a random tiny model to visibly learn a handful of lines.
 FAST = dict(batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, save_steps=6, logging_steps=1,
             eval_samples=4, generation_samples=3, max_length=96, max_reply_tokens=24)
@@ -31,6 +33,8 @@ def assert_saved_run(output):
     assert not (output / "checkpoints").exists(), "checkpoints are removed once training completes"
     card = (output / "README.md").read_text()
     assert "training samples" in card and "eval_loss" in card
+    metadata = model_card_metadata(card)
+    assert metadata["base_model"] and metadata["license"] and metadata["training_data"]
 
 
 def test_training_data_validates_on_held_out_episodes(demo_transcripts):

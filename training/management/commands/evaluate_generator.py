@@ -7,7 +7,7 @@ writes results.csv, results.md, replies.jsonl, metrics.png and run.json to
 """
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -90,7 +90,7 @@ class Command(BaseCommand):
         character = settings.SHELDON_CHARACTER
         transcripts = Path(options["transcripts"]) if options["transcripts"] else find_transcripts()[0]
         output_dir = Path(
-            options["output_dir"] or settings.VAR_DIR / "evaluation" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            options["output_dir"] or settings.VAR_DIR / "evaluation" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         )
         if options["merge"]:
             return self.merge(options["merge"], output_dir)
@@ -153,7 +153,7 @@ class Command(BaseCommand):
 
         rows = [scorer.score(replies) for replies in all_replies]
         run = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "transcripts": str(transcripts),
             "character": character,
             "seed": data.seed,

@@ -7,7 +7,7 @@ folder under models/ (RETRIEVER_MODEL can point at it; rebuild the index with
 """
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -105,7 +105,7 @@ class Command(BaseCommand):
             f"# {output.name}\n\n"
             f"`{metrics['base_model']}` fine-tuned on (context + question -> answer) pairs with in-batch negatives "
             f"(MultipleNegativesRankingLoss) by `python manage.py train_retriever`, "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n\n"
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.\n\n"
             f"Recall@k: the true answer among the k nearest of all validation answers (validation episodes only).\n\n"
             f"| what | value |\n| --- | --- |\n{rows}\n\n![loss curve](loss_curve.png)\n"
         )
