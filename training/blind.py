@@ -15,6 +15,7 @@ The staff "Compare replies" page scores its ratings with `summarize` too, so
 the command and the page compute one thing. No torch at import: only the
 `retrieved` system loads a model.
 """
+
 import json
 import random
 import re
@@ -119,7 +120,8 @@ def pick_items(lines, n, seed=1234, character="Sheldon"):
     for number, (exchange, question) in enumerate(picked, start=1):
         first = question.position - len(exchange.context)
         context = tuple(
-            (by_position[(exchange.episode, first + offset)].speaker, text) for offset, text in enumerate(exchange.context)
+            (by_position[(exchange.episode, first + offset)].speaker, text)
+            for offset, text in enumerate(exchange.context)
         )
         items.append(
             Item(number, exchange.episode, exchange.scene, context, (question.speaker, question.text), exchange.answer)
@@ -227,7 +229,9 @@ def collect_replies(systems, items, build):
     for name, system in systems.items():
         texts = list(build(system).replies(items))
         if len(texts) != len(items) or not all(isinstance(text, str) for text in texts):
-            raise BlindError(f"The system {name!r} gave {len(texts)} replies for {len(items)} items (need one text each).")
+            raise BlindError(
+                f"The system {name!r} gave {len(texts)} replies for {len(items)} items (need one text each)."
+            )
         replies[name] = texts
     return replies
 
@@ -268,7 +272,9 @@ def write_sheet(folder, items, replies_by_system, seed):
     sections = [RUBRIC, ""]
     key_items, shown_items = {}, []
     for index, item in enumerate(items):
-        candidates = shuffled_candidates(item.id, {name: texts[index] for name, texts in replies_by_system.items()}, seed)
+        candidates = shuffled_candidates(
+            item.id, {name: texts[index] for name, texts in replies_by_system.items()}, seed
+        )
         dialogue = [f"{speaker}: {one_line(text)}" for speaker, text in item.context]
         dialogue.append(f"{item.line[0]}: {one_line(item.line[1])} {LAST_LINE_MARK}")
         sections += [f"## Item {item.id}", "", *dialogue, ""]
@@ -293,7 +299,7 @@ def read_key(folder):
     try:
         key = json.loads(path.read_text())
         if not isinstance(key.get("systems"), list) or not isinstance(key.get("items"), dict):
-            raise ValueError("it lacks \"systems\" or \"items\"")
+            raise ValueError('it lacks "systems" or "items"')
     except FileNotFoundError:
         raise BlindError(f"No {KEY} in {folder}: give the folder `blind_sheet --output` wrote.") from None
     except (ValueError, KeyError, TypeError) as error:
@@ -336,7 +342,7 @@ class Judgement:
 def check_rating(rating, where):
     """A candidate's {sense, character, fit, bad}, checked; BlindError says what is wrong and `where`."""
     if not isinstance(rating, dict):
-        raise BlindError(f"{where}: expected {{\"sense\": .., \"character\": .., \"fit\": .., \"bad\": ..}}, got {rating!r}.")
+        raise BlindError(f'{where}: expected {{"sense": .., "character": .., "fit": .., "bad": ..}}, got {rating!r}.')
     for scale in SCALES:
         if scale not in rating:
             raise BlindError(f"{where}: the scale {scale!r} is missing.")
@@ -345,7 +351,7 @@ def check_rating(rating, where):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise BlindError(f"{where}: {scale} is {value!r}, it must be a whole number from {low} to {high}.")
     if not isinstance(rating.get("bad"), bool):
-        raise BlindError(f"{where}: \"bad\" must be true or false, got {rating.get('bad')!r}.")
+        raise BlindError(f'{where}: "bad" must be true or false, got {rating.get("bad")!r}.')
     return rating
 
 
@@ -374,7 +380,7 @@ def read_ratings(path, key=None):
         except ValueError as error:
             raise BlindError(f"{where} is not JSON: {error}") from error
         if not isinstance(row, dict) or "item" not in row:
-            raise BlindError(f"{where}: expected an object with \"item\" and one entry per label.")
+            raise BlindError(f'{where}: expected an object with "item" and one entry per label.')
         item = str(row.pop("item"))
         if item in ratings:
             raise BlindError(f"{where}: item {item} is rated twice in this file.")
@@ -384,7 +390,9 @@ def read_ratings(path, key=None):
             expected = set(key["items"][item]["labels"])
             unknown = sorted(set(row) - expected)
             if unknown:
-                raise BlindError(f"{where}: item {item} has no label(s) {', '.join(unknown)} (it has {', '.join(sorted(expected))}).")
+                raise BlindError(
+                    f"{where}: item {item} has no label(s) {', '.join(unknown)} (it has {', '.join(sorted(expected))})."
+                )
             missing = sorted(expected - set(row))
             if missing:
                 raise BlindError(f"{where}: item {item} lacks a rating of {', '.join(missing)}.")
@@ -401,9 +409,7 @@ def judgements(key, ratings_by_rater):
         for item, by_label in ratings.items():
             for label, rating in by_label.items():
                 for system in key["items"][item]["labels"][label]:
-                    found.append(
-                        Judgement(rater, item, system, *(rating[scale] for scale in SCALES), rating["bad"])
-                    )
+                    found.append(Judgement(rater, item, system, *(rating[scale] for scale in SCALES), rating["bad"]))
     return found
 
 

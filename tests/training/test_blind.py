@@ -1,4 +1,5 @@
 """Blind ratings: the items, the sheet and its shuffling, reading ratings, the scores, the commands."""
+
 import csv
 import json
 import re
@@ -160,7 +161,12 @@ def test_other_specs_go_to_inference_systems(transcripts):
 
 def test_parse_systems():
     assert parse_systems(["a=scripted", " b = other "]) == {"a": "scripted", "b": "other"}
-    for bad, message in ((["a=scripted", "a=other"], "twice"), (["scripted"], "NAME=SPEC"), (["=x"], "NAME=SPEC"), ([], "at least one")):
+    for bad, message in (
+        (["a=scripted", "a=other"], "twice"),
+        (["scripted"], "NAME=SPEC"),
+        (["=x"], "NAME=SPEC"),
+        ([], "at least one"),
+    ):
         with pytest.raises(BlindError, match=message):
             parse_systems(bad)
 
@@ -170,7 +176,11 @@ def test_parse_systems():
 
 def test_sheet_layout_and_key(tmp_path):
     items = [item(1), item(2)]
-    replies = {"scripted": ["The true line.", "The true line."], "zeta": ["Bazinga.", "The  true\nline. "], "floor": ["What?", "Hmm."]}
+    replies = {
+        "scripted": ["The true line.", "The true line."],
+        "zeta": ["Bazinga.", "The  true\nline. "],
+        "floor": ["What?", "Hmm."],
+    }
     key = write_sheet(tmp_path, items, replies, seed=7)
     sheet = (tmp_path / "sheet.md").read_text()
     assert sheet.startswith(RUBRIC + "\n")
@@ -180,7 +190,10 @@ def test_sheet_layout_and_key(tmp_path):
     assert sorted(text for _, text in shown) == ["Bazinga.", "The true line.", "What?"]
     assert [label for label, _ in shown] == ["A", "B", "C"]
     for label, text in shown:
-        assert key["items"]["1"]["labels"][label] == {"The true line.": ["scripted"], "Bazinga.": ["zeta"], "What?": ["floor"]}[text]
+        assert (
+            key["items"]["1"]["labels"][label]
+            == {"The true line.": ["scripted"], "Bazinga.": ["zeta"], "What?": ["floor"]}[text]
+        )
     # The same text from two systems is shown once and counts for both.
     labels_2 = key["items"]["2"]["labels"]
     assert sorted(map(sorted, labels_2.values())) == [["floor"], ["scripted", "zeta"]]
@@ -245,11 +258,14 @@ def test_read_ratings_tolerates_fences_and_blank_lines(sheet, tmp_path):
         (lambda line, label: {**line, "item": 99}, "line 2: the sheet has no item 99"),
         (lambda line, label: {**line, "Z": rate(1, 1, 1)}, "line 2: item 2 has no label"),
         (lambda line, label: {k: v for k, v in line.items() if k != label}, "line 2: item 2 lacks a rating of A"),
-        (lambda line, label: {**line, label: {"sense": 3, "fit": 3, "bad": False}}, "line 2, item 2, A: the scale 'character' is missing"),
+        (
+            lambda line, label: {**line, label: {"sense": 3, "fit": 3, "bad": False}},
+            "line 2, item 2, A: the scale 'character' is missing",
+        ),
         (lambda line, label: {**line, label: rate(6, 3, 3)}, "line 2, item 2, A: sense is 6"),
         (lambda line, label: {**line, label: rate(0, 3, 3)}, "sense is 0"),
         (lambda line, label: {**line, label: rate(3, 3, 3.5)}, "fit is 3.5"),
-        (lambda line, label: {**line, label: {**rate(3, 3, 3), "bad": "no"}}, "\"bad\" must be true or false"),
+        (lambda line, label: {**line, label: {**rate(3, 3, 3), "bad": "no"}}, '"bad" must be true or false'),
         (lambda line, label: "{not json", "line 2 is not JSON"),
         (lambda line, label: {**line, "item": 1}, "line 2: item 1 is rated twice"),
     ],
@@ -273,9 +289,20 @@ def test_read_ratings_missing_or_empty_file(tmp_path):
 
 
 def test_known_ratings_give_the_known_table(sheet, tmp_path):
-    a = ratings_by_system(sheet, {"scripted": lambda i: rate(5, 4, 5), "other": lambda i: rate(2, 1, 1), "bot": lambda i: rate(4, 3, 4, bad=True)})
-    b = ratings_by_system(sheet, {"scripted": lambda i: rate(4, 4, 4), "other": lambda i: rate(2, 3, 1), "bot": lambda i: rate(2, 2, 2)})
-    rows, table = score(sheet, [write_ratings(tmp_path / "rater-a.jsonl", a), write_ratings(tmp_path / "rater-b.jsonl", b)])
+    a = ratings_by_system(
+        sheet,
+        {
+            "scripted": lambda i: rate(5, 4, 5),
+            "other": lambda i: rate(2, 1, 1),
+            "bot": lambda i: rate(4, 3, 4, bad=True),
+        },
+    )
+    b = ratings_by_system(
+        sheet, {"scripted": lambda i: rate(4, 4, 4), "other": lambda i: rate(2, 3, 1), "bot": lambda i: rate(2, 2, 2)}
+    )
+    rows, table = score(
+        sheet, [write_ratings(tmp_path / "rater-a.jsonl", a), write_ratings(tmp_path / "rater-b.jsonl", b)]
+    )
     # Item 1: the bot said the scripted line, so it gets the scripted candidate's ratings there.
     bot_sense = (9 * (4 + 2) / 2 + (5 + 4) / 2) / 10
     assert table.splitlines()[:3] == [
@@ -326,23 +353,40 @@ def test_blind_sheet_and_score_commands(transcripts, tmp_path):
     output = tmp_path / "run"
     out = StringIO()
     call_command(
-        "blind_sheet", "--system", "truth=scripted", "--system", "floor=other", "--exchanges", "6",
-        "--output", str(output), "--transcripts", str(transcripts), stdout=out,
+        "blind_sheet",
+        "--system",
+        "truth=scripted",
+        "--system",
+        "floor=other",
+        "--exchanges",
+        "6",
+        "--output",
+        str(output),
+        "--transcripts",
+        str(transcripts),
+        stdout=out,
     )
     assert "6 exchanges of Sheldon from 2 validation episodes" in out.getvalue()
     key = read_key(output)
     assert key["systems"] == ["truth", "floor"] and len(key["items"]) == 6 and key["seed"] == 1234
     with pytest.raises(CommandError, match="already holds a sheet"):
-        call_command("blind_sheet", "--system", "t=scripted", "--output", str(output), "--transcripts", str(transcripts))
+        call_command(
+            "blind_sheet", "--system", "t=scripted", "--output", str(output), "--transcripts", str(transcripts)
+        )
 
     ratings = []
     for name in ("ann", "bob"):
-        lines = ratings_by_system(output, {"truth": lambda i: rate(5, 5, 5), "floor": lambda i: rate(1, 2, 1)}, items=range(1, 7))
+        lines = ratings_by_system(
+            output, {"truth": lambda i: rate(5, 5, 5), "floor": lambda i: rate(1, 2, 1)}, items=range(1, 7)
+        )
         ratings.append(str(write_ratings(tmp_path / f"{name}.jsonl", lines)))
     out = StringIO()
     call_command("blind_score", str(output), *ratings, "--output", str(tmp_path / "scores"), stdout=out)
     printed = out.getvalue()
-    assert "| truth | 5.00 [5.00, 5.00] | 5.00 [5.00, 5.00] | 5.00 [5.00, 5.00] | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] |" in printed
+    assert (
+        "| truth | 5.00 [5.00, 5.00] | 5.00 [5.00, 5.00] | 5.00 [5.00, 5.00] | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] |"
+        in printed
+    )
     assert "| floor | 1.00 [1.00, 1.00] | 2.00 [2.00, 2.00] | 1.00" in printed
     assert "ann: sense 5.00" in printed and "largest gap between raters 0.00" in printed
     assert (tmp_path / "scores" / "scores.png").stat().st_size > 1000

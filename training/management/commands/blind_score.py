@@ -7,12 +7,13 @@ prints per system the mean sense, character and fit, the "good" and flagged
 rates (each with a 95% bootstrap interval over items) and how far the raters'
 means are apart; --output also writes scores.md, scores.csv and scores.png.
 """
+
 import csv
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training.blind import MEASURES, BOOTSTRAP_RESAMPLES, BlindError, agreement_lines, score
+from training.blind import BOOTSTRAP_RESAMPLES, MEASURES, BlindError, agreement_lines, score
 
 
 class Command(BaseCommand):
@@ -47,7 +48,13 @@ class Command(BaseCommand):
 
 
 def write_csv(rows, path):
-    columns = ["system", "items", "raters", *(f"{m}{end}" for m in MEASURES for end in ("", "_low", "_high")), "rater_gap"]
+    columns = [
+        "system",
+        "items",
+        "raters",
+        *(f"{m}{end}" for m in MEASURES for end in ("", "_low", "_high")),
+        "rater_gap",
+    ]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -67,7 +74,9 @@ def plot_scores(rows, path):
     for axis, measures, limits in ((scales, MEASURES[:3], (0.8, 5.2)), (rates, MEASURES[3:], (-0.05, 1.05))):
         for offset, measure in enumerate(measures):
             means = np.array([row[measure] for row in rows])
-            errors = np.array([[m - row[f"{measure}_low"], row[f"{measure}_high"] - m] for m, row in zip(means, rows)]).T
+            errors = np.array(
+                [[m - row[f"{measure}_low"], row[f"{measure}_high"] - m] for m, row in zip(means, rows)]
+            ).T
             axis.errorbar(means, positions + 0.2 * offset, xerr=errors, fmt="o", capsize=3, label=measure)
         axis.set_xlim(*limits)
         axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=8)

@@ -6,6 +6,7 @@
 writes sheet.md (give it to each rater), key.json (keep it hidden) and
 items.json to --output. See docs/evaluation.md, "Blind ratings".
 """
+
 from pathlib import Path
 
 from django.conf import settings
@@ -33,15 +34,21 @@ class Command(BaseCommand):
         )
         parser.add_argument("--exchanges", type=int, default=40, help="validation exchanges to answer (default 40)")
         parser.add_argument("--output", required=True, help="the sheet's folder (must not hold a sheet yet)")
-        parser.add_argument("--seed", type=int, default=1234, help="which exchanges, the candidates' order, `other` (default 1234)")
         parser.add_argument(
-            "--transcripts", default="", help="transcripts CSV (default: TRANSCRIPTS, else the show's transcripts, else the demo corpus)"
+            "--seed", type=int, default=1234, help="which exchanges, the candidates' order, `other` (default 1234)"
+        )
+        parser.add_argument(
+            "--transcripts",
+            default="",
+            help="transcripts CSV (default: TRANSCRIPTS, else the show's transcripts, else the demo corpus)",
         )
 
     def handle(self, **options):
         output = Path(options["output"])
         if (output / KEY).exists():
-            raise CommandError(f"{output} already holds a sheet ({KEY}): ratings may refer to it. Choose a new --output.")
+            raise CommandError(
+                f"{output} already holds a sheet ({KEY}): ratings may refer to it. Choose a new --output."
+            )
         transcripts = options["transcripts"] or find_transcripts()[0]
         character = settings.SHELDON_CHARACTER
         try:
@@ -66,7 +73,9 @@ class Command(BaseCommand):
         except (BlindError, TranscriptError) as error:
             raise CommandError(str(error)) from error
         if len(items) < options["exchanges"]:
-            self.stderr.write(f"The validation episodes hold only {len(items)} usable exchanges; the sheet has them all.")
+            self.stderr.write(
+                f"The validation episodes hold only {len(items)} usable exchanges; the sheet has them all."
+            )
         self.stdout.write(
             f"{len(items)} exchanges of {character} from {len({i.episode for i in items})} validation episodes "
             f"of {transcripts}, {len(systems)} systems: {', '.join(systems)}."
