@@ -8,11 +8,9 @@ group, so all of the owner's open pages see the same reply.
 import asyncio
 import json
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import close_old_connections
 
 from . import services
 from .models import Conversation, Message
@@ -24,11 +22,6 @@ FRAME_TYPES = ("user_message", "stop", "regenerate")
 # Close codes: the conversation is not there or not this user's (the same
 # answer for both, so nobody can probe for other users' conversations).
 CLOSE_NOT_FOUND = 4404
-
-# Replies generated inside this process (no Redis); kept so they are not
-# garbage-collected while running.
-_eager_generations = set()
-
 
 def parse_frame(text_data):
     """The client frame as a dict, or a ChatError that says what is wrong with it."""
@@ -55,33 +48,6 @@ def parse_frame(text_data):
     return frame
 
 
-def generate_in_this_process(bot_message_id):
-    from inference.tasks import generate_reply
-
-    try:
-        generate_reply.apply(args=[bot_message_id])
-    finally:
-        close_old_connections()
-
-
-async def start_generation(bot_message_id):
-    """Queue the reply's generation; never waits for the reply itself."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        # No broker and no workers: generate in a thread of this process, off
-        # the event loop, so this socket stays free to relay pieces and stops;
-        # the pieces go through this loop's in-memory channel layer.
-        send_from_loop(asyncio.get_running_loop())
-        run = sync_to_async(generate_in_this_process, thread_sensitive=False)
-        task = asyncio.create_task(run(bot_message_id))
-        _eager_generations.add(task)
-        task.add_done_callback(_eager_generations.discard)
-    else:
-        # Imported here: the web process then never loads the models' code.
-        from inference.tasks import generate_reply
-
-        await sync_to_async(generate_reply.apply_async)(args=[bot_message_id], queue=settings.GENERATION_QUEUE)
-
-
 @database_sync_to_async
 def owns_conversation(user, conversation_id):
     return Conversation.objects.filter(pk=conversation_id, owner=user).exists()
@@ -105,6 +71,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # Join before reading the replies in progress, so no piece falls in between.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            # No broker: replies are generated on threads of this process, and
+            # their pieces go through this loop's in-memory channel layer.
+            send_from_loop(asyncio.get_running_loop())
         for reply in await replies_in_progress(self.conversation_id):
             await self.send_frame({"type": "message", "message": reply})
         self.watchdog = asyncio.create_task(self.fail_stale_replies_while_open())
@@ -142,12 +112,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         )
         await self.to_group({"type": "message", "message": message_dict(question)})
         await self.to_group({"type": "message", "message": message_dict(reply)})
-        await start_generation(reply.pk)
 
     async def regenerate(self):
         reply = await database_sync_to_async(services.regenerate)(self.conversation_id, self.user)
         await self.to_group({"type": "message", "message": message_dict(reply)})
-        await start_generation(reply.pk)
 
     async def stop(self):
         stopped = await database_sync_to_async(services.request_stop)(self.conversation_id, self.user)

@@ -1,9 +1,9 @@
 """What a conversation's owner can do, shared by the socket consumer and the tests.
 
 Each function runs in one transaction that locks the conversation row, so two
-tabs of the same user cannot both start a reply at once. Queuing the
-generation is the caller's job, after these functions have returned (and so
-after the commit): a worker must never look for a row that is not there yet.
+tabs of the same user cannot both start a reply at once. The generation is
+queued on commit (`tasks.queue_reply`): a worker must never look for a row
+that is not there yet.
 """
 from datetime import timedelta
 
@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import Conversation, Message
+from .tasks import queue_reply
 
 TITLE_CHARS = 60
 
@@ -64,6 +65,7 @@ def post_user_message(conversation_id, user, text):
         if not conversation.title:
             conversation.title = title_from(text)
         conversation.save()  # also moves the conversation to the top of the list
+        queue_reply(reply.pk)
     return user_message, reply
 
 
@@ -79,6 +81,7 @@ def regenerate(conversation_id, user):
             role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=last_question
         )
         conversation.save()
+        queue_reply(reply.pk)
     return reply
 
 

@@ -13,16 +13,18 @@ $PY manage.py collectstatic --noinput -v 0
 $PY manage.py bootstrap
 
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
+# Each process runs under scripts/supervise.sh: one that crashes is started
+# again, and neither takes the other down.
 if [ -n "${REDIS_URL:-}" ]; then
   echo "REDIS_URL is set: starting a Celery worker on queue ${GENERATION_QUEUE:-cpu}"
-  .venv/bin/celery -A sheldonsite worker -Q "${GENERATION_QUEUE:-cpu}" --pool threads \
+  scripts/supervise.sh worker .venv/bin/celery -A sheldonsite worker -Q "${GENERATION_QUEUE:-cpu}" --pool threads \
     --concurrency "${WORKER_CONCURRENCY:-8}" --loglevel INFO &
   pids+=($!)
 else
   echo "REDIS_URL is not set: replies are generated inside the web process."
 fi
 echo "Serving the chat at http://${HOST:-127.0.0.1}:${PORT:-8000}"
-.venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" sheldonsite.asgi:application &
+scripts/supervise.sh web .venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" sheldonsite.asgi:application &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from .views import healthz
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/review/", include("review.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),

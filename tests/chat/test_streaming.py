@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from chat.models import Message
 from inference.cleanup import streamed_as
-from inference.tasks import generate_reply
+from chat.tasks import generate_reply
 
 from .conftest import streamed_text
 from .live import MAX_NEW_TOKENS

@@ -30,7 +30,7 @@ class SlowEngine:
 
 @signals.worker_init.connect
 def load_models_and_slow_down(**kwargs):
-    from inference import tasks
+    from inference import batching
 
-    slow = SlowEngine(tasks.get_engine())  # loads the models before the first task
-    tasks.get_engine = lambda: slow
+    slow = SlowEngine(batching.get_engine())  # loads the models before the first task
+    batching.get_engine = lambda: slow

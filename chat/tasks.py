@@ -1,26 +1,57 @@
 """The Celery task that writes Sheldon's reply to one bot message.
 
-Queued by the chat consumer on GENERATION_QUEUE (`cpu` or `gpu`) once the
-bot message is committed. Safe to run twice: `chat.generation.claim_reply`
-decides whether there is anything left to do (see that module).
+It lives with the data it writes. The web process queues it by name once the
+bot message is committed (`queue_reply`), so it never imports the task's
+model code; only a worker runs `generate_reply`, which imports `inference`
+when it first runs. Safe to run twice: `chat.generation.claim_reply` decides
+whether there is anything left to do (see that module).
 """
 import logging
 import os
+import threading
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
+from django.db import close_old_connections, transaction
 
-from chat.generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply, conversation_history, fail_reply
-
-from .batching import get_engine
-from .replier import Turn
+from .generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply, conversation_history, fail_reply
 
 logger = logging.getLogger(__name__)
 
+GENERATE_REPLY = "chat.tasks.generate_reply"
 
-@shared_task(bind=True)
-def generate_reply(self, bot_message_id):
+
+def queue_reply(bot_message_id: int) -> None:
+    """Generate the reply once the current transaction commits (a worker must find the row).
+
+    With a broker the task goes by name to GENERATION_QUEUE; without one
+    (no REDIS_URL) it runs on a thread of this process.
+    """
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        transaction.on_commit(lambda: _generate_in_this_process(bot_message_id))
+    else:
+        transaction.on_commit(
+            lambda: current_app.send_task(GENERATE_REPLY, args=[bot_message_id], queue=settings.GENERATION_QUEUE)
+        )
+
+
+def _generate_in_this_process(bot_message_id):
+    def run():
+        try:
+            generate_reply.apply(args=[bot_message_id])
+        finally:
+            close_old_connections()
+
+    threading.Thread(target=run, name=f"reply-{bot_message_id}", daemon=True).start()
+
+
+@shared_task(bind=True, name=GENERATE_REPLY, acks_late=True, reject_on_worker_lost=True)
+def generate_reply(self, bot_message_id: int) -> None:
+    # Only workers get here: the models' code is imported on the first reply (or at worker start).
+    from inference.batching import get_engine
+    from inference.replier import Turn
+
     try:
         # Loaded before the claim: the first load of a model may take a while.
         engine = get_engine()
@@ -61,6 +92,8 @@ def generate_reply(self, bot_message_id):
 @worker_ready.connect
 def load_models_at_start(**kwargs):
     """Load the models when the worker starts, not on its first reply."""
+    from inference.batching import get_engine
+
     try:
         get_engine()
     except Exception:  # each reply will then fail with the reason, and the page offers a retry

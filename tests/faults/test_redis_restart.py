@@ -1,0 +1,35 @@
+"""Redis restarted in the middle of a reply: the worker lives on and every reply ends."""
+import time
+
+import pytest
+
+from chat.models import Message
+
+from .conftest import queued_reply, send_reply_task, wait_for_status, worker_log
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+
+FINISHED = (Message.Status.DONE, Message.Status.FAILED)
+
+
+def test_worker_survives_a_redis_restart_mid_reply(fault_stack, own_redis, django_user_model):
+    user = django_user_model.objects.create_user("leonard", password="a-long-password-42")
+    reply = queued_reply(user)
+    send_reply_task(fault_stack, reply.pk)
+    wait_for_status(reply.pk, [Message.Status.STREAMING], timeout=30)
+    time.sleep(1.0)  # a few tokens in
+
+    own_redis.restart(down_seconds=1.0)
+    seconds = wait_for_status(reply.pk, FINISHED, timeout=60)
+    assert fault_stack.worker.poll() is None, worker_log(fault_stack)
+    assert "Unrecoverable error" not in worker_log(fault_stack)
+    finished = Message.objects.get(pk=reply.pk)
+    assert finished.status == Message.Status.DONE and finished.text, (finished.status, finished.error)
+    print(f"\nreply in flight over a Redis restart ended {finished.status} {seconds:.1f} s after the restart")
+
+    # The same worker takes new work from the restarted broker.
+    after = queued_reply(user, "And after the restart?")
+    send_reply_task(fault_stack, after.pk)
+    seconds = wait_for_status(after.pk, FINISHED, timeout=60)
+    assert Message.objects.get(pk=after.pk).status == Message.Status.DONE
+    print(f"the next reply after the restart: done in {seconds:.1f} s")
