@@ -6,6 +6,7 @@ model code; only a worker runs `generate_reply`, which imports `inference`
 when it first runs. Safe to run twice: `chat.generation.claim_reply` decides
 whether there is anything left to do (see that module).
 """
+
 import logging
 import os
 import threading

@@ -15,6 +15,7 @@ The fix here turns "the transport is already gone" into the connection error
 it is, which kombu and Celery already handle: the close goes on, the worker
 reconnects, and the late ack is logged as lost (docs/reliability.md).
 """
+
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 

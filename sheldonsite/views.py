@@ -1,4 +1,5 @@
 """Site-wide views that belong to no app."""
+
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 

@@ -8,8 +8,8 @@ from django.test import Client
 from django.utils import timezone
 
 from chat.models import Message
-from inference.cleanup import streamed_as
 from chat.tasks import generate_reply
+from inference.cleanup import streamed_as
 
 from .conftest import streamed_text
 from .live import MAX_NEW_TOKENS

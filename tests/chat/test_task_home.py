@@ -1,4 +1,5 @@
 """The reply task lives in `chat`; the web process never loads the models' code."""
+
 import ast
 import subprocess
 import sys
@@ -49,8 +50,11 @@ def test_chat_imports_inference_only_inside_functions():
         top_level = ast.parse(path.read_text()).body
         for node in top_level:
             names = (
-                [alias.name for alias in node.names] if isinstance(node, ast.Import)
-                else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
             )
             assert not any(name.split(".")[0] == "inference" for name in names), path
 

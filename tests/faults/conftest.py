@@ -5,6 +5,7 @@ never stopped here: Redis faults use a redis-server this suite starts on a
 port of 6391-6399, PostgreSQL faults cut a proxy between the processes and
 the database.
 """
+
 import socket
 import subprocess
 import time
@@ -39,9 +40,21 @@ class RedisServer:
     def start(self):
         log = open(self.folder / "redis.log", "a")
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder)],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 10
         while port_free(self.port):

@@ -1,4 +1,5 @@
 """The health check the containers use."""
+
 import pytest
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,5 @@
 """Redis restarted in the middle of a reply: the worker lives on and every reply ends."""
+
 import time
 
 import pytest

@@ -1,4 +1,5 @@
 """scripts/supervise.sh (what `make run` runs each process under): a crashed process comes back."""
+
 import os
 import signal
 import subprocess
@@ -49,8 +50,8 @@ def supervised(tmp_path):
 def test_a_killed_process_is_started_again_and_its_sibling_stays(supervised):
     worker, worker_pids = supervised("worker")
     web, web_pids = supervised("web")
-    first_worker, = wait_for_pids(worker_pids, 1)
-    first_web, = wait_for_pids(web_pids, 1)
+    (first_worker,) = wait_for_pids(worker_pids, 1)
+    (first_web,) = wait_for_pids(web_pids, 1)
 
     started = time.monotonic()
     os.kill(first_worker, signal.SIGKILL)  # a crash, as the Redis-restart bug was
