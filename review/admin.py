@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count, Min
 from django.http import HttpResponse
@@ -27,8 +27,9 @@ from review.admin_filters import (
     RatingFilter,
     StatusFilter,
 )
+from review.comparison import items_from_replies, write_ratings_export
 from review.export import FORMATS, write_export
-from review.models import ReviewLabel
+from review.models import ComparisonItem, ComparisonRating, ReviewLabel
 
 admin.site.site_header = "Sheldon chat: staff review"
 REPLY_FILTERS = (ProfileFilter, GeneratorModelFilter, RatingFilter, StatusFilter, LabelFilter)
@@ -207,6 +208,21 @@ class ReviewLabelInline(admin.TabularInline):
     readonly_fields = ("author", "created")
 
 
+@admin.action(description="Compare the replies to these messages blind (2+ versions)", permissions=["compare"])
+def compare_replies(modeladmin, request, queryset):
+    """An item for "Compare replies" from each chosen turn whose replies came from two or more versions."""
+    outcome = items_from_replies(queryset)
+    if outcome.created:
+        url = reverse("review:compare_item", args=[outcome.created[0].pk])
+        modeladmin.message_user(
+            request,
+            format_html('{} item(s) to compare. <a href="{}">Rate them</a>.', len(outcome.created), url),
+            messages.SUCCESS,
+        )
+    for question, why in outcome.skipped:
+        modeladmin.message_user(request, f"Not compared: “{question.text[:60]}”: {why}.", messages.WARNING)
+
+
 @admin.register(Message)
 class ReplyAdmin(ReplyColumns, ReviewChangeList, admin.ModelAdmin):
     """The character's replies: read-only records, with staff labels to add."""
@@ -225,6 +241,10 @@ class ReplyAdmin(ReplyColumns, ReviewChangeList, admin.ModelAdmin):
         "ratings", "retrieved", "generation", "worker",
     )
     inlines = (ReviewLabelInline,)
+    actions = (compare_replies,)
+
+    def has_compare_permission(self, request):
+        return request.user.has_perm("review.add_comparisonitem")
 
     def get_queryset(self, request):
         return (
@@ -314,3 +334,53 @@ class ProfileAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("user", "allow_training_use")
     list_filter = ("allow_training_use",)
     search_fields = ("user__username",)
+
+
+@admin.action(description="Export the ratings of the selected items (JSONL)", permissions=["view"])
+def export_comparison_ratings(modeladmin, request, queryset):
+    response = HttpResponse(content_type="application/x-ndjson")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="comparison-ratings-{stamp}.jsonl"'
+    write_ratings_export(ComparisonRating.objects.filter(candidate__item__in=queryset), response)
+    return response
+
+
+@admin.register(ComparisonItem)
+class ComparisonItemAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Items of "Compare replies": who made what is visible here, so raters rate on the compare page."""
+
+    list_display = ("__str__", "set_name", "last_line", "n_candidates", "n_ratings", "created", "rate")
+    list_filter = ("set_name", ("created", DateRangeFilter))
+    fields = readonly_fields = ("set_name", "sheet_item", "dialogue", "turn", "candidates_and_systems", "created")
+    actions = (export_comparison_ratings,)
+    change_list_template = "review/admin/change_list.html"
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(candidate_count=Count("candidates", distinct=True), rating_count=Count("candidates__ratings"))
+        )
+
+    @admin.display(description="line answered")
+    def last_line(self, item):
+        speaker, text = item.dialogue[-1]
+        return f"{speaker}: {text[:80]}"
+
+    @admin.display(description="candidates", ordering="candidate_count")
+    def n_candidates(self, item):
+        return item.candidate_count
+
+    @admin.display(description="ratings", ordering="rating_count")
+    def n_ratings(self, item):
+        return item.rating_count
+
+    @admin.display(description="rate")
+    def rate(self, item):
+        return format_html('<a href="{}">rate blind</a>', reverse("review:compare_item", args=[item.pk]))
+
+    @admin.display(description="candidates (systems)")
+    def candidates_and_systems(self, item):
+        return format_html_join(
+            "", "<p>{} <small>({})</small></p>", ((c.text, ", ".join(c.systems)) for c in item.candidates.all())
+        )
