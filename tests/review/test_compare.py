@@ -2,7 +2,6 @@
 
 import json
 import re
-from datetime import timedelta
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -15,21 +14,9 @@ from review.comparison import blind_order, load_sheet, reply_version
 from review.models import ComparisonCandidate, ComparisonItem, ComparisonRating
 from training.blind import RUBRIC, Item, score, write_sheet
 
+from .conftest import SMOLLM, message, reply
+
 SYSTEMS = ("scripted", "tuned-v2", "untuned-v1")
-SMOLLM = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the review fixtures' model
-
-
-def said(conversation, minute, role, text, **record):
-    """A message `minute` minutes into the conversation (the review fixtures' clock)."""
-    made = Message.objects.create(conversation=conversation, role=role, text=text, **record)
-    Message.objects.filter(pk=made.pk).update(created=conversation.created + timedelta(minutes=minute))
-    made.refresh_from_db()
-    return made
-
-
-def reply(conversation, minute, question, text, model, **record):
-    record = {"generator_model": model, "parameters": {"temperature": 0.7}, **record}
-    return said(conversation, minute, Message.Role.BOT, text, reply_to=question, **record)
 
 
 @pytest.fixture
@@ -214,7 +201,7 @@ def test_a_real_turn_with_replies_of_two_versions_becomes_an_item(client, transc
     assert "do not come from two or more versions" in response.content.decode()
 
     # A later turn carries the conversation so far, oldest first, chosen replies only.
-    later = said(numbers, 6, "user", "And your least favourite?")
+    later = message(numbers, 6, "user", "And your least favourite?")
     for minute, model in ((7, SMOLLM), (8, "sheldon-v2.gguf")):
         reply(numbers, minute, later, f"Answer of {model}.", model)
     items_made = client.post(url, {"action": "compare_replies", ACTION_CHECKBOX_NAME: [later.replies.first().pk]})
