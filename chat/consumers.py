@@ -1,9 +1,10 @@
 """The WebSocket of one conversation: `/ws/conversations/<id>/`.
 
 Client frames: user_message, stop, regenerate. Server frames: message,
-token, reply_done, error (docs/web.md has the whole protocol). Every socket of
-a conversation joins its channel-layer group; the workers stream into that
-group, so all of the owner's open pages see the same reply.
+token, reply_done, error, each built and sent by chat/frames.py (docs/web.md
+has the whole protocol). Every socket of a conversation joins its
+channel-layer group; the workers stream into that group, so all of the
+owner's open pages see the same reply.
 """
 import asyncio
 import json
@@ -13,15 +14,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import services
+from .frames import error_frame, message_frame, reply_done_frame, send_now
 from .models import Conversation, Message
-from .notify import conversation_group, frame_event, send_from_loop
-from .serializers import message_dict
+from .notify import conversation_group, send_from_loop
 from .services import ChatError
 
 FRAME_TYPES = ("user_message", "stop", "regenerate")
 # Close codes: the conversation is not there or not this user's (the same
 # answer for both, so nobody can probe for other users' conversations).
 CLOSE_NOT_FOUND = 4404
+
 
 def parse_frame(text_data):
     """The client frame as a dict, or a ChatError that says what is wrong with it."""
@@ -56,7 +58,7 @@ def owns_conversation(user, conversation_id):
 @database_sync_to_async
 def replies_in_progress(conversation_id):
     replies = Message.objects.filter(conversation_id=conversation_id, status__in=Message.IN_PROGRESS)
-    return [message_dict(reply) for reply in replies]
+    return [message_frame(reply) for reply in replies]
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
@@ -75,8 +77,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # No broker: replies are generated on threads of this process, and
             # their pieces go through this loop's in-memory channel layer.
             send_from_loop(asyncio.get_running_loop())
-        for reply in await replies_in_progress(self.conversation_id):
-            await self.send_frame({"type": "message", "message": reply})
+        for frame in await replies_in_progress(self.conversation_id):
+            await self.send_frame(frame)
         self.watchdog = asyncio.create_task(self.fail_stale_replies_while_open())
 
     async def disconnect(self, code):
@@ -89,7 +91,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         interval = max(1.0, settings.CHAT_REPLY_STALE_SECONDS / 4)
         while True:
             for reply in await database_sync_to_async(services.fail_stale_replies)(self.conversation_id):
-                await self.to_group({"type": "reply_done", "message": message_dict(reply)})
+                await self.to_group(reply_done_frame(reply))
             await asyncio.sleep(interval)
 
     async def receive(self, text_data=None, bytes_data=None):
@@ -102,7 +104,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             else:
                 await self.stop()
         except ChatError as error:
-            await self.send_frame({"type": "error", "code": error.code, "detail": error.detail})
+            await self.send_frame(error_frame(error.code, error.detail))
         except Conversation.DoesNotExist:
             await self.close(code=CLOSE_NOT_FOUND)  # deleted while open
 
@@ -110,20 +112,20 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         question, reply = await database_sync_to_async(services.post_user_message)(
             self.conversation_id, self.user, text
         )
-        await self.to_group({"type": "message", "message": message_dict(question)})
-        await self.to_group({"type": "message", "message": message_dict(reply)})
+        await self.to_group(message_frame(question))
+        await self.to_group(message_frame(reply))
 
     async def regenerate(self):
         reply = await database_sync_to_async(services.regenerate)(self.conversation_id, self.user)
-        await self.to_group({"type": "message", "message": message_dict(reply)})
+        await self.to_group(message_frame(reply))
 
     async def stop(self):
         stopped = await database_sync_to_async(services.request_stop)(self.conversation_id, self.user)
         if stopped is not None:
-            await self.to_group({"type": "reply_done", "message": message_dict(stopped)})
+            await self.to_group(reply_done_frame(stopped))
 
     async def to_group(self, frame):
-        await self.channel_layer.group_send(self.group, frame_event(frame))
+        await send_now(self.conversation_id, frame)
 
     async def send_frame(self, frame):
         await self.send(text_data=json.dumps(frame))

@@ -18,9 +18,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import frames
 from .models import Message
-from .notify import send_frame
-from .serializers import message_dict
+from .records import GenerationRecord
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ STOP_CHECK_SECONDS = 0.3
 
 
 def reply_done(message):
-    send_frame(message.conversation_id, {"type": "reply_done", "message": message_dict(message)})
+    frames.send(message.conversation_id, frames.reply_done_frame(message))
 
 
 def fail_reply(message_id, reason):
@@ -69,7 +69,7 @@ def claim_reply(message_id, worker):
         message.text = ""
         message.worker = worker
         message.save(update_fields=["status", "attempts", "text", "worker", "updated"])
-    send_frame(message.conversation_id, {"type": "message", "message": message_dict(message)})
+    frames.send(message.conversation_id, frames.message_frame(message))
     return message
 
 
@@ -145,8 +145,8 @@ class ReplyStream:
         text = self.text  # one snapshot: the generation may append meanwhile
         if len(text) == self.sent or not self._save(text=text):
             return
-        frame = {"type": "token", "message_id": self.message.pk, "offset": self.sent, "text": text[self.sent :]}
-        send_frame(self.message.conversation_id, frame)
+        frame = frames.token_frame(self.message.pk, self.sent, text[self.sent :])
+        frames.send(self.message.conversation_id, frame)
         self.sent = len(text)
 
     def _check(self):
@@ -171,20 +171,7 @@ class ReplyStream:
     def finish(self, reply):
         """Save the final text and the generation record, and tell the page."""
         self.flush()  # the last pieces, so the token frames spell the whole text
-        retrieved = reply.retrieved
-        record = {
-            "profile": reply.profile or "",
-            "generator_model": reply.generator_model or "",
-            "retriever_model": reply.retriever_model or "",
-            "parameters": reply.parameters or {},
-            "retrieved_text": retrieved.text if retrieved else "",
-            "retrieved_score": retrieved.score if retrieved else None,
-            "retrieved_episode": retrieved.episode if retrieved else "",
-            "retrieved_scene": retrieved.scene if retrieved else None,
-            "seconds": reply.seconds,
-            "new_tokens": reply.new_tokens,
-            "fallback": bool(reply.fallback),
-        }
+        record = GenerationRecord.of_reply(reply, self.message.worker, self.message.attempts).columns()
         if self.timed_out:
             error = f"The reply took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s."
             self._finish(status=Message.Status.FAILED, error=error, text=self.text, **record)

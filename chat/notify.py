@@ -1,4 +1,7 @@
-"""Frames for every open socket of a conversation, through the channel layer.
+"""The transport of server frames to every open socket of a conversation, through the channel layer.
+
+chat/frames.py builds the frames and is the one place that sends them; this
+module carries them.
 
 Each conversation has a group; its consumers join it and relay what arrives
 (`chat.frame` events) to their sockets unchanged.
@@ -20,23 +23,23 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger(__name__)
 
 
-def conversation_group(conversation_id):
+def conversation_group(conversation_id: int) -> str:
     return f"conversation-{conversation_id}"
 
 
-def frame_event(frame):
+def frame_event(frame: dict) -> dict:
     return {"type": "chat.frame", "frame": frame}
 
 
 class FrameSender:
     """Sends frames handed over from any thread, one at a time, in order."""
 
-    def __init__(self, loop):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiting = asyncio.Queue()
         loop.call_soon_threadsafe(lambda: loop.create_task(self._run()))
 
-    def send(self, conversation_id, frame):
+    def send(self, conversation_id: int, frame: dict) -> None:
         self.loop.call_soon_threadsafe(self.waiting.put_nowait, (conversation_id, frame))
 
     async def _run(self):
@@ -53,7 +56,7 @@ _sender = None
 _sender_lock = threading.Lock()
 
 
-def send_from_loop(loop):
+def send_from_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Send this process's frames on `loop` (the web server's, when it generates replies itself)."""
     global _sender
     with _sender_lock:
@@ -61,12 +64,12 @@ def send_from_loop(loop):
             _sender = FrameSender(loop)
 
 
-def send_frame(conversation_id, frame):
-    """Send one server frame to the conversation's sockets, from any thread; returns at once."""
+def current_sender() -> FrameSender:
+    """This process's sender; a worker's first frame starts it on a thread of its own."""
     global _sender
     with _sender_lock:
         if _sender is None or _sender.loop.is_closed():
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="frame-sender", daemon=True).start()
             _sender = FrameSender(loop)
-    _sender.send(conversation_id, frame)
+        return _sender

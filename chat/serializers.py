@@ -1,7 +1,9 @@
 """The JSON shapes of conversations and messages, shared by the API and the socket frames."""
+from .models import Conversation, Message, Rating
+from .records import GenerationRecord
 
 
-def conversation_dict(conversation):
+def conversation_dict(conversation: Conversation) -> dict:
     return {
         "id": conversation.pk,
         "title": conversation.title,
@@ -11,13 +13,13 @@ def conversation_dict(conversation):
     }
 
 
-def rating_dict(rating):
+def rating_dict(rating: Rating | None) -> dict | None:
     if rating is None:
         return None
     return {"score": rating.score, "comment": rating.comment, "updated": rating.updated.isoformat()}
 
 
-def message_dict(message, rating=None):
+def message_dict(message: Message, rating: Rating | None = None) -> dict:
     """A stored message; bot messages carry their generation record."""
     data = {
         "id": message.pk,
@@ -29,28 +31,8 @@ def message_dict(message, rating=None):
         "reply_to": message.reply_to_id,
         "is_chosen": message.is_chosen,
     }
-    if message.role == message.Role.BOT:
+    if message.role == Message.Role.BOT:
         data["error"] = message.error
         data["rating"] = rating_dict(rating)
-        data["record"] = {
-            "profile": message.profile,
-            "generator_model": message.generator_model,
-            "retriever_model": message.retriever_model,
-            "parameters": message.parameters,
-            "retrieved": (
-                {
-                    "text": message.retrieved_text,
-                    "score": message.retrieved_score,
-                    "episode": message.retrieved_episode,
-                    "scene": message.retrieved_scene,
-                }
-                if message.retrieved_text
-                else None
-            ),
-            "seconds": message.seconds,
-            "new_tokens": message.new_tokens,
-            "worker": message.worker,
-            "attempts": message.attempts,
-            "fallback": message.fallback,
-        }
+        data["record"] = GenerationRecord.of_message(message).as_json()
     return data

@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from accounts.models import Profile
 from chat.models import Conversation, Message, Rating
+from chat.records import GenerationRecord
 from review.admin_filters import (
     ConsentFilter,
     DateRangeFilter,
@@ -79,29 +80,35 @@ class ReplyColumns:
 
     @admin.display(description="retrieved line")
     def retrieved(self, message):
-        if not message.retrieved_text:
+        retrieved = GenerationRecord.of_message(message).retrieved
+        if retrieved is None:
             return "–"
         return format_html(
-            "“{}”<br><small>score {} · {}</small>",
-            message.retrieved_text,
-            f"{message.retrieved_score:.3f}" if message.retrieved_score is not None else "?",
-            message.retrieved_episode or "episode unknown",
+            "“{}”<br><small>score {} · {}{}</small>",
+            retrieved.text,
+            f"{retrieved.score:.3f}" if retrieved.score is not None else "?",
+            retrieved.episode or "episode unknown",
+            f", scene {retrieved.scene}" if retrieved.scene is not None else "",
         )
 
     @admin.display(description="generation")
     def generation(self, message):
         if message.role != Message.Role.BOT:
             return "–"
+        record = GenerationRecord.of_message(message)
         return format_html(
-            "{} · {}<br><small>retriever {}</small><br><small>{}, {} new tokens{}{}</small><br><code>{}</code>",
-            message.profile or "no profile",
-            message.generator_model or "no generator",
-            message.retriever_model or "none",
-            f"{message.seconds:.2f} s" if message.seconds is not None else "? s",
-            message.new_tokens if message.new_tokens is not None else "?",
-            ", fallback" if message.fallback else "",
+            "{} · {}<br><small>retriever {}</small><br><small>{}, {} new tokens{}{}</small>"
+            "<br><small>{}, attempt {}</small><br><code>{}</code>",
+            record.profile or "no profile",
+            record.generator_model or "no generator",
+            record.retriever_model or "none",
+            f"{record.seconds:.2f} s" if record.seconds is not None else "? s",
+            record.new_tokens if record.new_tokens is not None else "?",
+            ", fallback" if record.fallback else "",
             f", error: {message.error}" if message.error else "",
-            json.dumps(message.parameters, sort_keys=True),
+            record.worker or "no worker",
+            record.attempts,
+            json.dumps(record.parameters, sort_keys=True),
         )
 
 
@@ -238,7 +245,7 @@ class ReplyAdmin(ReplyColumns, ReviewChangeList, admin.ModelAdmin):
     search_fields = ("text",)
     fields = readonly_fields = (
         "conversation_link", "question", "text", "status", "is_chosen", "created",
-        "ratings", "retrieved", "generation", "worker",
+        "ratings", "retrieved", "generation",
     )
     inlines = (ReviewLabelInline,)
     actions = (compare_replies,)

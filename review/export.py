@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from accounts.models import Profile
 from chat.models import Conversation, Message
+from chat.records import GenerationRecord
 from review.models import ReviewLabel
 from training.feedback import EXPORT_COLUMNS, csv_cell
 
@@ -79,18 +80,8 @@ def _row(conversation, message, owner_allows_training):
         "created": message.created.isoformat(),
         "reply_to_id": message.reply_to_id,
         "is_chosen": message.is_chosen,
-        "profile": message.profile,
-        "generator_model": message.generator_model,
-        "retriever_model": message.retriever_model,
-        "parameters": message.parameters,
-        "retrieved_text": message.retrieved_text,
-        "retrieved_score": message.retrieved_score,
-        "retrieved_episode": message.retrieved_episode,
-        "seconds": message.seconds,
-        "new_tokens": message.new_tokens,
-        "worker": message.worker,
+        **GenerationRecord.of_message(message).columns(),
         "error": message.error,
-        "fallback": message.fallback,
         "mean_rating": sum(r["score"] for r in ratings) / len(ratings) if ratings else None,
         "ratings": ratings,
         "labels": labels,

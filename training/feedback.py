@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from chat.records import RECORD_COLUMN_TYPES
 from data.pipeline import CONTEXT_LINES, Exchange, augment
 
 logger = logging.getLogger(__name__)
@@ -38,23 +39,16 @@ COLUMN_TYPES = {
     "created": str,
     "reply_to_id": int,
     "is_chosen": bool,
-    "profile": str,
-    "generator_model": str,
-    "retriever_model": str,
-    "parameters": "json",
-    "retrieved_text": str,
-    "retrieved_score": float,
-    "retrieved_episode": str,
-    "seconds": float,
-    "new_tokens": int,
-    "worker": str,
+    **RECORD_COLUMN_TYPES,  # the generation record, one column per field (chat/records.py)
     "error": str,
-    "fallback": bool,
     "mean_rating": float,
     "ratings": "json",
     "labels": "json",
 }
 EXPORT_COLUMNS = tuple(COLUMN_TYPES)
+# Columns that exports written before 2026-11-29 lack; such a file reads them as null.
+ADDED_COLUMNS = frozenset({"retrieved_scene", "attempts"})
+REQUIRED_COLUMNS = tuple(column for column in EXPORT_COLUMNS if column not in ADDED_COLUMNS)
 JSON_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == "json")
 
 GREAT_LABEL = "great"
@@ -117,11 +111,11 @@ def _csv_rows(path):
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            missing = [column for column in EXPORT_COLUMNS if column not in (reader.fieldnames or [])]
+            missing = [column for column in REQUIRED_COLUMNS if column not in (reader.fieldnames or [])]
             if missing:
                 raise FeedbackError(f"{path} lacks the column(s) {', '.join(missing)}: not an export_transcripts CSV")
             for row in reader:
-                yield {column: _csv_value(row[column], COLUMN_TYPES[column]) for column in EXPORT_COLUMNS}
+                yield {column: _csv_value(row.get(column, ""), COLUMN_TYPES[column]) for column in EXPORT_COLUMNS}
     except UnicodeDecodeError as error:
         raise FeedbackError(f"{path} is not UTF-8 text: {error}") from error
     except csv.Error as error:
@@ -154,11 +148,11 @@ def csv_cell(value):
 def _typed_row(row, path, number):
     if not isinstance(row, dict):
         raise FeedbackError(f"{path}, row {number}: expected an object, found {type(row).__name__}")
-    missing = [column for column in EXPORT_COLUMNS if column not in row]
+    missing = [column for column in REQUIRED_COLUMNS if column not in row]
     if missing:
         raise FeedbackError(f"{path}, row {number} lacks {', '.join(missing)}: not an export_transcripts row")
     try:
-        return {column: _typed(row[column], COLUMN_TYPES[column]) for column in EXPORT_COLUMNS}
+        return {column: _typed(row.get(column), COLUMN_TYPES[column]) for column in EXPORT_COLUMNS}
     except (TypeError, ValueError) as error:
         raise FeedbackError(f"{path}, row {number}: a value of the wrong type ({error})") from error
 

@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from chat.frames import check_frame
 from chat.models import Conversation
 
 from .live import live_settings, live_stack  # noqa: F401  (fixtures)
@@ -41,6 +42,7 @@ class ChatSocket:
 
     async def receive(self, timeout=FRAME_TIMEOUT):
         frame = json.loads(await self.communicator.receive_from(timeout=timeout))
+        check_frame(frame)  # every frame any chat test receives has the documented shape
         self.frames.append(frame)
         return frame
 

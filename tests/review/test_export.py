@@ -1,5 +1,6 @@
 """The export, by command and by admin action, round-trips into training/feedback.py."""
 import io
+import json
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -7,7 +8,14 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from data.pipeline import Sample
-from training.feedback import FeedbackError, PreferencePair, preference_pairs, read_export, well_rated_samples
+from training.feedback import (
+    ADDED_COLUMNS,
+    FeedbackError,
+    PreferencePair,
+    preference_pairs,
+    read_export,
+    well_rated_samples,
+)
 
 
 def export(tmp_path, name, *options):
@@ -52,6 +60,16 @@ def test_jsonl_and_csv_read_back_identically(transcripts, tmp_path):
     jsonl, _ = export(tmp_path, "all.jsonl", "--all")
     csv, _ = export(tmp_path, "all.csv", "--all")
     assert read_export(jsonl, include_unconsented=True) == read_export(csv, include_unconsented=True)
+
+
+def test_an_export_from_before_the_scene_and_attempts_columns_still_reads(transcripts, tmp_path):
+    current, _ = export(tmp_path, "now.jsonl", "--all")
+    older = tmp_path / "older.jsonl"
+    lines = [json.loads(line) for line in current.read_text().splitlines()]
+    older.write_text("".join(json.dumps({k: v for k, v in row.items() if k not in ADDED_COLUMNS}) + "\n" for row in lines))
+    read_back = read_export(older, include_unconsented=True)
+    assert [row["message_id"] for row in read_back] == [row["message_id"] for row in lines]
+    assert all(row["retrieved_scene"] is None and row["attempts"] is None for row in read_back)
 
 
 @pytest.mark.parametrize("name", ["feedback.jsonl", "feedback.csv"])
