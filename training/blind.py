@@ -263,8 +263,11 @@ def shuffled_candidates(item_id, replies, seed):
     return [(label, text, systems_by_text[text]) for label, text in zip(labels(len(texts)), texts)]
 
 
-def write_sheet(folder, items, replies_by_system, seed):
-    """sheet.md (for raters), key.json (hidden: which label is which system) and items.json."""
+def write_sheet(folder, items, replies_by_system, seed, about=None):
+    """sheet.md (for raters), key.json (hidden: which label is which system) and items.json.
+
+    `about` (e.g. the systems' specs, the transcripts) is kept in the key as it is.
+    """
     folder = Path(folder)
     for name, texts in replies_by_system.items():
         if len(texts) != len(items):
@@ -288,7 +291,7 @@ def write_sheet(folder, items, replies_by_system, seed):
         shown_items.append({**asdict(item), "candidates": {label: text for label, text, _ in candidates}})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SHEET).write_text("\n".join(sections))
-    key = {"seed": seed, "systems": list(replies_by_system), "items": key_items}
+    key = {"seed": seed, "systems": list(replies_by_system), "about": about or {}, "items": key_items}
     (folder / KEY).write_text(json.dumps(key, indent=2, ensure_ascii=False) + "\n")
     (folder / ITEMS).write_text(json.dumps(shown_items, indent=2, ensure_ascii=False) + "\n")
     return key
@@ -499,6 +502,10 @@ def agreement_lines(rows):
             f"{rater}: " + " ".join(f"{m} {means[m]:.2f}" for m in SCALES) for rater, means in row["per_rater"].items()
         )
         lines.append(f"- {row['system']}: {raters}; largest gap between raters {row['rater_gap']:.2f}")
+    if rows:
+        lines.append(
+            f"Largest gap between two raters' means, over every system and scale: {max(r['rater_gap'] for r in rows):.2f}"
+        )
     return lines
 
 

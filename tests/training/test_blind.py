@@ -369,6 +369,7 @@ def test_blind_sheet_and_score_commands(transcripts, tmp_path):
     assert "6 exchanges of Sheldon from 2 validation episodes" in out.getvalue()
     key = read_key(output)
     assert key["systems"] == ["truth", "floor"] and len(key["items"]) == 6 and key["seed"] == 1234
+    assert key["about"]["specs"] == {"truth": "scripted", "floor": "other"}
     with pytest.raises(CommandError, match="already holds a sheet"):
         call_command(
             "blind_sheet", "--system", "t=scripted", "--output", str(output), "--transcripts", str(transcripts)
@@ -389,6 +390,7 @@ def test_blind_sheet_and_score_commands(transcripts, tmp_path):
     )
     assert "| floor | 1.00 [1.00, 1.00] | 2.00 [2.00, 2.00] | 1.00" in printed
     assert "ann: sense 5.00" in printed and "largest gap between raters 0.00" in printed
+    assert "over every system and scale: 0.00" in printed
     assert (tmp_path / "scores" / "scores.png").stat().st_size > 1000
     assert printed.startswith((tmp_path / "scores" / "scores.md").read_text())
     with open(tmp_path / "scores" / "scores.csv") as handle:

@@ -7,6 +7,7 @@ writes sheet.md (give it to each rater), key.json (keep it hidden) and
 items.json to --output. See docs/evaluation.md, "Blind ratings".
 """
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -69,7 +70,13 @@ class Command(BaseCommand):
                     cache_dir=settings.VAR_DIR / "evaluation" / "cache",
                 ),
             )
-            write_sheet(output, items, replies, options["seed"])
+            about = {
+                "specs": systems,
+                "transcripts": str(transcripts),
+                "character": character,
+                "written": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            write_sheet(output, items, replies, options["seed"], about)
         except (BlindError, TranscriptError) as error:
             raise CommandError(str(error)) from error
         if len(items) < options["exchanges"]:
