@@ -219,15 +219,19 @@ def build_system(spec, lines, seed, character="Sheldon", retriever_model="", cac
         ) from error
     try:
         return build_inference_system(spec)
-    except ValueError as error:
+    except (ValueError, LookupError) as error:
         raise BlindError(f"The spec {spec!r} is not understood by inference.systems.build_system: {error}") from error
 
 
 def collect_replies(systems, items, build):
-    """{name: replies} from each system, checked to answer every item with text."""
+    """{name: replies} from each system, checked to answer every item with text.
+
+    Every spec is built before any system replies, so a bad spec fails at once.
+    """
+    built = {name: build(spec) for name, spec in systems.items()}
     replies = {}
-    for name, system in systems.items():
-        texts = list(build(system).replies(items))
+    for name, system in built.items():
+        texts = list(system.replies(items))
         if len(texts) != len(items) or not all(isinstance(text, str) for text in texts):
             raise BlindError(
                 f"The system {name!r} gave {len(texts)} replies for {len(items)} items (need one text each)."

@@ -18,6 +18,7 @@ from training.blind import (
     Item,
     Judgement,
     build_system,
+    collect_replies,
     parse_systems,
     pick_items,
     read_key,
@@ -157,6 +158,35 @@ def test_other_specs_go_to_inference_systems(transcripts):
             build_system("smollm2-t0.7", lines, 1)
     else:
         pytest.skip("inference.systems exists: its own tests cover its specs")
+
+
+def test_every_system_must_answer_every_item_with_text():
+    class Short:
+        def replies(self, items):
+            return ["only one"]
+
+    items = [item(1), item(2)]
+    with pytest.raises(BlindError, match="'short' gave 1 replies for 2 items"):
+        collect_replies(
+            {"fine": "scripted", "short": "short"},
+            items,
+            lambda spec: Short() if spec == "short" else build_system(spec, [], 1),
+        )
+    built = []
+    with pytest.raises(BlindError, match="no such"):
+        collect_replies({"a": "scripted", "b": "bad"}, items, lambda spec: built.append(spec) or build_fails(spec))
+    assert built == ["scripted", "bad"]  # every spec built before any system replies
+
+
+def build_fails(spec):
+    if spec == "bad":
+        raise BlindError("no such spec")
+    return ScriptedNeverCalled()
+
+
+class ScriptedNeverCalled:
+    def replies(self, items):
+        raise AssertionError("a system replied before every spec was built")
 
 
 def test_parse_systems():
@@ -405,6 +435,7 @@ def test_blind_sheet_and_score_commands(transcripts, tmp_path):
         ([], "at least one system"),
         (["--system", "x=scripted", "--exchanges", "0"], "at least 1"),
         (["--system", "x=scripted", "--transcripts", "/nonexistent.csv"], "not found"),
+        (["--system", "x=scripted", "--system", "y=no-such-spec"], r"inference\.systems\.build_system"),
     ],
 )
 def test_blind_sheet_refuses_bad_input(transcripts, tmp_path, arguments, message):
