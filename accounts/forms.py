@@ -11,3 +11,23 @@ class AccountSettingsForm(forms.ModelForm):
         help_texts = {
             "allow_training_use": "Staff may export conversations of people who agreed as training data. Off unless you turn it on."
         }
+
+
+class DeleteAccountForm(forms.Form):
+    """Deleting an account needs the password again and an explicit yes."""
+
+    password = forms.CharField(label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    confirm = forms.BooleanField(
+        label="Delete my account, my conversations and my ratings for good",
+        help_text="This cannot be undone. Export your conversations first if you want to keep them.",
+    )
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password

@@ -1,11 +1,11 @@
 """Sign-up and account settings; login, logout and password change are Django's own views."""
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.shortcuts import redirect, render
 
-from .forms import AccountSettingsForm
+from .forms import AccountSettingsForm, DeleteAccountForm
 from .models import Profile
 
 
@@ -30,3 +30,16 @@ def account_settings(request):
         messages.success(request, "Your settings are saved.")
         return redirect("account-settings")
     return render(request, "accounts/settings.html", {"form": form})
+
+
+@login_required
+def delete_account(request):
+    """Delete the user with everything that is theirs (conversations, messages, ratings cascade)."""
+    form = DeleteAccountForm(request.user, request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        user = request.user
+        logout(request)
+        user.delete()
+        messages.success(request, "Your account and your conversations are deleted.")
+        return redirect("login")
+    return render(request, "accounts/delete.html", {"form": form})

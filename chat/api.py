@@ -9,7 +9,10 @@ from functools import wraps
 from django.conf import settings
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
+from . import services
+from .export import conversations_json, conversations_markdown
 from .models import Conversation, Message, Rating
 from .serializers import conversation_dict, message_dict, rating_dict
 
@@ -17,6 +20,10 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 TITLE_MAX_CHARS = Conversation._meta.get_field("title").max_length
 COMMENT_MAX_CHARS = 2000
+SEARCH_MIN_CHARS = 2
+SEARCH_MAX_CHARS = 200
+SEARCH_RESULTS = 50
+SNIPPET_CHARS = 60  # shown on each side of the match
 
 
 class BadRequest(Exception):
@@ -41,6 +48,8 @@ def json_api(*methods):
                 return JsonResponse({"error": "Not found."}, status=404)
             except BadRequest as error:
                 return JsonResponse({"error": str(error)}, status=400)
+            except services.ChatError as error:
+                return JsonResponse({"error": error.detail, "code": error.code}, status=400)
 
         return wrapper
 
@@ -141,3 +150,70 @@ def rating(request, message_id):
         message=message, user=request.user, defaults={"score": score, "comment": comment}
     )
     return JsonResponse(rating_dict(saved))
+
+
+@json_api("POST")
+def choose(request, message_id):
+    """Show this alternative reply instead of the others to the same message."""
+    try:
+        reply = services.choose_reply(message_id, request.user)
+    except Message.DoesNotExist:
+        raise Http404 from None
+    own_rating = Rating.objects.filter(message=reply, user=request.user).first()
+    return JsonResponse(message_dict(reply, own_rating))
+
+
+def snippet(text, query):
+    """The part of `text` around the first match of `query`, with … where it was cut."""
+    at = text.lower().find(query.lower())
+    if at < 0:
+        at = 0
+    start, end = max(0, at - SNIPPET_CHARS), min(len(text), at + len(query) + SNIPPET_CHARS)
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+
+
+@json_api("GET")
+def search(request):
+    """The user's own messages that contain `q` (case-insensitive), newest first."""
+    query = request.GET.get("q", "").strip()
+    if not SEARCH_MIN_CHARS <= len(query) <= SEARCH_MAX_CHARS:
+        raise BadRequest(f"q must have {SEARCH_MIN_CHARS} to {SEARCH_MAX_CHARS} characters.")
+    found = (
+        Message.objects.filter(conversation__owner=request.user, is_chosen=True, text__icontains=query)
+        .select_related("conversation")
+        .order_by("-id")[: SEARCH_RESULTS + 1]
+    )
+    found = list(found)
+    return JsonResponse(
+        {
+            "query": query,
+            "results": [
+                {
+                    "conversation": {"id": m.conversation_id, "title": m.conversation.title},
+                    "message": {"id": m.pk, "role": m.role, "created": m.created.isoformat()},
+                    "snippet": snippet(m.text, query),
+                }
+                for m in found[:SEARCH_RESULTS]
+            ],
+            "has_more": len(found) > SEARCH_RESULTS,
+        }
+    )
+
+
+EXPORT_FORMATS = {
+    "json": ("application/json", "json", conversations_json),
+    "markdown": ("text/markdown; charset=utf-8", "md", conversations_markdown),
+}
+
+
+@json_api("GET")
+def export(request):
+    """All of the user's conversations as a download: `?format=json` (default) or `markdown`."""
+    name = request.GET.get("format", "json")
+    if name not in EXPORT_FORMATS:
+        raise BadRequest(f"format must be one of: {', '.join(EXPORT_FORMATS)}.")
+    content_type, extension, render = EXPORT_FORMATS[name]
+    response = HttpResponse(render(request.user), content_type=content_type)
+    filename = f"sheldon-conversations-{timezone.now():%Y-%m-%d}.{extension}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

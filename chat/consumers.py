@@ -1,6 +1,6 @@
 """The WebSocket of one conversation: `/ws/conversations/<id>/`.
 
-Client frames: user_message, stop, regenerate. Server frames: message,
+Client frames: user_message, edit, stop, regenerate. Server frames: message,
 token, reply_done, error, each built and sent by chat/frames.py (docs/web.md
 has the whole protocol). Every socket of a conversation joins its
 channel-layer group; the workers stream into that group, so all of the
@@ -19,7 +19,7 @@ from .models import Conversation, Message
 from .notify import conversation_group, send_from_loop
 from .services import ChatError
 
-FRAME_TYPES = ("user_message", "stop", "regenerate")
+FRAME_TYPES = ("user_message", "edit", "stop", "regenerate")
 # Close codes: the conversation is not there or not this user's (the same
 # answer for both, so nobody can probe for other users' conversations).
 CLOSE_NOT_FOUND = 4404
@@ -35,7 +35,7 @@ def parse_frame(text_data):
         raise ChatError("bad_json", "The frame is not valid JSON.") from None
     if not isinstance(frame, dict) or frame.get("type") not in FRAME_TYPES:
         raise ChatError("unknown_type", f"The frame needs a type, one of: {', '.join(FRAME_TYPES)}.")
-    if frame["type"] == "user_message":
+    if frame["type"] in ("user_message", "edit"):
         text = frame.get("text")
         if not isinstance(text, str):
             raise ChatError("bad_text", "The message text must be a string.")
@@ -99,6 +99,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             frame = parse_frame(text_data)
             if frame["type"] == "user_message":
                 await self.user_message(frame["text"])
+            elif frame["type"] == "edit":
+                await self.edit(frame["text"])
             elif frame["type"] == "regenerate":
                 await self.regenerate()
             else:
@@ -110,6 +112,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def user_message(self, text):
         question, reply = await database_sync_to_async(services.post_user_message)(
+            self.conversation_id, self.user, text
+        )
+        await self.to_group(message_frame(question))
+        await self.to_group(message_frame(reply))
+
+    async def edit(self, text):
+        question, reply = await database_sync_to_async(services.edit_last_message)(
             self.conversation_id, self.user, text
         )
         await self.to_group(message_frame(question))

@@ -29,6 +29,7 @@ ERROR_CODES = frozenset(
         "busy",
         "rate_limited",
         "nothing_to_regenerate",
+        "nothing_to_edit",
         "not_generating",
     }
 )

@@ -85,6 +85,40 @@ def regenerate(conversation_id, user):
     return reply
 
 
+def edit_last_message(conversation_id, user, text):
+    """Replace the text of the last user message and answer it anew; returns (message, reply).
+
+    The replies to the old text answered another question: they are deleted
+    (with their ratings), not kept as alternatives of the new one.
+    """
+    with transaction.atomic():
+        conversation = _locked_conversation(conversation_id, user)
+        question = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
+        if question is None:
+            raise ChatError("nothing_to_edit", "There is no message to edit yet.")
+        question.replies.all().delete()
+        question.text = text
+        question.save(update_fields=["text", "updated"])
+        reply = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=question)
+        conversation.save()
+    return question, reply
+
+
+def choose_reply(message_id, user):
+    """Make one of a message's finished alternative replies the chosen one; returns it."""
+    with transaction.atomic():
+        reply = Message.objects.select_for_update().get(
+            pk=message_id, role=Message.Role.BOT, conversation__owner=user
+        )
+        alternatives = Message.objects.filter(reply_to_id=reply.reply_to_id, role=Message.Role.BOT)
+        if alternatives.filter(status__in=Message.IN_PROGRESS).exists():
+            raise ChatError("busy", "Sheldon is still writing one of these replies. Wait for it or press Stop.")
+        alternatives.exclude(pk=reply.pk).update(is_chosen=False)
+        reply.is_chosen = True
+        reply.save(update_fields=["is_chosen", "updated"])
+    return reply
+
+
 def request_stop(conversation_id, user):
     """Stop the reply in progress; returns it when it was stopped right here.
 

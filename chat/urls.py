@@ -10,4 +10,7 @@ urlpatterns = [
     path("api/conversations/<int:conversation_id>/", api.conversation, name="api-conversation"),
     path("api/conversations/<int:conversation_id>/messages/", api.messages, name="api-messages"),
     path("api/messages/<int:message_id>/rating/", api.rating, name="api-rating"),
+    path("api/messages/<int:message_id>/choose/", api.choose, name="api-choose"),
+    path("api/search/", api.search, name="api-search"),
+    path("api/export/", api.export, name="api-export"),
 ]

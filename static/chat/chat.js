@@ -1,4 +1,5 @@
-// The chat page: conversation list, history, the live socket, ratings.
+// The chat page: conversation list, search, history, the live socket, ratings,
+// alternatives, editing the last message.
 // Everything a user or the model wrote is put on the page with textContent,
 // never as HTML.
 "use strict";
@@ -26,6 +27,8 @@
     sidebar: $("sidebar"),
     backdrop: $("sidebar-backdrop"),
     toggle: $("sidebar-toggle"),
+    search: $("search-input"),
+    results: $("search-results"),
   };
 
   const state = {
@@ -35,7 +38,31 @@
     socket: null,
     reconnectDelay: 500,
     pendingFrame: null, // a frame to send as soon as the socket opens
+    editing: null, // {id, draft} while the last message is being edited
+    commenting: null, // {id, draft} while a rating's comment is being written
+    highlight: null, // a message id to show (from a search result's link)
   };
+  const hashMatch = location.hash.match(/^#message-(\d+)$/);
+  if (hashMatch) state.highlight = Number(hashMatch[1]);
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // "14:05" today, "Nov 27, 14:05" before; the full date and time on hover.
+  function timestamp(iso) {
+    const when = new Date(iso);
+    const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const sameDay = when.toDateString() === new Date().toDateString();
+    const text = sameDay ? time : `${when.toLocaleDateString([], { month: "short", day: "numeric" })}, ${time}`;
+    const node = element("time", "timestamp", text);
+    node.dateTime = iso;
+    node.title = when.toLocaleString();
+    return node;
+  }
 
   // --- HTTP ---------------------------------------------------------------
   function csrfToken() {
@@ -91,6 +118,58 @@
     }
   }
 
+  // --- Search -------------------------------------------------------------------
+  // Text with each match of `query` in a <mark>, built as text nodes (never HTML).
+  function markMatches(text, query) {
+    const fragment = document.createDocumentFragment();
+    const lower = text.toLowerCase();
+    const needle = query.toLowerCase();
+    let at = 0;
+    for (let found = lower.indexOf(needle); needle && found >= 0; found = lower.indexOf(needle, at)) {
+      fragment.append(text.slice(at, found), element("mark", "", text.slice(found, found + needle.length)));
+      at = found + needle.length;
+    }
+    fragment.append(text.slice(at));
+    return fragment;
+  }
+
+  let searchTimer = null;
+  async function runSearch() {
+    const query = els.search.value.trim();
+    if (query.length < 2) {
+      els.results.hidden = true;
+      els.list.hidden = false;
+      return;
+    }
+    try {
+      const data = await api("GET", `/api/search/?q=${encodeURIComponent(query)}`);
+      if (els.search.value.trim() !== query) return; // typed on meanwhile
+      els.results.replaceChildren();
+      for (const result of data.results) {
+        const link = element("a", "search-result");
+        link.href = `/c/${result.conversation.id}/#message-${result.message.id}`;
+        link.append(
+          element("span", "search-title", result.conversation.title || "New chat"),
+          element("span", "search-snippet"),
+          timestamp(result.message.created),
+        );
+        link.querySelector(".search-snippet").append(markMatches(result.snippet, query));
+        const item = document.createElement("li");
+        item.append(link);
+        els.results.append(item);
+      }
+      if (!data.results.length) els.results.append(element("li", "muted search-empty", "Nothing found."));
+      els.results.hidden = false;
+      els.list.hidden = true;
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+  els.search.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(runSearch, 250);
+  });
+
   function setSidebar(open) {
     document.body.classList.toggle("sidebar-open", open);
     els.backdrop.hidden = !open;
@@ -136,11 +215,19 @@
     return last;
   }
 
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
+  function lastQuestion() {
+    const id = lastQuestionId();
+    return id === null ? null : state.messages.get(id);
+  }
+
+  function busy() {
+    return [...state.messages.values()].some(inProgress);
+  }
+
+  function alternativesOf(message) {
+    return [...state.messages.values()]
+      .filter((m) => m.role === "bot" && m.reply_to === message.reply_to)
+      .sort((a, b) => a.id - b.id);
   }
 
   // A thumb drawn as SVG (Material Design's thumb_up, Apache 2.0): emoji
@@ -189,33 +276,196 @@
       footer.append(element("span", "tag tag-error", message.error || "The reply failed."));
     }
     const isLatest = message.reply_to === lastQuestionId();
+    const alternatives = alternativesOf(message);
+    if (alternatives.length > 1) footer.append(alternativeSwitcher(message, alternatives));
     if (!inProgress(message)) {
       if (message.status !== "failed") {
         const rating = element("span", "rating");
         rating.append(ratingButton(message, 5, "Good reply"), ratingButton(message, 1, "Bad reply"));
         footer.append(rating);
+        if (message.rating) {
+          const comment = smallButton(message.rating.comment ? "Edit comment" : "Add a comment", "comment-button", () => {
+            state.commenting = { id: message.id, draft: message.rating.comment };
+            redraw();
+            const box = els.messages.querySelector(".comment-form textarea");
+            if (box) box.focus();
+          });
+          footer.append(comment);
+        }
+        footer.append(copyButton(message));
       }
       if (isLatest) {
-        const again = element("button", "ghost small regenerate", message.status === "failed" ? "Retry" : "Regenerate");
-        again.type = "button";
-        again.addEventListener("click", () => sendFrame({ type: "regenerate" }));
-        footer.append(again);
+        const label = message.status === "failed" ? "Retry" : "Regenerate";
+        footer.append(smallButton(label, "regenerate", () => sendFrame({ type: "regenerate" })));
       }
     }
     if (footer.childElementCount) node.append(footer);
+    if (message.rating && message.rating.comment && !(state.commenting && state.commenting.id === message.id)) {
+      node.append(element("p", "rating-comment", message.rating.comment));
+    }
+    if (state.commenting && state.commenting.id === message.id) node.append(commentForm(message));
+  }
+
+  function smallButton(label, className, onClick) {
+    const button = element("button", `ghost small ${className}`, label);
+    button.type = "button";
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
+  // ‹ 2/3 ›: the regenerated replies to one message; the one shown is the chosen one.
+  function alternativeSwitcher(message, alternatives) {
+    const position = alternatives.findIndex((m) => m.id === message.id);
+    const locked = alternatives.some(inProgress);
+    const switcher = element("span", "alternatives");
+    const previous = element("button", "alt-prev", "‹");
+    const next = element("button", "alt-next", "›");
+    previous.setAttribute("aria-label", "Previous reply");
+    next.setAttribute("aria-label", "Next reply");
+    for (const [button, step] of [[previous, -1], [next, 1]]) {
+      button.type = "button";
+      const target = alternatives[position + step];
+      button.disabled = locked || !target;
+      if (target) button.addEventListener("click", () => choose(target.id));
+    }
+    const label = element("span", "alt-position", `${position + 1}/${alternatives.length}`);
+    label.setAttribute("aria-label", `Reply ${position + 1} of ${alternatives.length}`);
+    switcher.append(previous, label, next);
+    return switcher;
+  }
+
+  async function choose(messageId) {
+    try {
+      upsert(await api("POST", `/api/messages/${messageId}/choose/`));
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  // navigator.clipboard needs a secure context (https or localhost); elsewhere the old way.
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    const area = element("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.append(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) throw new Error("The browser did not allow copying.");
+  }
+
+  function copyButton(message) {
+    const button = smallButton("Copy", "copy-button", async () => {
+      try {
+        await copyText(message.text);
+        button.textContent = "Copied";
+        setTimeout(() => (button.textContent = "Copy"), 1500);
+      } catch (error) {
+        showError(`Could not copy: ${error.message}`);
+      }
+    });
+    return button;
+  }
+
+  function commentForm(message) {
+    const form = element("form", "comment-form");
+    const box = element("textarea");
+    box.maxLength = 2000;
+    box.rows = 2;
+    box.placeholder = "What was good or bad about this reply?";
+    box.setAttribute("aria-label", "Comment on this reply");
+    box.value = state.commenting.draft;
+    box.addEventListener("input", () => (state.commenting.draft = box.value));
+    const save = element("button", "primary small", "Save comment");
+    save.type = "submit";
+    const cancel = smallButton("Cancel", "comment-cancel", () => {
+      state.commenting = null;
+      redraw();
+    });
+    form.append(box, save, cancel);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      await rate(message.id, message.rating.score, box.value);
+      state.commenting = null;
+      redraw();
+    });
+    return form;
+  }
+
+  function renderUserFooter(message, body) {
+    const editable = message.id === lastQuestionId() && !busy();
+    if (!editable) return;
+    const footer = element("div", "message-footer");
+    footer.append(smallButton("Edit", "edit-button", () => {
+      state.editing = { id: message.id, draft: message.text };
+      redraw();
+      const box = els.messages.querySelector(".edit-form textarea");
+      if (box) {
+        box.focus();
+        box.setSelectionRange(box.value.length, box.value.length);
+      }
+    }));
+    body.append(footer);
+  }
+
+  // The last message, editable in place: "Save and resend" replaces it and its replies.
+  function editForm(message) {
+    const form = element("form", "edit-form");
+    const box = element("textarea");
+    box.maxLength = settings.maxChars;
+    box.rows = 3;
+    box.value = state.editing.draft;
+    box.setAttribute("aria-label", "Edit your message");
+    box.addEventListener("input", () => (state.editing.draft = box.value));
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+      if (event.key === "Escape") cancel.click();
+    });
+    const save = element("button", "primary small", "Save and resend");
+    save.type = "submit";
+    const cancel = smallButton("Cancel", "edit-cancel", () => {
+      state.editing = null;
+      redraw();
+    });
+    const actions = element("div", "edit-actions");
+    actions.append(cancel, save);
+    form.append(box, actions);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = box.value.trim();
+      if (!text) return;
+      state.editing = null;
+      sendFrame({ type: "edit", text });
+      redraw();
+    });
+    return form;
   }
 
   function renderMessage(message) {
     const node = element("li", `message message-${message.role} status-${message.status}`);
     node.dataset.messageId = String(message.id);
+    node.id = `message-${message.id}`;
+    if (message.id === state.highlight) node.classList.add("highlight");
     if (message.role === "bot") node.append(element("div", "avatar", "S"));
     const body = element("div", "message-body");
+    if (state.editing && state.editing.id === message.id) {
+      body.append(editForm(message));
+      node.append(body);
+      return node;
+    }
     const bubble = element("div", "bubble");
     const text = element("span", "message-text", message.text);
     bubble.append(text);
     if (inProgress(message)) bubble.append(element("span", "typing", ""));
-    body.append(bubble);
+    body.append(bubble, timestamp(message.created));
     if (message.role === "bot") renderBotFooter(message, body);
+    else renderUserFooter(message, body);
     node.append(body);
     return node;
   }
@@ -233,6 +483,13 @@
   // in id order; unchosen alternatives of a reply are not shown.
   function upsert(message) {
     const stick = nearBottom();
+    const known = state.messages.get(message.id);
+    if (message.role === "user" && known && known.text !== message.text) {
+      // Edited and resent: the server deleted the replies to the old text.
+      for (const other of [...state.messages.values()]) {
+        if (other.reply_to === message.id) state.messages.delete(other.id);
+      }
+    }
     if (message.role === "bot" && message.is_chosen) {
       for (const other of state.messages.values()) {
         if (other.role === "bot" && other.reply_to === message.reply_to && other.id !== message.id) {
@@ -269,9 +526,9 @@
   }
 
   function updateControls() {
-    const busy = [...state.messages.values()].some(inProgress);
-    els.stop.hidden = !busy;
-    els.send.disabled = busy;
+    const replying = busy();
+    els.stop.hidden = !replying;
+    els.send.disabled = replying;
     els.rename.hidden = els.remove.hidden = !state.conversationId;
   }
 
@@ -284,20 +541,36 @@
     scrollToBottom();
   }
 
-  els.older.addEventListener("click", async () => {
-    const height = els.scroller.scrollHeight;
+  async function loadOlderPage() {
     const data = await api("GET", `/api/conversations/${state.conversationId}/messages/?before=${state.olderCursor}`);
     for (const message of data.messages) state.messages.set(message.id, message);
     state.olderCursor = data.before;
     els.older.hidden = !data.has_more;
+  }
+
+  els.older.addEventListener("click", async () => {
+    const height = els.scroller.scrollHeight;
+    await loadOlderPage();
     redraw();
     els.scroller.scrollTop = els.scroller.scrollHeight - height; // keep the reader's place
   });
 
-  async function rate(messageId, score) {
+  // A search result's message: earlier pages are read until it is on the page.
+  async function showHighlighted() {
+    while (!state.messages.has(state.highlight) && state.olderCursor && state.highlight < state.olderCursor) {
+      await loadOlderPage();
+    }
+    redraw();
+    const node = document.getElementById(`message-${state.highlight}`);
+    if (node) node.scrollIntoView({ block: "center" });
+  }
+
+  async function rate(messageId, score, comment) {
     try {
-      const rating = await api("PUT", `/api/messages/${messageId}/rating/`, { score });
       const message = state.messages.get(messageId);
+      // Changing the thumb keeps the comment written before.
+      if (comment === undefined) comment = message.rating ? message.rating.comment : "";
+      const rating = await api("PUT", `/api/messages/${messageId}/rating/`, { score, comment });
       message.rating = rating;
       redraw();
     } catch (error) {
@@ -403,6 +676,7 @@
       await loadConversations();
       if (state.conversationId) {
         await loadNewestPage();
+        if (state.highlight) await showHighlighted();
         connect();
       }
     } catch (error) {

@@ -1,0 +1,53 @@
+"""A user's own conversations as a file to keep: JSON (everything) or Markdown (to read)."""
+import json
+
+from django.utils import timezone
+
+from .models import Conversation, Message, Rating
+from .serializers import conversation_dict, message_dict
+
+
+def _owned(user):
+    """(conversation, its messages in reading order, the user's ratings by message id) for each conversation."""
+    conversations = list(Conversation.objects.filter(owner=user).order_by("created", "id"))
+    messages = {c.pk: [] for c in conversations}
+    for message in Message.objects.filter(conversation__owner=user).order_by("id"):
+        messages[message.conversation_id].append(message)
+    ratings = {r.message_id: r for r in Rating.objects.filter(user=user)}
+    return [(c, messages[c.pk], ratings) for c in conversations]
+
+
+def conversations_json(user) -> str:
+    """Every conversation with every message (alternatives too), in the API's shapes."""
+    data = {
+        "user": user.get_username(),
+        "exported": timezone.now().isoformat(),
+        "conversations": [
+            {**conversation_dict(c), "messages": [message_dict(m, ratings.get(m.pk)) for m in messages]}
+            for c, messages, ratings in _owned(user)
+        ],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+def _quoted(text):
+    # Each line quoted, so the text reads as written and no line of it becomes a heading or a list.
+    return "\n".join("> " + line if line else ">" for line in text.splitlines() or [""])
+
+
+def conversations_markdown(user) -> str:
+    """The conversations as they read on the page: the chosen reply of each message."""
+    lines = [f"# Conversations of {user.get_username()} with Sheldon", "", f"Exported {timezone.now():%Y-%m-%d %H:%M} UTC.", ""]
+    for conversation, messages, ratings in _owned(user):
+        lines += [f"## {conversation.title or 'New chat'}", "", f"Started {conversation.created:%Y-%m-%d %H:%M} UTC.", ""]
+        for message in messages:
+            if not message.is_chosen:
+                continue
+            speaker = "You" if message.role == Message.Role.USER else conversation.character
+            note = "" if message.status == Message.Status.DONE else f" ({message.status})"
+            lines += [f"**{speaker}**, {message.created:%H:%M}{note}:", "", _quoted(message.text), ""]
+            rating = ratings.get(message.pk)
+            if rating:
+                comment = f": {rating.comment}" if rating.comment else ""
+                lines += [f"*Your rating: {rating.score}/5{comment}*", ""]
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Choosing an alternative, search, export, deleting an account, the error pages, editing the last message."""
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.test import Client, RequestFactory
+from django.views.defaults import server_error
+
+from chat.models import Conversation, Message, Rating
+
+from .conftest import ChatSocket, session_cookie
+from .test_api import logged_in, send
+from .test_socket_rules import no_worker  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def mallory(make_user):
+    return make_user("mallory")
+
+
+@pytest.fixture
+def three_alternatives(conversation):
+    question = conversation.messages.create(role="user", text="Knock knock.")
+    replies = [
+        conversation.messages.create(role="bot", reply_to=question, text=f"Penny. ({n})", is_chosen=n == 3)
+        for n in (1, 2, 3)
+    ]
+    return question, replies
+
+
+def chosen_ids(question):
+    return list(question.replies.filter(is_chosen=True).values_list("id", flat=True))
+
+
+@pytest.mark.django_db
+def test_choosing_an_alternative_marks_it_chosen_and_the_others_not(alice, mallory, three_alternatives):
+    question, (first, second, third) = three_alternatives
+    client = logged_in(alice)
+    Rating.objects.create(message=first, user=alice, score=1, comment="Not him.")
+    response = client.post(f"/api/messages/{first.pk}/choose/")
+    assert response.status_code == 200
+    assert response.json()["id"] == first.pk and response.json()["is_chosen"]
+    assert response.json()["rating"]["comment"] == "Not him."
+    assert chosen_ids(question) == [first.pk]
+    # The history the model sees next follows the choice.
+    assert client.post(f"/api/messages/{second.pk}/choose/").status_code == 200
+    assert chosen_ids(question) == [second.pk]
+
+    # Not while one of them is still being written; not another user's; not a user message.
+    Message.objects.filter(pk=third.pk).update(status=Message.Status.STREAMING)
+    busy = client.post(f"/api/messages/{first.pk}/choose/")
+    assert busy.status_code == 400 and busy.json()["code"] == "busy"
+    assert logged_in(mallory).post(f"/api/messages/{first.pk}/choose/").status_code == 404
+    assert client.post(f"/api/messages/{question.pk}/choose/").status_code == 404
+    assert client.post("/api/messages/999999/choose/").status_code == 404
+    assert client.get(f"/api/messages/{first.pk}/choose/").status_code == 405
+    assert chosen_ids(question) == [second.pk]
+
+
+@pytest.mark.django_db
+def test_search_finds_ones_own_shown_messages(alice, mallory, conversation, three_alternatives):
+    question, (first, _, third) = three_alternatives
+    conversation.title = "Doors"
+    conversation.save()
+    conversation.messages.create(role="user", text="Tell me about the Doppler effect, please. " + "x" * 100)
+    Conversation.objects.create(owner=mallory).messages.create(role="user", text="My own doppler secret")
+    client = logged_in(alice)
+
+    found = client.get("/api/search/", {"q": "DOPPLER"}).json()
+    assert [r["conversation"] for r in found["results"]] == [{"id": conversation.pk, "title": "Doors"}]
+    result = found["results"][0]
+    assert result["message"]["role"] == "user"
+    assert result["snippet"].startswith("Tell me about the Doppler") and result["snippet"].endswith("…")
+    assert not found["has_more"]
+    # Only the alternative shown on the page is searched.
+    assert [r["message"]["id"] for r in client.get("/api/search/", {"q": "penny"}).json()["results"]] == [third.pk]
+    assert client.get("/api/search/", {"q": "Bazinga"}).json()["results"] == []
+    for bad in ({}, {"q": " a "}, {"q": "x" * 201}):
+        assert client.get("/api/search/", bad).status_code == 400
+    assert Client().get("/api/search/", {"q": "doppler"}).status_code == 401
+
+
+@pytest.mark.django_db
+def test_export_as_json_and_markdown(alice, mallory, conversation, three_alternatives):
+    question, (first, _, third) = three_alternatives
+    conversation.title = "Knocking"
+    conversation.save()
+    Message.objects.filter(pk=third.pk).update(text="Penny.\n# not a heading\nPenny.")
+    Rating.objects.create(message=third, user=alice, score=5, comment="Classic.")
+    Conversation.objects.create(owner=mallory, title="Mallory's secrets")
+    client = logged_in(alice)
+
+    response = client.get("/api/export/")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"].startswith('attachment; filename="sheldon-conversations-')
+    data = json.loads(response.content)
+    assert data["user"] == "alice" and [c["title"] for c in data["conversations"]] == ["Knocking"]
+    messages = data["conversations"][0]["messages"]
+    assert [m["id"] for m in messages] == [question.pk, first.pk, messages[2]["id"], third.pk]  # alternatives too
+    assert messages[-1]["rating"] == {**messages[-1]["rating"], "score": 5, "comment": "Classic."}
+
+    markdown = client.get("/api/export/", {"format": "markdown"})
+    assert markdown["Content-Type"].startswith("text/markdown")
+    assert markdown["Content-Disposition"].endswith('.md"')
+    text = markdown.content.decode()
+    assert "## Knocking" in text and "> Knock knock." in text
+    assert "> Penny.\n> # not a heading\n> Penny." in text  # line breaks kept, nothing turned into markup
+    assert "(1)" not in text  # only the chosen reply reads in the transcript
+    assert "*Your rating: 5/5: Classic.*" in text
+    assert "Mallory" not in text
+    assert client.get("/api/export/", {"format": "pdf"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_deleting_an_account_needs_the_password_and_a_yes(alice, mallory, conversation, three_alternatives):
+    _, (first, _, _) = three_alternatives
+    Rating.objects.create(message=first, user=alice, score=2)
+    mallory_conversation = Conversation.objects.create(owner=mallory)
+    client = logged_in(alice)
+    assert b"password" in client.get("/accounts/delete/").content
+
+    wrong = client.post("/accounts/delete/", {"password": "not-it", "confirm": "on"})
+    assert wrong.status_code == 200 and b"That is not your password." in wrong.content
+    unconfirmed = client.post("/accounts/delete/", {"password": "a-long-password-42"})
+    assert unconfirmed.status_code == 200 and b"errorlist" in unconfirmed.content
+    assert get_user_model().objects.filter(username="alice").exists()
+
+    done = client.post("/accounts/delete/", {"password": "a-long-password-42", "confirm": "on"})
+    assert done.status_code == 302 and done["Location"] == "/accounts/login/"
+    assert not get_user_model().objects.filter(username="alice").exists()
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    assert not Message.objects.filter(conversation_id=conversation.pk).exists() and not Rating.objects.exists()
+    assert Conversation.objects.filter(pk=mallory_conversation.pk).exists()
+    assert client.get("/").status_code == 302  # logged out
+    assert b"are deleted" in client.get("/accounts/login/").content
+
+
+@pytest.mark.django_db
+def test_error_pages_are_styled_and_lead_back(alice, conversation, settings):
+    settings.DEBUG = False
+    client = logged_in(alice)
+    conversation.delete()
+    missing = client.get(f"/c/{conversation.pk}/")
+    assert missing.status_code == 404
+    assert b"site.css" in missing.content and b'id="back-to-chat" href="/"' in missing.content
+    broken = server_error(RequestFactory().get("/"))
+    assert broken.status_code == 500
+    assert b"site.css" in broken.content and b'id="back-to-chat" href="/"' in broken.content
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_edit_replaces_the_last_message_and_answers_it_anew(no_worker, open_socket, alice, conversation):  # noqa: F811
+    tab = await open_socket()
+    await tab.send({"type": "edit", "text": "Nothing to edit yet."})
+    assert (await tab.error())["code"] == "nothing_to_edit"
+    await tab.send({"type": "user_message", "text": "Knock knock."})
+    old = (await tab.until(lambda f: f["type"] == "message" and f["message"]["role"] == "bot"))[-1]["message"]
+    await tab.send({"type": "edit", "text": "Busy?"})
+    assert (await tab.error())["code"] == "busy"
+    await tab.send({"type": "stop"})
+    await tab.reply_done()
+
+    for bad, code in (({"type": "edit"}, "bad_text"), ({"type": "edit", "text": "  "}, "empty_text"),
+                      ({"type": "edit", "text": "x" * 2001}, "too_long")):
+        await tab.send(bad)
+        assert (await tab.error())["code"] == code
+    await tab.send({"type": "edit", "text": "  Knock knock, Penny.\nTwice. "})
+    frames = await tab.until(lambda f: f["type"] == "message" and f["message"]["role"] == "bot")
+    question, reply = frames[-2]["message"], frames[-1]["message"]
+    assert question["id"] == old["reply_to"] and question["text"] == "Knock knock, Penny.\nTwice."
+    assert reply["reply_to"] == question["id"] and reply["status"] == "queued" and reply["id"] != old["id"]
+
+    stored = await database_sync_to_async(lambda: list(conversation.messages.order_by("id").values_list("id", "text")))()
+    assert stored == [(question["id"], "Knock knock, Penny.\nTwice."), (reply["id"], "")]
+    # Another user cannot edit into this conversation.
+    mallory_socket = ChatSocket(conversation.pk, await database_sync_to_async(session_cookie)(
+        await database_sync_to_async(get_user_model().objects.create_user)("mallory", password="x-long-password-1")
+    ))
+    assert not await mallory_socket.connect()
+    await tab.send({"type": "stop"})
+    await tab.reply_done()
+    await tab.close()
