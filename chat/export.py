@@ -1,4 +1,5 @@
 """A user's own conversations as a file to keep: JSON (everything) or Markdown (to read)."""
+
 import json
 
 from django.utils import timezone
@@ -37,9 +38,19 @@ def _quoted(text):
 
 def conversations_markdown(user) -> str:
     """The conversations as they read on the page: the chosen reply of each message."""
-    lines = [f"# Conversations of {user.get_username()} with Sheldon", "", f"Exported {timezone.now():%Y-%m-%d %H:%M} UTC.", ""]
+    lines = [
+        f"# Conversations of {user.get_username()} with Sheldon",
+        "",
+        f"Exported {timezone.now():%Y-%m-%d %H:%M} UTC.",
+        "",
+    ]
     for conversation, messages, ratings in _owned(user):
-        lines += [f"## {conversation.title or 'New chat'}", "", f"Started {conversation.created:%Y-%m-%d %H:%M} UTC.", ""]
+        lines += [
+            f"## {conversation.title or 'New chat'}",
+            "",
+            f"Started {conversation.created:%Y-%m-%d %H:%M} UTC.",
+            "",
+        ]
         for message in messages:
             if not message.is_chosen:
                 continue

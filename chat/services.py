@@ -101,6 +101,7 @@ def edit_last_message(conversation_id, user, text):
         question.save(update_fields=["text", "updated"])
         reply = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=question)
         conversation.save()
+        queue_reply(reply.pk)
     return question, reply
 
 

@@ -4,6 +4,7 @@ Alternatives (‹ 1/3 ›), edit and resend, copy, a comment with a rating,
 timestamps, search, export, deleting the account, the error pages, dark mode
 and the phone layout. The screenshots of docs/screenshots/ are taken here.
 """
+
 import json
 from pathlib import Path
 
@@ -29,8 +30,9 @@ def server(live_stack):  # noqa: F811
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-                   cwd=REPO, env=live_stack.env, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO, env=live_stack.env, check=True
+    )
     process, url = live_stack.start_server()
     yield url
     live_stack.stop(process)
@@ -55,7 +57,8 @@ def wait_for_reply(page, count):
     page.wait_for_function(
         "n => document.querySelectorAll('.message-bot:not(.status-queued):not(.status-streaming)').length >= n"
         " && !document.querySelector('.message-bot.status-queued, .message-bot.status-streaming')",
-        arg=count, timeout=30000,
+        arg=count,
+        timeout=30000,
     )
 
 
@@ -195,20 +198,25 @@ def showcase_conversation(user):
     conversation = Conversation.objects.create(owner=user, title="Knocking, and why it matters")
     first = conversation.messages.create(role="user", text="Why do you always knock three times?")
     conversation.messages.create(
-        role="bot", reply_to=first, text=(
+        role="bot",
+        reply_to=first,
+        text=(
             "It's a matter of protocol. One knock could be an accident, two could be the wind, "
             "but three is a clear statement of intent.\nAlso, Penny."
         ),
         retrieved_text="Knock knock knock, Penny. Knock knock knock, Penny. Knock knock knock, Penny.",
-        retrieved_score=0.93, retrieved_episode="Series 02 Episode 11 – The Bath Item Gift Hypothesis",
+        retrieved_score=0.93,
+        retrieved_episode="Series 02 Episode 11 – The Bath Item Gift Hypothesis",
         retrieved_scene=4,
     )
     second = conversation.messages.create(role="user", text="What is your favourite number?")
-    for n, text in enumerate((
-        "73. It's the 21st prime number, its mirror, 37, is the 12th, and 12's mirror, 21, is 7 times 3.",
-        "Obviously 73. The Chuck Norris of numbers.",
-        "73, and I will not be taking follow-up questions at this time.",
-    )):
+    for n, text in enumerate(
+        (
+            "73. It's the 21st prime number, its mirror, 37, is the 12th, and 12's mirror, 21, is 7 times 3.",
+            "Obviously 73. The Chuck Norris of numbers.",
+            "73, and I will not be taking follow-up questions at this time.",
+        )
+    ):
         conversation.messages.create(role="bot", reply_to=second, text=text, is_chosen=n == 0)
     return conversation
 

@@ -1,4 +1,5 @@
 """Choosing an alternative, search, export, deleting an account, the error pages, editing the last message."""
+
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from django.views.defaults import server_error
 from chat.models import Conversation, Message, Rating
 
 from .conftest import ChatSocket, session_cookie
-from .test_api import logged_in, send
+from .test_api import logged_in
 from .test_socket_rules import no_worker  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -164,8 +165,11 @@ async def test_edit_replaces_the_last_message_and_answers_it_anew(no_worker, ope
     await tab.send({"type": "stop"})
     await tab.reply_done()
 
-    for bad, code in (({"type": "edit"}, "bad_text"), ({"type": "edit", "text": "  "}, "empty_text"),
-                      ({"type": "edit", "text": "x" * 2001}, "too_long")):
+    for bad, code in (
+        ({"type": "edit"}, "bad_text"),
+        ({"type": "edit", "text": "  "}, "empty_text"),
+        ({"type": "edit", "text": "x" * 2001}, "too_long"),
+    ):
         await tab.send(bad)
         assert (await tab.error())["code"] == code
     await tab.send({"type": "edit", "text": "  Knock knock, Penny.\nTwice. "})
@@ -174,12 +178,17 @@ async def test_edit_replaces_the_last_message_and_answers_it_anew(no_worker, ope
     assert question["id"] == old["reply_to"] and question["text"] == "Knock knock, Penny.\nTwice."
     assert reply["reply_to"] == question["id"] and reply["status"] == "queued" and reply["id"] != old["id"]
 
-    stored = await database_sync_to_async(lambda: list(conversation.messages.order_by("id").values_list("id", "text")))()
+    stored = await database_sync_to_async(
+        lambda: list(conversation.messages.order_by("id").values_list("id", "text"))
+    )()
     assert stored == [(question["id"], "Knock knock, Penny.\nTwice."), (reply["id"], "")]
     # Another user cannot edit into this conversation.
-    mallory_socket = ChatSocket(conversation.pk, await database_sync_to_async(session_cookie)(
-        await database_sync_to_async(get_user_model().objects.create_user)("mallory", password="x-long-password-1")
-    ))
+    mallory_socket = ChatSocket(
+        conversation.pk,
+        await database_sync_to_async(session_cookie)(
+            await database_sync_to_async(get_user_model().objects.create_user)("mallory", password="x-long-password-1")
+        ),
+    )
     assert not await mallory_socket.connect()
     await tab.send({"type": "stop"})
     await tab.reply_done()
