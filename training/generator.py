@@ -47,6 +47,7 @@ from data.pipeline import (
     read_transcripts,
     split_episodes,
 )
+from training.arguments import option
 from training.chat_format import chat_messages, seq2seq_input
 from training.metrics import mean, rouge_l
 from training.reporting import plot_loss_curve, write_model_card
@@ -54,6 +55,9 @@ from training.reporting import plot_loss_curve, write_model_card
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+# The reference's rate for full fine-tuning; LoRA trains few weights and needs a larger step.
+SEQ2SEQ_LEARNING_RATE = 5e-5
+LORA_LEARNING_RATE = 2e-4
 IGNORED_LABEL = -100  # positions the loss skips
 
 
@@ -107,26 +111,31 @@ def load_training_data(transcripts, character, seed=42, validation_fraction=0.1,
 
 @dataclass
 class TrainingConfig:
-    """Hyper-parameters; the defaults are the reference seq2seq ones."""
+    """Hyper-parameters of `train_generator`; each is also an option of `manage.py train_generator`."""
 
-    epochs: float = 5.0
-    max_steps: int = 0  # > 0 overrides epochs
-    learning_rate: float = 5e-5
-    batch_size: int = 16
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.1
-    max_length: int = 256  # tokens of prompt + reply; the oldest context lines go first
-    max_reply_tokens: int = 64
-    seed: int = 42
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    eval_samples: int = 200  # validation samples for the evaluation loss
-    generation_samples: int = 50  # validation exchanges answered for ROUGE-L / similarity
-    save_steps: int = 200  # checkpoint and evaluation interval
-    logging_steps: int = 10
-    time_limit_minutes: float = 0  # > 0 stops training after that long (the model is saved as usual)
-    extra: dict = field(default_factory=dict)  # recorded in the card as is
+    epochs: float = option(5.0, "passes over the training samples")
+    max_steps: int = option(0, "> 0 overrides --epochs")
+    learning_rate: float = option(0.0, f"0: {SEQ2SEQ_LEARNING_RATE} for seq2seq, {LORA_LEARNING_RATE} for LoRA")
+    batch_size: int = option(16, "samples per step")
+    warmup_ratio: float = option(0.1, "share of the steps the learning rate warms up over")
+    weight_decay: float = option(0.1, "AdamW weight decay")
+    max_length: int = option(256, "tokens of prompt + reply; the oldest context lines go first")
+    max_reply_tokens: int = option(64, "tokens of the reply kept")
+    seed: int = option(42, "training's random state")
+    lora_rank: int = option(8, "rank of the LoRA matrices (chat models)")
+    lora_alpha: int = option(0, "LoRA scale; 0: twice the rank")
+    lora_dropout: float = option(0.05, "dropout on the LoRA input")
+    eval_samples: int = option(200, "validation samples for the evaluation loss")
+    generation_samples: int = option(50, "validation exchanges answered for the final scores (ROUGE-L, similarity)")
+    save_steps: int = option(200, "checkpoint and evaluation interval")
+    logging_steps: int = option(10, "training-loss logging interval")
+    time_limit_minutes: float = option(0.0, "> 0: stop (and save as usual) after this long")
+    extra: dict = field(default_factory=dict)  # recorded in the card as is; not an option
+
+    def for_model(self, seq2seq: bool) -> "TrainingConfig":
+        """This config with the learning rate and LoRA scale that 0 leaves to the kind of model."""
+        default_rate = SEQ2SEQ_LEARNING_RATE if seq2seq else LORA_LEARNING_RATE
+        return replace(self, learning_rate=self.learning_rate or default_rate, lora_alpha=self.lora_alpha or 2 * self.lora_rank)
 
 
 def is_seq2seq(model):
@@ -228,6 +237,7 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     seq2seq = is_seq2seq(model)
+    config = config.for_model(seq2seq)
     if not seq2seq:
         model = add_lora(model, config)
     make_features = seq2seq_features if seq2seq else causal_features

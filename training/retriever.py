@@ -22,6 +22,8 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup, set_seed
 
+from training.arguments import option
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,11 +46,13 @@ def exchange_pairs(exchanges):
 
 @dataclass
 class RetrieverConfig:
-    epochs: float = 1.0
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    seed: int = 42
+    """Hyper-parameters of `train_retriever`; each is also an option of `manage.py train_retriever`."""
+
+    epochs: float = option(1.0, "passes over the training pairs")
+    batch_size: int = option(32, "pairs per step; the other answers of a batch are each pair's negatives")
+    learning_rate: float = option(2e-5, "AdamW learning rate")
+    warmup_ratio: float = option(0.1, "share of the steps the learning rate warms up over")
+    seed: int = option(42, "training's random state")
 
 
 def recall_at_k(model, pairs, ks=(1, 5), batch_size=64):

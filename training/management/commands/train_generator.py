@@ -14,13 +14,11 @@ from django.core.management.base import BaseCommand, CommandError
 from data.pipeline import TranscriptError
 from inference.loading import ModelNotFoundError, load_retriever, read_generator
 from inference.profiles import DISABLED, active_profile, offline_profile
+from training.arguments import add_config_options, config_from_options
 from training.command_options import add_shared_arguments, apply_shared_options
 from training.feedback import FeedbackError, read_export, well_rated_samples
 from training.generator import TrainingConfig, is_seq2seq, load_training_data, train_generator
 from training.reporting import next_version_folder
-
-# LoRA trains few weights and needs a larger step than full fine-tuning.
-LORA_LEARNING_RATE = 2e-4
 
 
 def output_name(model_name):
@@ -40,18 +38,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--extra-export", default="", help="a chat export (JSONL/CSV) whose well-rated replies are added")
         parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
-        parser.add_argument("--epochs", type=float, default=5.0)
-        parser.add_argument("--max-steps", type=int, default=0, help="> 0 overrides --epochs")
-        parser.add_argument("--time-limit-minutes", type=float, default=0, help="stop (and save) after this long")
-        parser.add_argument("--learning-rate", type=float, default=0, help=f"default 5e-5 (seq2seq), {LORA_LEARNING_RATE} (LoRA)")
-        parser.add_argument("--batch-size", type=int, default=16)
-        parser.add_argument("--warmup-ratio", type=float, default=0.1)
-        parser.add_argument("--weight-decay", type=float, default=0.1)
         parser.add_argument("--max-samples", type=int, default=0, help="train on this many samples, drawn at random (0: all)")
-        parser.add_argument("--lora-rank", type=int, default=8)
-        parser.add_argument("--eval-samples", type=int, default=200, help="validation samples for the evaluation loss")
-        parser.add_argument("--generation-samples", type=int, default=50, help="validation exchanges answered for the final scores")
-        parser.add_argument("--save-steps", type=int, default=200, help="checkpoint and evaluation interval")
+        add_config_options(parser, TrainingConfig, exclude=("seed",))  # --seed is a shared option
         parser.add_argument("--embedder", default="", help=f"bi-encoder for embedding similarity (default: the retriever; {DISABLED!r}: skip)")
 
     def handle(self, **options):
@@ -81,20 +69,9 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         seq2seq = is_seq2seq(model)
         output = output or next_version_folder(settings.BASE_DIR / "models", output_name(model_name) + ("" if seq2seq else "-lora"))
-        config = TrainingConfig(
-            epochs=options["epochs"],
-            max_steps=options["max_steps"],
-            learning_rate=options["learning_rate"] or (5e-5 if seq2seq else LORA_LEARNING_RATE),
-            batch_size=options["batch_size"],
-            warmup_ratio=options["warmup_ratio"],
-            weight_decay=options["weight_decay"],
-            seed=options["seed"],
-            lora_rank=options["lora_rank"],
-            lora_alpha=2 * options["lora_rank"],
-            eval_samples=options["eval_samples"],
-            generation_samples=options["generation_samples"],
-            save_steps=options["save_steps"],
-            time_limit_minutes=options["time_limit_minutes"],
+        config = config_from_options(
+            TrainingConfig,
+            options,
             extra={"command": "python manage.py train_generator", "max_samples": options["max_samples"] or "all"},
         )
         try:

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from data.pipeline import TranscriptError, build_exchanges, episode_names, read_transcripts, split_episodes
 from inference.loading import ModelNotFoundError, read_retriever
 from inference.profiles import offline_profile
+from training.arguments import add_config_options, config_from_options
 from training.command_options import add_shared_arguments, apply_shared_options
 from training.generator import hardware
 from training.reporting import next_version_folder, plot_loss_curve
@@ -31,9 +32,7 @@ class Command(BaseCommand):
             model_help="sentence-transformers folder or hub id (default: the offline MiniLM)",
             output_help="output folder (default: models/<character>-retriever-vN)",
         )
-        parser.add_argument("--epochs", type=float, default=1.0)
-        parser.add_argument("--batch-size", type=int, default=32)
-        parser.add_argument("--learning-rate", type=float, default=2e-5)
+        add_config_options(parser, RetrieverConfig, exclude=("seed",))  # --seed is a shared option
         parser.add_argument("--max-pairs", type=int, default=0, help="train on this many pairs, drawn at random (0: all)")
         parser.add_argument("--validation-pairs", type=int, default=1000, help="validation pairs to rank among (0: all)")
 
@@ -68,9 +67,7 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         before = recall_at_k(model, validation_pairs)
         self.stdout.write(self.recall_line("before", before))
-        config = RetrieverConfig(
-            epochs=options["epochs"], batch_size=options["batch_size"], learning_rate=options["learning_rate"], seed=options["seed"]
-        )
+        config = config_from_options(RetrieverConfig, options)
         started = time.perf_counter()
         try:
             log = train_retriever(model, train_pairs, config)
