@@ -99,8 +99,12 @@ class ReplyStream:
     a slow client cannot overflow the channel layer) and polls for a stop.
     """
 
-    def __init__(self, message):
+    def __init__(self, message, task_started=None, warmup_seconds=None):
         self.message = message
+        # When the task began (timezone-aware) and how long it waited for the
+        # models: with the reply's own time they make the record's waits.
+        self.task_started = task_started
+        self.warmup_seconds = warmup_seconds
         self.text = ""  # generated so far; only the generation's thread appends
         self._wake = threading.Event()  # the first piece arrived, or the generation ended
         self.sent = 0  # characters already saved and sent
@@ -171,7 +175,13 @@ class ReplyStream:
     def finish(self, reply):
         """Save the final text and the generation record, and tell the page."""
         self.flush()  # the last pieces, so the token frames spell the whole text
-        record = GenerationRecord.of_reply(reply, self.message.worker, self.message.attempts).columns()
+        created = self.message.created
+        waits = {
+            "queue_seconds": (self.task_started - created).total_seconds() if self.task_started else None,
+            "warmup_seconds": self.warmup_seconds,
+            "waited_seconds": (timezone.now() - created).total_seconds(),
+        }
+        record = GenerationRecord.of_reply(reply, self.message.worker, self.message.attempts, **waits).columns()
         if self.timed_out:
             error = f"The reply took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s."
             self._finish(status=Message.Status.FAILED, error=error, text=self.text, **record)

@@ -58,7 +58,10 @@ class Message(models.Model):
     retrieved_score = models.FloatField(null=True, blank=True)
     retrieved_episode = models.CharField(max_length=300, blank=True)
     retrieved_scene = models.PositiveIntegerField(null=True, blank=True)
-    seconds = models.FloatField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True)  # generating, once the models were loaded
+    queue_seconds = models.FloatField(null=True, blank=True)  # until a worker took the reply
+    warmup_seconds = models.FloatField(null=True, blank=True)  # loading the models for this reply
+    waited_seconds = models.FloatField(null=True, blank=True)  # from the message to the finished reply
     new_tokens = models.PositiveIntegerField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     # How many times a worker claimed this reply; a redelivered task restarts

@@ -26,7 +26,13 @@ class GenerationRecord:
     retriever_model: str = ""
     parameters: dict = field(default_factory=dict)
     retrieved: Retrieved | None = None  # None: no scripted line passed the threshold
+    # Where the person's wait went: in the queue until a worker took the reply,
+    # loading the models for it, generating it (`seconds`), and all of it
+    # from the message to the finished reply (`waited_seconds`).
     seconds: float | None = None
+    queue_seconds: float | None = None
+    warmup_seconds: float | None = None
+    waited_seconds: float | None = None
     new_tokens: int | None = None
     worker: str = ""
     attempts: int = 0  # how many times a worker claimed the reply
@@ -40,8 +46,11 @@ class GenerationRecord:
         return cls(**values, retrieved=Retrieved(**retrieved) if retrieved["text"] else None)
 
     @classmethod
-    def of_reply(cls, reply: Any, worker: str, attempts: int) -> "GenerationRecord":
-        """The record of a finished generation (inference's Reply) by this worker and attempt."""
+    def of_reply(cls, reply: Any, worker: str, attempts: int, **waits: float | None) -> "GenerationRecord":
+        """The record of a finished generation (inference's Reply) by this worker and attempt.
+
+        `waits`: queue_seconds, warmup_seconds and waited_seconds, measured by the worker.
+        """
         hit = reply.retrieved
         return cls(
             profile=reply.profile or "",
@@ -51,6 +60,7 @@ class GenerationRecord:
             retrieved=Retrieved(hit.text, hit.score, hit.episode, hit.scene) if hit else None,
             seconds=reply.seconds,
             new_tokens=reply.new_tokens,
+            **waits,
             worker=worker,
             attempts=attempts,
             fallback=bool(reply.fallback),

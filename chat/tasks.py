@@ -10,11 +10,13 @@ whether there is anything left to do (see that module).
 import logging
 import os
 import threading
+import time
 
 from celery import current_app, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.utils import timezone
 
 from .generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply, conversation_history, fail_reply
 
@@ -49,6 +51,7 @@ def _generate_in_this_process(bot_message_id):
 
 @shared_task(bind=True, name=GENERATE_REPLY, acks_late=True, reject_on_worker_lost=True)
 def generate_reply(self, bot_message_id: int) -> None:
+    task_started, warmup_started = timezone.now(), time.monotonic()
     # Only workers get here: the models' code is imported on the first reply (or at worker start).
     from inference.batching import get_engine
     from inference.replier import Turn
@@ -56,6 +59,7 @@ def generate_reply(self, bot_message_id: int) -> None:
     try:
         # Loaded before the claim: the first load of a model may take a while.
         engine = get_engine()
+        warmup_seconds = time.monotonic() - warmup_started
     except Exception as error:
         logger.exception("Could not load the models for reply %s", bot_message_id)
         fail_reply(bot_message_id, f"The models could not be loaded: {error}")
@@ -72,7 +76,7 @@ def generate_reply(self, bot_message_id: int) -> None:
         return
 
     history, question = conversation_history(message, turns=settings.HISTORY_TURNS * 2)
-    stream = ReplyStream(message)
+    stream = ReplyStream(message, task_started=task_started, warmup_seconds=warmup_seconds)
     try:
         # Through the process's batching engine: replies requested together are
         # generated together, while this thread saves and sends the pieces.

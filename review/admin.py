@@ -31,6 +31,7 @@ from review.admin_filters import (
 from review.comparison import items_from_replies, write_ratings_export
 from review.export import FORMATS, write_export
 from review.models import ComparisonItem, ComparisonRating, ReviewLabel
+from review.overview import short_model_name
 
 admin.site.site_header = "Sheldon chat: staff review"
 REPLY_FILTERS = (ProfileFilter, GeneratorModelFilter, RatingFilter, StatusFilter, LabelFilter)
@@ -61,8 +62,34 @@ def reply_link(message):
     return format_html('<a href="{}">{}</a>', url, message.text[:80] or f"({message.status}, empty)")
 
 
+def waits_line(record):
+    """Where the person's wait went, as far as the record knows it."""
+    parts = [
+        f"{label} {value:.2f} s"
+        for label, value in (
+            ("waited", record.waited_seconds),
+            ("queue", record.queue_seconds),
+            ("model warm-up", record.warmup_seconds),
+        )
+        if value is not None
+    ]
+    return " · ".join(parts) or "waits not recorded"
+
+
 class ReplyColumns:
     """How a reply's ratings, labels and generation record read on a page."""
+
+    @admin.display(description="model", ordering="generator_model")
+    def model(self, message):
+        """Profile and short model name; the full path or hub id on hover."""
+        if not message.generator_model:
+            return message.profile or "–"
+        return format_html(
+            '<span title="{}">{} · {}</span>',
+            message.generator_model,
+            message.profile or "?",
+            short_model_name(message.generator_model),
+        )
 
     @admin.display(description="ratings")
     def ratings(self, message):
@@ -97,15 +124,18 @@ class ReplyColumns:
             return "–"
         record = GenerationRecord.of_message(message)
         return format_html(
-            "{} · {}<br><small>retriever {}</small><br><small>{}, {} new tokens{}{}</small>"
+            '{} · <span title="{}">{}</span><br><small>retriever {}</small><br><small>generated in {}, {} new tokens{}{}</small>'
+            "<br><small>{}</small>"
             "<br><small>{}, attempt {}</small><br><code>{}</code>",
             record.profile or "no profile",
-            record.generator_model or "no generator",
+            record.generator_model,
+            short_model_name(record.generator_model) if record.generator_model else "no generator",
             record.retriever_model or "none",
             f"{record.seconds:.2f} s" if record.seconds is not None else "? s",
             record.new_tokens if record.new_tokens is not None else "?",
             ", fallback" if record.fallback else "",
             f", error: {message.error}" if message.error else "",
+            waits_line(record),
             record.worker or "no worker",
             record.attempts,
             json.dumps(record.parameters, sort_keys=True),
@@ -234,7 +264,7 @@ def compare_replies(modeladmin, request, queryset):
 class ReplyAdmin(ReplyColumns, ReviewChangeList, admin.ModelAdmin):
     """The character's replies: read-only records, with staff labels to add."""
 
-    list_display = ("short_text", "conversation_link", "owner", "created", "status", "generator_model", "score", "ratings", "labels")
+    list_display = ("short_text", "conversation_link", "owner", "created", "status", "model", "score", "ratings", "labels")
     list_filter = (
         ("conversation__owner", admin.RelatedOnlyFieldListFilter),
         ("created", DateRangeFilter),

@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from chat.models import Message
 from review.models import ReviewLabel
+from review.overview import short_model_name
 from review.selection import RATING_CHOICES, UNRATED, conversations_with, labelled, rating_choice, reply_status
 
 
@@ -89,7 +90,10 @@ class DistinctValueFilter(ReplyFilter):
             .distinct()
             .order_by(self.field)
         )
-        return [(value, value) for value in values]
+        return [(value, self.label(value)) for value in values]
+
+    def label(self, value):
+        return value
 
     def reply_q(self, value):
         return Q(**{self.field: value})
@@ -105,6 +109,9 @@ class GeneratorModelFilter(DistinctValueFilter):
     title = "generator model"
     parameter_name = "model"
     field = "generator_model"
+
+    def label(self, value):
+        return short_model_name(value)  # the full path is in the choice's URL
 
 
 class RatingFilter(ReplyFilter):

@@ -22,7 +22,18 @@ class GroupStats:
     mean_score: float | None  # over all ratings of these replies
     low_share: float | None  # share of those ratings at LOW_SCORE or below
     retrieved_share: float  # share of replies that used a retrieved line
-    median_seconds: float | None
+    median_seconds: float | None  # generating only
+    median_waited_seconds: float | None  # what people waited: queue, model warm-up and generation
+
+    @property
+    def model_name(self) -> str:
+        return short_model_name(self.model)
+
+
+def short_model_name(model: str) -> str:
+    """A model's name without its folder or hub owner: "/srv/var/models/SmolLM2.Q4_1.gguf" -> "SmolLM2.Q4_1"."""
+    name = model.rstrip("/").rsplit("/", 1)[-1]
+    return name.removesuffix(".gguf") or model
 
 
 def iso_week(moment):
@@ -39,7 +50,7 @@ def reply_stats(replies):
     """(per profile/model and week, per profile/model over all weeks), sorted."""
     rows = list(
         replies.annotate(used_retrieval=ExpressionWrapper(~Q(retrieved_text=""), output_field=BooleanField())).values_list(
-            "id", "profile", "generator_model", "created", "used_retrieval", "seconds"
+            "id", "profile", "generator_model", "created", "used_retrieval", "seconds", "waited_seconds"
         )
     )
     scores = defaultdict(list)
@@ -47,28 +58,31 @@ def reply_stats(replies):
         scores[message_id].append(score)
     weekly, overall = defaultdict(list), defaultdict(list)
     for row in rows:
-        message_id, profile, model, created, used_retrieval, seconds = row
-        weekly[(profile, model, iso_week(created))].append((scores[message_id], used_retrieval, seconds))
-        overall[(profile, model, "all weeks")].append((scores[message_id], used_retrieval, seconds))
+        message_id, profile, model, created, used_retrieval, seconds, waited = row
+        weekly[(profile, model, iso_week(created))].append((scores[message_id], used_retrieval, seconds, waited))
+        overall[(profile, model, "all weeks")].append((scores[message_id], used_retrieval, seconds, waited))
     return _summarise(weekly), _summarise(overall)
 
 
 def _summarise(groups):
     summaries = []
     for (profile, model, week), replies in sorted(groups.items(), key=lambda item: (item[0][2], item[0][:2])):
-        ratings = [score for reply_scores, _, _ in replies for score in reply_scores]
-        seconds = [s for _, _, s in replies if s is not None]
+        ratings = [score for reply_scores, *_ in replies for score in reply_scores]
+        seconds = [s for _, _, s, _ in replies if s is not None]
+        # Replies stored before the waits were recorded have none: left out, not counted as 0.
+        waited = [w for *_, w in replies if w is not None]
         summaries.append(
             GroupStats(
                 profile=profile,
                 model=model,
                 week=week,
                 replies=len(replies),
-                rated=sum(1 for reply_scores, _, _ in replies if reply_scores),
+                rated=sum(1 for reply_scores, *_ in replies if reply_scores),
                 mean_score=statistics.fmean(ratings) if ratings else None,
                 low_share=sum(score <= LOW_SCORE for score in ratings) / len(ratings) if ratings else None,
-                retrieved_share=sum(used for _, used, _ in replies) / len(replies),
+                retrieved_share=sum(used for _, used, *_ in replies) / len(replies),
                 median_seconds=statistics.median(seconds) if seconds else None,
+                median_waited_seconds=statistics.median(waited) if waited else None,
             )
         )
     return summaries
@@ -86,7 +100,7 @@ def chart_png(weekly):
     panels = (
         ("mean score (1-5)", "mean_score"),
         (f"share of scores ≤ {LOW_SCORE}", "low_share"),
-        ("median reply seconds", "median_seconds"),
+        ("median seconds people waited (queue + model warm-up + generation)", "median_waited_seconds"),
     )
     by_group = defaultdict(dict)
     for stats in weekly:
@@ -94,7 +108,8 @@ def chart_png(weekly):
     for axis, (title, attribute) in zip(axes, panels):
         for (profile, model), per_week in sorted(by_group.items()):
             values = [getattr(per_week[w], attribute) if w in per_week else None for w in weeks]
-            axis.plot(weeks, [float("nan") if v is None else v for v in values], marker="o", label=f"{profile} · {model}")
+            values = [float("nan") if v is None else v for v in values]
+            axis.plot(weeks, values, marker="o", label=f"{profile} · {short_model_name(model)}")
         axis.set_title(title, loc="left", fontsize=10)
         axis.grid(alpha=0.3)
     axes[0].set_ylim(0.8, 5.2)

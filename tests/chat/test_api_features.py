@@ -193,3 +193,19 @@ async def test_edit_replaces_the_last_message_and_answers_it_anew(no_worker, ope
     await tab.send({"type": "stop"})
     await tab.reply_done()
     await tab.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_the_record_separates_queue_warm_up_and_generation(live_settings, open_socket, conversation):
+    tab = await open_socket()
+    await tab.send({"type": "user_message", "text": "How long did I wait?"})
+    done = await tab.reply_done()
+    await tab.close()
+    record = done["record"]
+    assert record["queue_seconds"] >= 0 and record["warmup_seconds"] >= 0 and record["seconds"] > 0
+    # The whole wait holds its parts (the claim and the saves between them take a little more).
+    parts = record["queue_seconds"] + record["warmup_seconds"] + record["seconds"]
+    assert parts <= record["waited_seconds"] < parts + 2
+    stored = await database_sync_to_async(Message.objects.get)(pk=done["id"])
+    assert stored.waited_seconds == record["waited_seconds"]
