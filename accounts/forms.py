@@ -1,11 +1,11 @@
 from django import forms
 
-from .models import Profile
+from .models import AccountSettings
 
 
 class AccountSettingsForm(forms.ModelForm):
     class Meta:
-        model = Profile
+        model = AccountSettings
         fields = ["allow_training_use"]
         labels = {"allow_training_use": "Let my conversations be used to improve the model"}
         help_texts = {

@@ -6,7 +6,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.shortcuts import redirect, render
 
 from .forms import AccountSettingsForm, DeleteAccountForm
-from .models import Profile
+from .models import AccountSettings
 
 
 def signup(request):
@@ -24,7 +24,7 @@ def signup(request):
 def account_settings(request):
     # Not `request.POST or None`: unticking the box posts an empty form.
     data = request.POST if request.method == "POST" else None
-    form = AccountSettingsForm(data, instance=Profile.for_user(request.user))
+    form = AccountSettingsForm(data, instance=AccountSettings.for_user(request.user))
     if form.is_bound and form.is_valid():
         form.save()
         messages.success(request, "Your settings are saved.")

@@ -38,7 +38,9 @@ class ScriptLine:
 
 
 @dataclass(frozen=True)
-class Exchange:
+class ScriptExchange:
+    """A character's answer to the line before it, with its context (stored as the model `data.Exchange`)."""
+
     character: str
     episode: str
     scene: int
@@ -139,7 +141,7 @@ def build_exchanges(lines, character="Sheldon"):
         if line.speaker == character and scene_lines:
             question = scene_lines[-1]
             exchanges.append(
-                Exchange(
+                ScriptExchange(
                     character=character,
                     episode=line.episode,
                     scene=line.scene,

@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from accounts.models import Profile
+from accounts.models import AccountSettings
 from chat.models import Conversation, Message, Rating
 from chat.records import GenerationRecord
 from review.admin_filters import (
@@ -181,7 +181,7 @@ def export_conversations(modeladmin, request, queryset):
         summary = write_export(queryset, response, file_format, consented_only)
         response["X-Export-Summary"] = summary.describe()
         return response
-    consenting = queryset.filter(owner__profile__allow_training_use=True).count()
+    consenting = queryset.filter(owner__account_settings__allow_training_use=True).count()
     return TemplateResponse(
         request,
         "review/admin/export_confirmation.html",
@@ -364,8 +364,8 @@ class RatingAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return reply_link(judgement.message)
 
 
-@admin.register(Profile)
-class ProfileAdmin(ReadOnlyMixin, admin.ModelAdmin):
+@admin.register(AccountSettings)
+class AccountSettingsAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Users' own choices: staff can see them, only the user can change them."""
 
     list_display = ("user", "allow_training_use")

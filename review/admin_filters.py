@@ -155,7 +155,7 @@ class ConsentFilter(admin.SimpleListFilter):
         return [("yes", "yes"), ("no", "no")]
 
     def queryset(self, request, queryset):
-        consenting = Q(owner__profile__allow_training_use=True)
+        consenting = Q(owner__account_settings__allow_training_use=True)
         if self.value() == "yes":
             return queryset.filter(consenting)
         if self.value() == "no":

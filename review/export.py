@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db.models import Prefetch
 from tqdm import tqdm
 
-from accounts.models import Profile
+from accounts.models import AccountSettings
 from chat.models import Conversation, Message
 from chat.records import GenerationRecord
 from review.models import ReviewLabel
@@ -40,7 +40,7 @@ class ExportSummary:
 
 def message_rows(conversations, progress=False):
     """Export rows for every message of the given conversations, in order."""
-    consenting = set(Profile.objects.filter(allow_training_use=True).values_list("user_id", flat=True))
+    consenting = set(AccountSettings.objects.filter(allow_training_use=True).values_list("user_id", flat=True))
     messages = Message.objects.order_by("created", "id").prefetch_related(
         "ratings", Prefetch("review_labels", ReviewLabel.objects.select_related("author"))
     )
@@ -98,7 +98,7 @@ def write_export(conversations, handle, file_format, consented_only, progress=Fa
         raise ValueError(f"Unknown export format {file_format!r}: choose one of {', '.join(FORMATS)}")
     matched = conversations.count()
     if consented_only:
-        conversations = conversations.filter(owner__profile__allow_training_use=True)
+        conversations = conversations.filter(owner__account_settings__allow_training_use=True)
     if file_format == "csv":
         writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
         writer.writeheader()

@@ -1,5 +1,5 @@
 from django.apps import AppConfig
 
 
-class TrainingConfig(AppConfig):
+class TrainingAppConfig(AppConfig):
     name = "training"

@@ -18,7 +18,7 @@ index of the training episodes only, so it can never hand the generator the
 answer it is scored against.
 
     data = EvaluationData.load(transcripts, "Sheldon", seed=42, n=50)
-    replier = sampled_replier(generator, Sampling(0.7, 0.9), index, profile, 60, "Sheldon")
+    replier = sampled_replier(generator, SamplingPoint(0.7, 0.9), index, profile, 60, "Sheldon")
     replies = generated_replies(replier, condition, data.exchanges, "Sheldon", seed=42)
     row = Scorer(data.exchanges, style_scorer, embedder).score(replies)
     write_outputs(folder, rows, reply_lines(all_replies, data.exchanges), run, title)
@@ -57,7 +57,9 @@ METRICS = (
 
 
 @dataclass(frozen=True)
-class Sampling:
+class SamplingPoint:
+    """One (temperature, top_p) point of the evaluation grid; the decoder's whole setting is inference's `Sampling`."""
+
     temperature: float
     top_p: float
 
@@ -67,7 +69,7 @@ class Sampling:
 
 
 def parse_samplings(text, default):
-    """`0.2/0.1,0.7/0.8,default` -> [Sampling, ...]; `default` is the product's sampling."""
+    """`0.2/0.1,0.7/0.8,default` -> [SamplingPoint, ...]; `default` is the product's sampling."""
     samplings = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -81,7 +83,7 @@ def parse_samplings(text, default):
             raise ValueError(f"{item!r} is not a setting: write TEMPERATURE/TOP_P (e.g. 0.7/0.8) or `default`.") from None
         if temperature <= 0 or not 0 < top_p <= 1:
             raise ValueError(f"{item!r}: the temperature must be above 0 and top_p in (0, 1].")
-        samplings.append(Sampling(temperature, top_p))
+        samplings.append(SamplingPoint(temperature, top_p))
     if not samplings:
         raise ValueError("No settings given: write e.g. `0.2/0.1,default`.")
     return list(dict.fromkeys(samplings))
@@ -153,7 +155,7 @@ def _with_speakers(exchange, speakers):
 @dataclass(frozen=True)
 class Condition:
     system: str
-    sampling: Sampling | None  # None for the systems that do not sample
+    sampling: SamplingPoint | None  # None for the systems that do not sample
     retrieval: bool
 
     @property
@@ -237,7 +239,7 @@ def product_sampling(generator):
     from inference.backends import backend_for
 
     sampling = backend_for(generator, 1).sampling
-    return Sampling(sampling["temperature"], sampling["top_p"])
+    return SamplingPoint(sampling["temperature"], sampling["top_p"])
 
 
 def sampled_replier(generator, sampling, index, profile, max_new_tokens, character):

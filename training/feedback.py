@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chat.records import RECORD_COLUMN_TYPES
-from data.pipeline import CONTEXT_LINES, Exchange, augment
+from data.pipeline import CONTEXT_LINES, ScriptExchange, augment
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +206,12 @@ def _usable(reply):
 
 
 def well_rated_exchanges(rows, min_merit=WELL_RATED):
-    """An Exchange for every usable reply whose merit reaches min_merit."""
+    """A ScriptExchange for every usable reply whose merit reaches min_merit."""
     for context, question, replies, conversation_id in _turns(rows):
         for reply in replies:
             merit = reply_merit(reply)
             if merit is not None and merit >= min_merit:
-                yield Exchange(
+                yield ScriptExchange(
                     character=reply["character"],
                     episode=f"feedback/conversation-{conversation_id}",
                     scene=0,

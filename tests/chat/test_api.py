@@ -4,7 +4,7 @@ import json
 import pytest
 from django.test import Client
 
-from accounts.models import Profile
+from accounts.models import AccountSettings
 from chat.models import Conversation, Rating
 from data.models import Episode
 
@@ -156,11 +156,11 @@ def test_account_settings_consent_is_off_until_turned_on(alice):
     client = logged_in(alice)
     page = client.get("/accounts/settings/")
     assert page.status_code == 200 and b"allow_training_use" in page.content
-    assert not Profile.for_user(alice).allow_training_use
+    assert not AccountSettings.for_user(alice).allow_training_use
     client.post("/accounts/settings/", {"allow_training_use": "on"})
-    assert Profile.for_user(alice).allow_training_use
+    assert AccountSettings.for_user(alice).allow_training_use
     client.post("/accounts/settings/", {})
-    assert not Profile.for_user(alice).allow_training_use
+    assert not AccountSettings.for_user(alice).allow_training_use
 
 
 def test_password_change_and_login_form(alice):

@@ -19,7 +19,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from accounts.models import Profile
+from accounts.models import AccountSettings
 from chat.models import Conversation, Message, Rating
 from review.models import ReviewLabel
 
@@ -62,8 +62,8 @@ def transcripts(db):
     bob = User.objects.create_user("bob")
     carol = User.objects.create_user("carol")
     reviewer = User.objects.create_superuser("reviewer")
-    Profile.objects.create(user=alice, allow_training_use=True)
-    Profile.objects.create(user=carol, allow_training_use=True)
+    AccountSettings.objects.create(user=alice, allow_training_use=True)
+    AccountSettings.objects.create(user=carol, allow_training_use=True)
 
     numbers = conversation(alice, "numbers", "Sheldon", days_ago=24)
     u1 = message(numbers, 0, "user", "What is your favourite number?")

@@ -15,7 +15,7 @@ def review_urls(transcripts):
         reverse("admin:chat_rating_change", args=[transcripts.b1.ratings.get().pk]),
         reverse("admin:review_reviewlabel_changelist"),
         reverse("admin:review_reviewlabel_change", args=[transcripts.b2.review_labels.get().pk]),
-        reverse("admin:accounts_profile_changelist"),
+        reverse("admin:accounts_accountsettings_changelist"),
         reverse("review:transcript", args=[transcripts.numbers.pk]),
         reverse("review:overview"),
     ]
@@ -51,6 +51,27 @@ def test_staff_without_review_permissions_are_refused(client, transcripts, staff
 def test_reviewers_with_view_permissions_see_every_page(client, transcripts, reviewer_with_view_permissions):
     client.force_login(reviewer_with_view_permissions)
     for url in review_urls(transcripts):
-        if "profile" in url:
-            continue  # consent records need accounts.view_profile, which this reviewer lacks
+        if "accountsettings" in url:
+            continue  # consent records need accounts.view_accountsettings, which this reviewer lacks
         assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_who_could_see_consent_as_profiles_still_can_after_the_rename(django_user_model):
+    from django.contrib.auth.models import Permission
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    def migrate(target):
+        executor = MigrationExecutor(connection)
+        executor.migrate([("accounts", target)])
+
+    migrate("0001_initial")
+    try:
+        reviewer = django_user_model.objects.create_user("rita", password="a-long-password-42", is_staff=True)
+        reviewer.user_permissions.add(Permission.objects.get(content_type__app_label="accounts", codename="view_profile"))
+    finally:
+        migrate("0002_rename_profile_to_account_settings")
+    reviewer = django_user_model.objects.get(pk=reviewer.pk)
+    assert reviewer.has_perm("accounts.view_accountsettings")
+    assert not Permission.objects.filter(content_type__app_label="accounts", codename__endswith="_profile").exists()

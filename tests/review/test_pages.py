@@ -91,7 +91,7 @@ def test_conversations_cannot_be_changed_added_or_deleted(staff, transcripts):
 def test_other_admin_lists_render(staff, transcripts):
     assert "Sheldon always has one" in page(staff, reverse("admin:review_reviewlabel_changelist"))
     assert "scored 3" in page(staff, reverse("admin:chat_rating_changelist"))
-    assert "alice" in page(staff, reverse("admin:accounts_profile_changelist"))
+    assert "alice" in page(staff, reverse("admin:accounts_accountsettings_changelist"))
     html = page(staff, reverse("admin:chat_message_changelist"))
     assert "Trains are the pinnacle" in html and "What is your favourite number?" not in html  # replies only
 

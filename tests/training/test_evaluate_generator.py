@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from data.corpus import DEMO_TRANSCRIPTS
 from data.pipeline import ScriptLine
-from training.evaluation import EvaluationData, Sampling, parse_samplings
+from training.evaluation import EvaluationData, SamplingPoint, parse_samplings
 from training.metrics import distinct_n, rouge_l
 from training.style import StyleScorer
 
@@ -32,8 +32,8 @@ def test_distinct_n_counts_over_all_replies():
 
 
 def test_parse_samplings():
-    default = Sampling(0.7, 0.9)
-    assert parse_samplings("0.2/0.1, default,0.2/0.1", default) == [Sampling(0.2, 0.1), default]
+    default = SamplingPoint(0.7, 0.9)
+    assert parse_samplings("0.2/0.1, default,0.2/0.1", default) == [SamplingPoint(0.2, 0.1), default]
     for bad in ("hot", "0.5", "0/0.5", "0.5/1.5", ","):
         with pytest.raises(ValueError):
             parse_samplings(bad, default)

@@ -6,14 +6,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from sentence_transformers import SentenceTransformer
 
-from data.pipeline import Exchange
+from data.pipeline import ScriptExchange
 from training.retriever import Pair, RetrieverConfig, exchange_pairs, recall_at_k, train_retriever
 
 
 def test_pairs_join_context_and_question_and_drop_repeated_answers():
     exchanges = [
-        Exchange("Sheldon", "Ep", 1, "Why?", "Because.", context=("Hello.", "Hi.")),
-        Exchange("Sheldon", "Ep", 1, "Really?", "Because."),
+        ScriptExchange("Sheldon", "Ep", 1, "Why?", "Because.", context=("Hello.", "Hi.")),
+        ScriptExchange("Sheldon", "Ep", 1, "Really?", "Because."),
     ]
     assert exchange_pairs(exchanges) == [Pair("Hello. Hi. Why?", "Because.")]
 
