@@ -113,6 +113,7 @@ class ReplyStream:
         self.stop = False  # the user asked to stop
         self.lost = False  # the reply is no longer ours (finished or taken over elsewhere)
         self.timed_out = False
+        self.notes = {}  # what the person should know about this reply, kept in its parameters
 
     def _save(self, **fields):
         """Write to the reply if this attempt still holds it; remembers when it does not."""
@@ -182,6 +183,7 @@ class ReplyStream:
             "waited_seconds": (timezone.now() - created).total_seconds(),
         }
         record = GenerationRecord.of_reply(reply, self.message.worker, self.message.attempts, **waits).columns()
+        record["parameters"] = {**record["parameters"], **self.notes}
         if self.timed_out:
             error = f"The reply took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s."
             self._finish(status=Message.Status.FAILED, error=error, text=self.text, **record)

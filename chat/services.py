@@ -26,28 +26,49 @@ class ChatError(Exception):
         self.detail = detail
 
 
-def rate_limit():
-    """(requests, seconds) from CHAT_RATE_LIMIT, e.g. "20/60"."""
-    count, seconds = settings.CHAT_RATE_LIMIT.split("/")
-    return int(count), int(seconds)
+def per_window(setting):
+    """(amount, seconds) from a setting such as CHAT_RATE_LIMIT, e.g. "20/60"."""
+    amount, seconds = setting.split("/")
+    return int(amount), int(seconds)
 
 
-def check_rate_limit(user):
+def token_cost(text):
+    """An upper bound of the tokens a reply to `text` costs a worker beyond the persona.
+
+    The web process has no tokenizer: a byte-level BPE token covers at least
+    one UTF-8 byte, so the bytes bound the tokens; the worker cuts a message to
+    CHAT_MAX_MESSAGE_TOKENS, and the reply adds at most MAX_NEW_TOKENS.
+    """
+    return min(len(text.encode("utf-8")), settings.CHAT_MAX_MESSAGE_TOKENS) + settings.MAX_NEW_TOKENS
+
+
+def check_rate_limit(user, question_text):
     # Every reply a user asks for (a message or a regenerate) costs a worker
     # a generation, so bot messages are what is counted, across all of the
-    # user's conversations and web processes.
-    count, seconds = rate_limit()
+    # user's conversations and web processes: how many, and their tokens.
+    count, seconds = per_window(settings.CHAT_RATE_LIMIT)
     since = timezone.now() - timedelta(seconds=seconds)
-    used = Message.objects.filter(conversation__owner=user, role=Message.Role.BOT, created__gte=since).count()
-    if used >= count:
+    recent = Message.objects.filter(conversation__owner=user, role=Message.Role.BOT, created__gte=since)
+    if recent.count() >= count:
         raise ChatError("rate_limited", f"Too many messages: at most {count} every {seconds} seconds. Wait a moment.")
+    budget, seconds = per_window(settings.CHAT_TOKEN_BUDGET)
+    since = timezone.now() - timedelta(seconds=seconds)
+    asked = Message.objects.filter(
+        conversation__owner=user, role=Message.Role.USER, replies__created__gte=since
+    ).values_list("text", flat=True)
+    used = sum(token_cost(text) for text in asked)
+    if used + token_cost(question_text) > budget:
+        raise ChatError(
+            "rate_limited",
+            f"Too much text in a short time: at most about {budget} tokens every {seconds} seconds. "
+            "Wait a moment or write less.",
+        )
 
 
 def _locked_conversation(conversation_id, user):
     conversation = Conversation.objects.select_for_update().get(pk=conversation_id, owner=user)
     if conversation.messages.filter(status__in=Message.IN_PROGRESS).exists():
         raise ChatError("busy", "Sheldon is still answering. Wait for the reply or press Stop.")
-    check_rate_limit(user)
     return conversation
 
 
@@ -60,6 +81,7 @@ def post_user_message(conversation_id, user, text):
     """Store the user's message and its queued reply; returns both."""
     with transaction.atomic():
         conversation = _locked_conversation(conversation_id, user)
+        check_rate_limit(user, text)
         user_message = conversation.messages.create(role=Message.Role.USER, text=text)
         reply = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=user_message)
         if not conversation.title:
@@ -76,6 +98,7 @@ def regenerate(conversation_id, user):
         last_question = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
         if last_question is None:
             raise ChatError("nothing_to_regenerate", "There is no message to answer yet.")
+        check_rate_limit(user, last_question.text)
         last_question.replies.update(is_chosen=False)
         reply = conversation.messages.create(
             role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=last_question

@@ -53,8 +53,9 @@ def _generate_in_this_process(bot_message_id):
 def generate_reply(self, bot_message_id: int) -> None:
     task_started, warmup_started = timezone.now(), time.monotonic()
     # Only workers get here: the models' code is imported on the first reply (or at worker start).
+    from inference.backends import cut_to_tokens
     from inference.batching import get_engine
-    from inference.replier import Turn
+    from inference.replier import Turn, get_replier
 
     try:
         # Loaded before the claim: the first load of a model may take a while.
@@ -78,6 +79,12 @@ def generate_reply(self, bot_message_id: int) -> None:
     history, question = conversation_history(message, turns=settings.HISTORY_TURNS * 2)
     stream = ReplyStream(message, task_started=task_started, warmup_seconds=warmup_seconds)
     try:
+        # A long message costs every reply of the batch its prompt's time: it
+        # is cut to CHAT_MAX_MESSAGE_TOKENS, and the reply's record says so.
+        limit = settings.CHAT_MAX_MESSAGE_TOKENS
+        question, question_tokens = cut_to_tokens(get_replier().backend.tokenizer, question, limit)
+        if question_tokens > limit:
+            stream.notes["message_cut"] = {"tokens": question_tokens, "kept": limit}
         # Through the process's batching engine: replies requested together are
         # generated together, while this thread saves and sends the pieces.
         generation = engine.submit(

@@ -216,6 +216,29 @@ class Seq2SeqBackend(Backend):
         return dict(inputs)
 
 
+def count_tokens(tokenizer, text: str) -> int:
+    with TOKENIZER_LOCK:
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def cut_to_tokens(tokenizer, text: str, max_tokens: int) -> tuple[str, int]:
+    """`text` cut to at most `max_tokens` tokens, and how many tokens the whole text had.
+
+    Cut at a token boundary; the cut text is tokenized again and cut further
+    in the rare case that its tokens merge differently, so it never exceeds
+    `max_tokens`.
+    """
+    with TOKENIZER_LOCK:
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        total, keep = len(ids), max_tokens
+        while len(ids) > max_tokens and keep > 0:
+            # A cut inside a character's bytes decodes to U+FFFD: leave that character out.
+            text = tokenizer.decode(ids[:keep], skip_special_tokens=True).rstrip("\ufffd")
+            ids = tokenizer(text, add_special_tokens=False).input_ids
+            keep -= max(1, len(ids) - max_tokens)
+        return (text if len(ids) <= max_tokens else ""), total
+
+
 def persona_messages(turns):
     """The persona's system prompt, then `(role, text)` turns as chat messages.
 
@@ -243,10 +266,12 @@ class CausalChatBackend(Backend):
         self._prefixes_lock = threading.Lock()
 
     def prompt(self, history, message, hit):
-        """The chat prompt; the oldest history turns are left out until it fits `prompt_budget`.
+        """The chat prompt, never over `prompt_budget` tokens.
 
-        The persona, the retrieved exchange and the message always stay, so
-        a batch's memory is bounded by its size times the prompt budget.
+        The oldest history turns are left out first; a message that still does
+        not fit is cut (`cut_to_tokens`). The persona and the retrieved
+        exchange always stay, so a batch's memory is bounded by its size times
+        the prompt budget.
         """
         history = list(history)
         while True:
@@ -260,10 +285,16 @@ class CausalChatBackend(Backend):
             if self.prompt_budget is None:
                 return text
             with TOKENIZER_LOCK:
-                fits = len(self.tokenizer(text, add_special_tokens=False).input_ids) <= self.prompt_budget
-            if fits or not history:
+                excess = len(self.tokenizer(text, add_special_tokens=False).input_ids) - self.prompt_budget
+            if excess <= 0:
                 return text
-            history.pop(0)
+            if history:
+                history.pop(0)
+                continue
+            shorter, _ = cut_to_tokens(self.tokenizer, message, max(0, count_tokens(self.tokenizer, message) - excess))
+            if shorter == message:  # nothing left to cut
+                return text
+            message = shorter
 
     def open_batch(self):
         """A continuous batch: rows join and leave at every step, each prompt starting from the prefix store."""

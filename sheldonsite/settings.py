@@ -175,6 +175,10 @@ INFERENCE_PREFIX_CACHE_TOKENS = int(os.environ.get("INFERENCE_PREFIX_CACHE_TOKEN
 # Chat limits.
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "2000"))
 CHAT_RATE_LIMIT = os.environ.get("CHAT_RATE_LIMIT", "20/60")  # messages / seconds per user
+# Tokens / seconds per user: what the user's replies cost the workers (chat.services.token_cost).
+CHAT_TOKEN_BUDGET = os.environ.get("CHAT_TOKEN_BUDGET", "3000/60")
+# A longer message is cut to this many tokens before it reaches the prompt (the reply says so).
+CHAT_MAX_MESSAGE_TOKENS = int(os.environ.get("CHAT_MAX_MESSAGE_TOKENS", "384"))
 # Streaming: the worker saves the partial reply and sends it to the page at most this often.
 CHAT_STREAM_FLUSH_SECONDS = float(os.environ.get("CHAT_STREAM_FLUSH_SECONDS", "0.08"))
 # A streaming reply with no progress for this long has lost its worker and is marked failed.

@@ -272,6 +272,8 @@
       node.append(retrieved);
     }
     if (message.status === "stopped") footer.append(element("span", "tag", "Stopped"));
+    const cut = (record.parameters || {}).message_cut;
+    if (cut) footer.append(element("span", "tag", `Your message was too long: Sheldon read its first ${cut.kept} of ${cut.tokens} tokens.`));
     if (message.status === "failed") {
       footer.append(element("span", "tag tag-error", message.error || "The reply failed."));
     }

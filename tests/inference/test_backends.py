@@ -1,7 +1,7 @@
 """Both backends with tiny models built from configs: prompts, batches, streaming, stopping."""
 import pytest
 
-from inference.backends import PERSONA, REFERENCE_SAMPLING, Row, backend_for
+from inference.backends import PERSONA, REFERENCE_SAMPLING, Row, backend_for, cut_to_tokens
 from inference.loading import load_generator
 from inference.replier import Turn
 from inference.retrieval import Hit
@@ -84,6 +84,17 @@ def test_a_chat_prompt_over_budget_leaves_out_its_oldest_turns(tiny_chat):
     assert tokens(unbounded) > 300 >= tokens(prompt)
     assert PERSONA in prompt and "Bazinga!" in prompt and "And now?" in prompt
     assert "Turn number 39 " in prompt and "Turn number 0 " not in prompt
-    # A message that alone is over budget is never cut.
+    # A message that alone is over budget is cut until the prompt fits: never past the budget.
     long_message = "word " * 400
-    assert long_message.strip() in backend.prompt(history, long_message, None)
+    cut = backend.prompt(history, long_message, HIT)
+    assert tokens(cut) <= 300 and "word word" in cut and long_message.strip() not in cut
+    assert PERSONA in cut and "Bazinga!" in cut
+
+
+def test_a_message_is_cut_to_a_token_budget(tiny_chat):
+    tokenizer = load_generator(str(tiny_chat)).tokenizer
+    dense = "".join(chr(0x4E00 + n * 7 % 20000) for n in range(2000))  # 2,000 ideographs
+    cut, total = cut_to_tokens(tokenizer, dense, 384)
+    assert total > 2000 and len(tokenizer(cut, add_special_tokens=False).input_ids) <= 384
+    assert dense.startswith(cut) and cut
+    assert cut_to_tokens(tokenizer, "A short one.", 384) == ("A short one.", len(tokenizer("A short one.").input_ids))
