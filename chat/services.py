@@ -119,6 +119,7 @@ def edit_last_message(conversation_id, user, text):
         question = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
         if question is None:
             raise ChatError("nothing_to_edit", "There is no message to edit yet.")
+        check_rate_limit(user, text)
         question.replies.all().delete()
         question.text = text
         question.save(update_fields=["text", "updated"])
