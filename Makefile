@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench worker clean-venv
+.PHONY: run admin test lint bench worker clean-venv
 
 # The runtime set: what `make run` and the workers need (the image installs the same).
 $(RUNTIME): requirements.txt
@@ -26,6 +26,10 @@ $(DEV): requirements-dev.txt $(RUNTIME)
 
 run: $(RUNTIME)
 	scripts/run.sh
+
+# A staff account for /admin/ (the review); asks for a name, an e-mail and a password.
+admin: $(RUNTIME)
+	$(PY) manage.py createsuperuser
 
 test: $(DEV)
 	scripts/test.sh

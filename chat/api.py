@@ -11,7 +11,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from . import services
+from . import services, warmup
 from .export import conversations_json, conversations_markdown
 from .models import Conversation, Message, Rating
 from .serializers import conversation_dict, message_dict, rating_dict
@@ -217,3 +217,11 @@ def export(request):
     filename = f"sheldon-conversations-{timezone.now():%Y-%m-%d}.{extension}"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def status(request):
+    """Whether the models are loaded, for the page's "waking up" notice and scripts/run.sh; no login needed."""
+    if request.method != "GET":
+        return JsonResponse({"error": "Use GET."}, status=405)
+    mode = "embedded" if settings.CELERY_TASK_ALWAYS_EAGER else "workers"
+    return JsonResponse({"mode": mode, "models": warmup.status()})

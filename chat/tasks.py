@@ -104,9 +104,9 @@ def generate_reply(self, bot_message_id: int) -> None:
 @worker_ready.connect
 def load_models_at_start(**kwargs):
     """Load the models when the worker starts, not on its first reply."""
-    from inference.batching import get_engine
+    from .warmup import warm_up
 
     try:
-        get_engine()
+        warm_up()
     except Exception:  # each reply will then fail with the reason, and the page offers a retry
         logger.exception("The worker could not load its models")

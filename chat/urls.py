@@ -13,4 +13,5 @@ urlpatterns = [
     path("api/messages/<int:message_id>/choose/", api.choose, name="api-choose"),
     path("api/search/", api.search, name="api-search"),
     path("api/export/", api.export, name="api-export"),
+    path("api/status/", api.status, name="api-status"),
 ]

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Set up and serve the product at http://127.0.0.1:8000 (called by `make run`).
+# Set up and serve the product at http://$HOST:$PORT, 127.0.0.1:8000 by default (called by `make run`).
+# Prints "Sheldon is ready" once the port answers and the models are loaded; Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
 mkdir -p var
+# Before any set-up step, so a second `make run` says so at once.
+$PY scripts/readiness.py port-free "$HOST" "$PORT"
 
 $PY scripts/ensure_database.py
 $PY manage.py migrate --noinput
@@ -12,6 +17,7 @@ $PY manage.py collectstatic --noinput -v 0
 # each step is skipped when nothing changed since the last run.
 $PY manage.py bootstrap
 
+started=$(date +%s)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
 # Each process runs under scripts/supervise.sh: one that crashes is started
@@ -24,7 +30,10 @@ if [ -n "${REDIS_URL:-}" ]; then
 else
   echo "REDIS_URL is not set: replies are generated inside the web process."
 fi
-echo "Serving the chat at http://${HOST:-127.0.0.1}:${PORT:-8000}"
-scripts/supervise.sh web .venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" sheldonsite.asgi:application &
+echo "Starting the web server on http://$HOST:$PORT and loading the models…"
+scripts/supervise.sh web .venv/bin/daphne -b "$HOST" -p "$PORT" sheldonsite.asgi:application &
 pids+=($!)
+if $PY scripts/readiness.py wait "$HOST" "$PORT" "$started"; then
+  echo "Sheldon is ready: http://$HOST:$PORT  (stop with Ctrl-C; a staff account for /admin/: make admin)"
+fi
 wait -n "${pids[@]}"

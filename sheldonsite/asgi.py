@@ -10,8 +10,16 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+
+if settings.CELERY_TASK_ALWAYS_EAGER:
+    # No workers (no REDIS_URL): this process generates the replies, so it
+    # loads the models now, in the background, not inside the first reply.
+    from chat.warmup import warm_up_in_background
+
+    warm_up_in_background()
 
 application = ProtocolTypeRouter(
     {

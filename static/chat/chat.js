@@ -29,6 +29,9 @@
     toggle: $("sidebar-toggle"),
     search: $("search-input"),
     results: $("search-results"),
+    waking: $("waking-up"),
+    wakingDetail: $("waking-up-detail"),
+    wakingProgress: $("waking-up-progress"),
   };
 
   const state = {
@@ -527,7 +530,57 @@
     if (stick) scrollToBottom();
   }
 
+  // --- Waking up --------------------------------------------------------------------
+  // While a reply waits in the queue, ask whether the models are loaded yet; if
+  // not, say so, with the step and the time against the last load's.
+  let statusTimer = null;
+  function watchWakingUp() {
+    const waiting = [...state.messages.values()].some((m) => m.status === "queued");
+    if (!waiting) {
+      els.waking.hidden = true;
+      clearTimeout(statusTimer);
+      statusTimer = null;
+      return;
+    }
+    if (statusTimer === null) statusTimer = setTimeout(checkModels, 0);
+  }
+
+  async function checkModels() {
+    try {
+      const models = (await api("GET", "/api/status/")).models;
+      showWakingUp(models);
+    } catch (error) {
+      els.waking.hidden = true; // the status is a courtesy: the reply comes anyway
+    }
+    const waiting = [...state.messages.values()].some((m) => m.status === "queued");
+    statusTimer = waiting ? setTimeout(checkModels, 1000) : null;
+    if (!waiting) els.waking.hidden = true;
+  }
+
+  function showWakingUp(models) {
+    if (models.state === "ready" || models.state === "unknown") {
+      els.waking.hidden = true;
+      return;
+    }
+    if (models.state === "failed") {
+      els.waking.hidden = true;
+      showError(models.error);
+      return;
+    }
+    const elapsed = models.elapsed_seconds || 0;
+    let detail = `${models.step} (step ${models.step_number} of ${models.steps}), ${Math.round(elapsed)} s`;
+    if (models.expected_seconds) {
+      detail += ` of about ${Math.round(models.expected_seconds)} s`;
+      els.wakingProgress.value = Math.min(95, (100 * elapsed) / models.expected_seconds);
+    } else {
+      els.wakingProgress.removeAttribute("value"); // no estimate yet: an indeterminate bar
+    }
+    els.wakingDetail.textContent = detail;
+    els.waking.hidden = false;
+  }
+
   function updateControls() {
+    watchWakingUp();
     const replying = busy();
     els.stop.hidden = !replying;
     els.send.disabled = replying;
