@@ -4,10 +4,12 @@ Another user's conversation or message answers 404, exactly like one that
 does not exist.
 """
 import json
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -27,15 +29,19 @@ SNIPPET_CHARS = 60  # shown on each side of the match
 
 
 class BadRequest(Exception):
-    pass
+    """Bad input to an API view; the message becomes the 400 answer's `error`."""
 
 
-def json_api(*methods):
+# An API view: a request and the URL's arguments in, a response out.
+View = Callable[..., HttpResponse]
+
+
+def json_api(*methods: str) -> Callable[[View], View]:
     """Login, allowed methods, and errors as JSON for an API view."""
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         @wraps(view)
-        def wrapper(request, *args, **kwargs):
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
                 return JsonResponse({"error": "Log in first."}, status=401)
             if request.method not in methods:
@@ -56,7 +62,7 @@ def json_api(*methods):
     return decorate
 
 
-def json_body(request):
+def json_body(request: HttpRequest) -> dict:
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
@@ -66,7 +72,7 @@ def json_body(request):
     return body
 
 
-def clean_title(value):
+def clean_title(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("title must be a non-empty string.")
     if len(value.strip()) > TITLE_MAX_CHARS:
@@ -75,7 +81,7 @@ def clean_title(value):
 
 
 @json_api("GET", "POST")
-def conversations(request):
+def conversations(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         body = json_body(request)
         title = clean_title(body["title"]) if "title" in body else ""
@@ -88,7 +94,7 @@ def conversations(request):
 
 
 @json_api("GET", "PATCH", "DELETE")
-def conversation(request, conversation_id):
+def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
     if request.method == "DELETE":
         conversation.delete()
@@ -99,7 +105,7 @@ def conversation(request, conversation_id):
     return JsonResponse(conversation_dict(conversation))
 
 
-def positive_int(value, name):
+def positive_int(value: Any, name: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -110,7 +116,7 @@ def positive_int(value, name):
 
 
 @json_api("GET")
-def messages(request, conversation_id):
+def messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """One page of the history, newest page first: `?before=<id>` gives the page before it.
 
     Within a page the messages are in reading order (oldest first).
@@ -134,7 +140,7 @@ def messages(request, conversation_id):
 
 
 @json_api("PUT")
-def rating(request, message_id):
+def rating(request: HttpRequest, message_id: int) -> HttpResponse:
     message = get_object_or_404(
         Message, pk=message_id, role=Message.Role.BOT, conversation__owner=request.user
     )
@@ -153,7 +159,7 @@ def rating(request, message_id):
 
 
 @json_api("POST")
-def choose(request, message_id):
+def choose(request: HttpRequest, message_id: int) -> HttpResponse:
     """Show this alternative reply instead of the others to the same message."""
     try:
         reply = services.choose_reply(message_id, request.user)
@@ -163,7 +169,7 @@ def choose(request, message_id):
     return JsonResponse(message_dict(reply, own_rating))
 
 
-def snippet(text, query):
+def snippet(text: str, query: str) -> str:
     """The part of `text` around the first match of `query`, with … where it was cut."""
     at = text.lower().find(query.lower())
     if at < 0:
@@ -173,7 +179,7 @@ def snippet(text, query):
 
 
 @json_api("GET")
-def search(request):
+def search(request: HttpRequest) -> HttpResponse:
     """The user's own messages that contain `q` (case-insensitive), newest first."""
     query = request.GET.get("q", "").strip()
     if not SEARCH_MIN_CHARS <= len(query) <= SEARCH_MAX_CHARS:
@@ -207,7 +213,7 @@ EXPORT_FORMATS = {
 
 
 @json_api("GET")
-def export(request):
+def export(request: HttpRequest) -> HttpResponse:
     """All of the user's conversations as a download: `?format=json` (default) or `markdown`."""
     name = request.GET.get("format", "json")
     if name not in EXPORT_FORMATS:
@@ -219,7 +225,7 @@ def export(request):
     return response
 
 
-def status(request):
+def status(request: HttpRequest) -> HttpResponse:
     """Whether the models are loaded, for the page's "waking up" notice and scripts/run.sh; no login needed."""
     if request.method != "GET":
         return JsonResponse({"error": "Use GET."}, status=405)

@@ -12,6 +12,8 @@ import json
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 
 from . import services
 from .frames import error_frame, message_frame, reply_done_frame, send_now
@@ -25,7 +27,7 @@ FRAME_TYPES = ("user_message", "edit", "stop", "regenerate")
 CLOSE_NOT_FOUND = 4404
 
 
-def parse_frame(text_data):
+def parse_frame(text_data: str | None) -> dict:
     """The client frame as a dict, or a ChatError that says what is wrong with it."""
     if text_data is None:
         raise ChatError("bad_frame", "Frames are JSON text, not binary.")
@@ -51,18 +53,18 @@ def parse_frame(text_data):
 
 
 @database_sync_to_async
-def owns_conversation(user, conversation_id):
+def owns_conversation(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> bool:
     return Conversation.objects.filter(pk=conversation_id, owner=user).exists()
 
 
 @database_sync_to_async
-def replies_in_progress(conversation_id):
+def replies_in_progress(conversation_id: int) -> list[dict]:
     replies = Message.objects.filter(conversation_id=conversation_id, status__in=Message.IN_PROGRESS)
     return [message_frame(reply) for reply in replies]
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
-    async def connect(self):
+    async def connect(self) -> None:
         self.user = self.scope["user"]
         self.conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         self.group = conversation_group(self.conversation_id)
@@ -81,12 +83,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.send_frame(frame)
         self.watchdog = asyncio.create_task(self.fail_stale_replies_while_open())
 
-    async def disconnect(self, code):
+    async def disconnect(self, code: int) -> None:
         if self.watchdog:
             self.watchdog.cancel()
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def fail_stale_replies_while_open(self):
+    async def fail_stale_replies_while_open(self) -> None:
         """Turn a reply whose worker died into a `failed` one the page can retry."""
         interval = max(1.0, settings.CHAT_REPLY_STALE_SECONDS / 4)
         while True:
@@ -94,7 +96,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self.to_group(reply_done_frame(reply))
             await asyncio.sleep(interval)
 
-    async def receive(self, text_data=None, bytes_data=None):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
             frame = parse_frame(text_data)
             if frame["type"] == "user_message":
@@ -110,35 +112,35 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except Conversation.DoesNotExist:
             await self.close(code=CLOSE_NOT_FOUND)  # deleted while open
 
-    async def user_message(self, text):
+    async def user_message(self, text: str) -> None:
         question, reply = await database_sync_to_async(services.post_user_message)(
             self.conversation_id, self.user, text
         )
         await self.to_group(message_frame(question))
         await self.to_group(message_frame(reply))
 
-    async def edit(self, text):
+    async def edit(self, text: str) -> None:
         question, reply = await database_sync_to_async(services.edit_last_message)(
             self.conversation_id, self.user, text
         )
         await self.to_group(message_frame(question))
         await self.to_group(message_frame(reply))
 
-    async def regenerate(self):
+    async def regenerate(self) -> None:
         reply = await database_sync_to_async(services.regenerate)(self.conversation_id, self.user)
         await self.to_group(message_frame(reply))
 
-    async def stop(self):
+    async def stop(self) -> None:
         stopped = await database_sync_to_async(services.request_stop)(self.conversation_id, self.user)
         if stopped is not None:
             await self.to_group(reply_done_frame(stopped))
 
-    async def to_group(self, frame):
+    async def to_group(self, frame: dict) -> None:
         await send_now(self.conversation_id, frame)
 
-    async def send_frame(self, frame):
+    async def send_frame(self, frame: dict) -> None:
         await self.send(text_data=json.dumps(frame))
 
-    async def chat_frame(self, event):
+    async def chat_frame(self, event: dict) -> None:
         """A frame for this conversation's sockets, from a worker or another socket."""
         await self.send_frame(event["frame"])

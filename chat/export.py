@@ -2,13 +2,14 @@
 
 import json
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
 from .models import Conversation, Message, Rating
 from .serializers import conversation_dict, message_dict
 
 
-def _owned(user):
+def _owned(user: AbstractBaseUser) -> list[tuple[Conversation, list[Message], dict[int, Rating]]]:
     """(conversation, its messages in reading order, the user's ratings by message id) for each conversation."""
     conversations = list(Conversation.objects.filter(owner=user).order_by("created", "id"))
     messages = {c.pk: [] for c in conversations}
@@ -18,7 +19,7 @@ def _owned(user):
     return [(c, messages[c.pk], ratings) for c in conversations]
 
 
-def conversations_json(user) -> str:
+def conversations_json(user: AbstractBaseUser) -> str:
     """Every conversation with every message (alternatives too), in the API's shapes."""
     data = {
         "user": user.get_username(),
@@ -31,12 +32,12 @@ def conversations_json(user) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2)
 
 
-def _quoted(text):
+def _quoted(text: str) -> str:
     # Each line quoted, so the text reads as written and no line of it becomes a heading or a list.
     return "\n".join("> " + line if line else ">" for line in text.splitlines() or [""])
 
 
-def conversations_markdown(user) -> str:
+def conversations_markdown(user: AbstractBaseUser) -> str:
     """The conversations as they read on the page: the chosen reply of each message."""
     lines = [
         f"# Conversations of {user.get_username()} with Sheldon",

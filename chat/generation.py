@@ -11,7 +11,9 @@ generations into one text.
 import logging
 import threading
 import time
-from datetime import timedelta
+from concurrent.futures import Future
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -29,11 +31,11 @@ IN_PROGRESS_ELSEWHERE = "in-progress-elsewhere"
 STOP_CHECK_SECONDS = 0.3
 
 
-def reply_done(message):
+def reply_done(message: Message) -> None:
     frames.send(message.conversation_id, frames.reply_done_frame(message))
 
 
-def fail_reply(message_id, reason):
+def fail_reply(message_id: int, reason: str) -> None:
     """Mark an unfinished reply failed (e.g. the models could not be loaded)."""
     changed = Message.objects.filter(pk=message_id, status__in=Message.IN_PROGRESS).update(
         status=Message.Status.FAILED, error=reason, updated=timezone.now()
@@ -42,7 +44,7 @@ def fail_reply(message_id, reason):
         reply_done(Message.objects.get(pk=message_id))
 
 
-def claim_reply(message_id, worker):
+def claim_reply(message_id: int, worker: str) -> Message | str | None:
     """The bot message to generate, now `streaming` under a new attempt.
 
     None when there is nothing to do (finished, or gone); IN_PROGRESS_ELSEWHERE
@@ -73,7 +75,7 @@ def claim_reply(message_id, worker):
     return message
 
 
-def conversation_history(reply, turns):
+def conversation_history(reply: Message, turns: int) -> tuple[list[tuple[str, str]], str]:
     """(history, question) for a bot message: the dialogue before its user message."""
     question = reply.reply_to
     earlier = (
@@ -99,7 +101,9 @@ class ReplyStream:
     a slow client cannot overflow the channel layer) and polls for a stop.
     """
 
-    def __init__(self, message, task_started=None, warmup_seconds=None):
+    def __init__(
+        self, message: Message, task_started: datetime | None = None, warmup_seconds: float | None = None
+    ) -> None:
         self.message = message
         # When the task began (timezone-aware) and how long it waited for the
         # models: with the reply's own time they make the record's waits.
@@ -115,7 +119,7 @@ class ReplyStream:
         self.timed_out = False
         self.notes = {}  # what the person should know about this reply, kept in its parameters
 
-    def _save(self, **fields):
+    def _save(self, **fields: Any) -> bool:
         """Write to the reply if this attempt still holds it; remembers when it does not."""
         if self.lost:
             return False
@@ -126,16 +130,16 @@ class ReplyStream:
         self.lost = not changed
         return bool(changed)
 
-    def add(self, piece):
+    def add(self, piece: str) -> None:
         first = not self.text
         self.text += piece
         if first:
             self._wake.set()  # the first words go out at once, the rest in chunks
 
-    def should_stop(self):
+    def should_stop(self) -> bool:
         return self.stop or self.lost or self.timed_out
 
-    def follow(self, generation):
+    def follow(self, generation: Future) -> Any:
         """Flush and check for a stop until `generation` (a Future of the Reply) is done; its Reply."""
         generation.add_done_callback(lambda _: self._wake.set())
         while True:
@@ -146,7 +150,7 @@ class ReplyStream:
             self.flush()
             self._check()
 
-    def flush(self):
+    def flush(self) -> None:
         text = self.text  # one snapshot: the generation may append meanwhile
         if len(text) == self.sent or not self._save(text=text):
             return
@@ -154,7 +158,7 @@ class ReplyStream:
         frames.send(self.message.conversation_id, frame)
         self.sent = len(text)
 
-    def _check(self):
+    def _check(self) -> None:
         now = time.monotonic()
         if now - self.last_check >= STOP_CHECK_SECONDS:
             self.last_check = now
@@ -164,16 +168,16 @@ class ReplyStream:
                 self._save()  # no piece for a while (a long prompt): show the reply is still alive
             self.timed_out = now > self.deadline
 
-    def _finish(self, **fields):
+    def _finish(self, **fields: Any) -> None:
         if self._save(**fields):
             self.message.refresh_from_db()
             reply_done(self.message)
 
-    def fail(self, reason):
+    def fail(self, reason: str) -> None:
         self.flush()
         self._finish(status=Message.Status.FAILED, error=reason, text=self.text)
 
-    def finish(self, reply):
+    def finish(self, reply: Any) -> None:
         """Save the final text and the generation record, and tell the page."""
         self.flush()  # the last pieces, so the token frames spell the whole text
         created = self.message.created

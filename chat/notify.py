@@ -42,7 +42,7 @@ class FrameSender:
     def send(self, conversation_id: int, frame: dict) -> None:
         self.loop.call_soon_threadsafe(self.waiting.put_nowait, (conversation_id, frame))
 
-    async def _run(self):
+    async def _run(self) -> None:
         layer = get_channel_layer()
         while True:
             conversation_id, frame = await self.waiting.get()

@@ -8,6 +8,7 @@ that is not there yet.
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,19 +21,19 @@ TITLE_CHARS = 60
 class ChatError(Exception):
     """A request the chat refuses; `code` and `detail` become an error frame."""
 
-    def __init__(self, code, detail):
+    def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
 
 
-def per_window(setting):
+def per_window(setting: str) -> tuple[int, int]:
     """(amount, seconds) from a setting such as CHAT_RATE_LIMIT, e.g. "20/60"."""
     amount, seconds = setting.split("/")
     return int(amount), int(seconds)
 
 
-def token_cost(text):
+def token_cost(text: str) -> int:
     """An upper bound of the tokens a reply to `text` costs a worker beyond the persona.
 
     The web process has no tokenizer: a byte-level BPE token covers at least
@@ -42,7 +43,7 @@ def token_cost(text):
     return min(len(text.encode("utf-8")), settings.CHAT_MAX_MESSAGE_TOKENS) + settings.MAX_NEW_TOKENS
 
 
-def check_rate_limit(user, question_text):
+def check_rate_limit(user: AbstractBaseUser, question_text: str) -> None:
     # Every reply a user asks for (a message or a regenerate) costs a worker
     # a generation, so bot messages are what is counted, across all of the
     # user's conversations and web processes: how many, and their tokens.
@@ -65,19 +66,19 @@ def check_rate_limit(user, question_text):
         )
 
 
-def _locked_conversation(conversation_id, user):
+def _locked_conversation(conversation_id: int, user: AbstractBaseUser) -> Conversation:
     conversation = Conversation.objects.select_for_update().get(pk=conversation_id, owner=user)
     if conversation.messages.filter(status__in=Message.IN_PROGRESS).exists():
         raise ChatError("busy", "Sheldon is still answering. Wait for the reply or press Stop.")
     return conversation
 
 
-def title_from(text):
+def title_from(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def post_user_message(conversation_id, user, text):
+def post_user_message(conversation_id: int, user: AbstractBaseUser, text: str) -> tuple[Message, Message]:
     """Store the user's message and its queued reply; returns both."""
     with transaction.atomic():
         conversation = _locked_conversation(conversation_id, user)
@@ -91,7 +92,7 @@ def post_user_message(conversation_id, user, text):
     return user_message, reply
 
 
-def regenerate(conversation_id, user):
+def regenerate(conversation_id: int, user: AbstractBaseUser) -> Message:
     """A new reply to the last user message; earlier alternatives stay, unchosen."""
     with transaction.atomic():
         conversation = _locked_conversation(conversation_id, user)
@@ -108,7 +109,7 @@ def regenerate(conversation_id, user):
     return reply
 
 
-def edit_last_message(conversation_id, user, text):
+def edit_last_message(conversation_id: int, user: AbstractBaseUser, text: str) -> tuple[Message, Message]:
     """Replace the text of the last user message and answer it anew; returns (message, reply).
 
     The replies to the old text answered another question: they are deleted
@@ -129,7 +130,7 @@ def edit_last_message(conversation_id, user, text):
     return question, reply
 
 
-def choose_reply(message_id, user):
+def choose_reply(message_id: int, user: AbstractBaseUser) -> Message:
     """Make one of a message's finished alternative replies the chosen one; returns it."""
     with transaction.atomic():
         reply = Message.objects.select_for_update().get(
@@ -144,7 +145,7 @@ def choose_reply(message_id, user):
     return reply
 
 
-def request_stop(conversation_id, user):
+def request_stop(conversation_id: int, user: AbstractBaseUser) -> Message | None:
     """Stop the reply in progress; returns it when it was stopped right here.
 
     A queued reply that no worker has claimed is stopped at once. A streaming
@@ -163,7 +164,7 @@ def request_stop(conversation_id, user):
     return reply if reply.status == Message.Status.STOPPED else None
 
 
-def fail_stale_replies(conversation_id):
+def fail_stale_replies(conversation_id: int) -> list[Message]:
     """Mark failed the replies whose worker is gone; returns them.
 
     A streaming reply's worker saves progress several times a second, so one

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-from celery import current_app, shared_task
+from celery import Task, current_app, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 from django.db import close_old_connections, transaction
@@ -39,8 +39,8 @@ def queue_reply(bot_message_id: int) -> None:
         )
 
 
-def _generate_in_this_process(bot_message_id):
-    def run():
+def _generate_in_this_process(bot_message_id: int) -> None:
+    def run() -> None:
         try:
             generate_reply.apply(args=[bot_message_id])
         finally:
@@ -50,7 +50,7 @@ def _generate_in_this_process(bot_message_id):
 
 
 @shared_task(bind=True, name=GENERATE_REPLY, acks_late=True, reject_on_worker_lost=True)
-def generate_reply(self, bot_message_id: int) -> None:
+def generate_reply(self: Task, bot_message_id: int) -> None:
     task_started, warmup_started = timezone.now(), time.monotonic()
     # Only workers get here: the models' code is imported on the first reply (or at worker start).
     from inference.backends import cut_to_tokens
@@ -102,7 +102,7 @@ def generate_reply(self, bot_message_id: int) -> None:
 
 
 @worker_ready.connect
-def load_models_at_start(**kwargs):
+def load_models_at_start(**kwargs: object) -> None:
     """Load the models when the worker starts, not on its first reply."""
     from .warmup import warm_up
 

@@ -1,13 +1,14 @@
 """The chat page: one template for the empty start and for an open conversation."""
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from .models import Conversation
 
 
 @login_required
-def chat_page(request, conversation_id=None):
+def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
     if conversation_id is not None:
         get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
     page_settings = {

@@ -71,7 +71,7 @@ def warm_up_in_background() -> None:
             return
         _started = True
 
-    def run():
+    def run() -> None:
         try:
             warm_up()
         except Exception:  # each reply then fails with the reason, and the page offers a retry
