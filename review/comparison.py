@@ -6,11 +6,15 @@ so the page's scoreboard and the command's table are one computation.
 
 import json
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.http import QueryDict
 
 from chat.models import Message
 from review.models import ComparisonCandidate, ComparisonItem, ComparisonRating
@@ -22,7 +26,7 @@ CONVERSATIONS = "conversations"  # the set of items made from real conversation 
 # --- Loading ------------------------------------------------------------------------------------
 
 
-def load_sheet(folder, set_name=""):
+def load_sheet(folder: str | Path, set_name: str = "") -> tuple[int, int]:
     """Load a blind sheet's items as comparison items; returns (loaded, already there).
 
     Items already loaded under the same set name are left as they are, so
@@ -53,7 +57,7 @@ def load_sheet(folder, set_name=""):
     return loaded, skipped
 
 
-def reply_version(message):
+def reply_version(message: Message) -> str:
     """The system/version a reply came from: its record's `version` when set, else model and temperature."""
     recorded = message.parameters.get("version") if isinstance(message.parameters, dict) else None
     if recorded:
@@ -69,7 +73,7 @@ class TurnOutcome:
     skipped: list  # (user message, why)
 
 
-def items_from_replies(replies):
+def items_from_replies(replies: Iterable[Message]) -> TurnOutcome:
     """A comparison item for each user message that the given bot replies answer.
 
     All finished replies to that message count (the selected one and its
@@ -112,14 +116,14 @@ def items_from_replies(replies):
 # --- Rating ----------------------------------------------------------------------------------------
 
 
-def blind_order(item, rater):
+def blind_order(item: ComparisonItem, rater: AbstractBaseUser) -> list[tuple[str, ComparisonCandidate]]:
     """The item's candidates as this rater sees them: [(label, candidate)], shuffled per rater and item."""
     candidates = list(item.candidates.all())
     random.Random(f"{rater.pk}:{item.pk}").shuffle(candidates)
     return list(zip(labels(len(candidates)), candidates))
 
 
-def items_to_rate(rater, set_name=""):
+def items_to_rate(rater: AbstractBaseUser, set_name: str = "") -> QuerySet:
     """Items with a candidate this rater has not rated yet, oldest first."""
     rated = ComparisonRating.objects.filter(rater=rater).values("candidate")
     items = ComparisonItem.objects.filter(candidates__in=ComparisonCandidate.objects.exclude(pk__in=rated))
@@ -128,7 +132,7 @@ def items_to_rate(rater, set_name=""):
     return items.distinct().order_by("id")
 
 
-def parse_ratings(post, ordered):
+def parse_ratings(post: QueryDict, ordered: list[tuple[str, ComparisonCandidate]]) -> dict[ComparisonCandidate, dict]:
     """{candidate: {sense, character, fit, bad}} from the page's form, or raise ValueError saying what is missing."""
     ratings = {}
     for label, candidate in ordered:
@@ -143,7 +147,7 @@ def parse_ratings(post, ordered):
     return ratings
 
 
-def save_ratings(rater, ratings):
+def save_ratings(rater: AbstractBaseUser, ratings: dict[ComparisonCandidate, dict]) -> None:
     with transaction.atomic():
         for candidate, values in ratings.items():
             ComparisonRating.objects.update_or_create(candidate=candidate, rater=rater, defaults=values)
@@ -152,7 +156,7 @@ def save_ratings(rater, ratings):
 # --- Scores ------------------------------------------------------------------------------------
 
 
-def judgements(ratings):
+def judgements(ratings: QuerySet) -> list[Judgement]:
     """ComparisonRatings as the blind score's Judgements: one per rater, item and system."""
     return [
         Judgement(
@@ -169,7 +173,7 @@ def judgements(ratings):
     ]
 
 
-def scoreboard(set_name=""):
+def scoreboard(set_name: str = "") -> list[dict]:
     """The blind score's rows for the stored ratings (of one set, or all)."""
     ratings = ComparisonRating.objects.all()
     if set_name:
@@ -177,7 +181,7 @@ def scoreboard(set_name=""):
     return summarize(judgements(ratings))
 
 
-def export_rows(ratings):
+def export_rows(ratings: QuerySet) -> Iterator[dict]:
     """One JSON-able row per rating: the item, the candidate with its systems and source reply, the scores."""
     for rating in ratings.select_related("rater", "candidate__item").order_by("id"):
         candidate, item = rating.candidate, rating.candidate.item
@@ -198,7 +202,7 @@ def export_rows(ratings):
         }
 
 
-def write_ratings_export(ratings, handle):
+def write_ratings_export(ratings: QuerySet, handle: TextIO) -> int:
     count = 0
     for row in export_rows(ratings):
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")

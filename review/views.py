@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
-from django.http import HttpResponseBadRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -76,7 +76,7 @@ def ratings_overview(request):
     )
 
 
-def compare(request, pk=None):
+def compare(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     """One item at a time: its dialogue and candidates in this rater's blind order, rated on the rubric's scales.
 
     Without `pk`, the oldest item with a candidate this rater has not rated
@@ -156,7 +156,7 @@ def _shown_values(request, item, ordered):
     }
 
 
-def compare_scoreboard(request):
+def compare_scoreboard(request: HttpRequest) -> HttpResponse:
     """Each system/version's blind scores, computed by the same code as `blind_score`."""
     require_permission(request, "review.view_comparisonrating")
     set_name = request.GET.get("set", "")

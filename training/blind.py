@@ -20,12 +20,14 @@ import json
 import random
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from data.pipeline import build_exchanges, episode_names, split_episodes
+from data.pipeline import ScriptLine, build_exchanges, episode_names, split_episodes
 
 # Word for word what raters read at the top of every sheet and on the compare page.
 # Never edit it: tables compare across versions only while it stays the same.
@@ -73,7 +75,7 @@ class Item:
     answer: str  # the character's scripted reply
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict) -> "Item":
         return cls(
             id=int(data["id"]),
             episode=data["episode"],
@@ -87,7 +89,7 @@ class Item:
 # --- Items ---------------------------------------------------------------------------------------
 
 
-def pick_items(lines, n, seed=1234, character="Sheldon"):
+def pick_items(lines: list[ScriptLine], n: int, seed: int = 1234, character: str = "Sheldon") -> list[Item]:
     """`n` exchanges of `character` from the validation episodes, spread across episodes.
 
     Only exchanges that answer another character's line count (a line that
@@ -132,21 +134,27 @@ def pick_items(lines, n, seed=1234, character="Sheldon"):
 # --- Systems -------------------------------------------------------------------------------------
 
 
+class ReplySystem(Protocol):
+    """What a system is to a sheet: one reply per item, in order."""
+
+    def replies(self, items: list[Item]) -> list[str]: ...
+
+
 class ScriptedSystem:
     """The show's true line."""
 
-    def replies(self, items):
+    def replies(self, items: list[Item]) -> list[str]:
         return [item.answer for item in items]
 
 
 class OtherCharacterSystem:
     """A random line of another character from another episode: the floor a reply must beat."""
 
-    def __init__(self, lines, seed, character="Sheldon"):
+    def __init__(self, lines: list[ScriptLine], seed: int, character: str = "Sheldon"):
         self.lines = [line for line in lines if line.speaker != character]
         self.seed = seed
 
-    def replies(self, items):
+    def replies(self, items: list[Item]) -> list[str]:
         rng = random.Random(f"{self.seed}:other")
         replies = []
         for item in items:
@@ -161,13 +169,15 @@ class RetrievedSystem:
     """The top-1 scripted line of the training episodes (never the item's own), retrieved
     by the product's retrieval code: what retrieval alone would say."""
 
-    def __init__(self, lines, retriever_model, cache_dir, character="Sheldon"):
+    def __init__(
+        self, lines: list[ScriptLine], retriever_model: str, cache_dir: str | Path, character: str = "Sheldon"
+    ):
         train, _ = split_episodes(episode_names(lines), seed=SPLIT_SEED)
         self.exchanges = [e for e in build_exchanges(lines, character) if e.episode in train]
         self.retriever_model = retriever_model
         self.cache_dir = cache_dir
 
-    def replies(self, items):
+    def replies(self, items: list[Item]) -> list[str]:
         from training.evaluation import training_index
 
         index = training_index(self.cache_dir, self.retriever_model, self.exchanges)
@@ -177,7 +187,7 @@ class RetrievedSystem:
         return [found[0].text for found in hits]
 
 
-def parse_systems(pairs):
+def parse_systems(pairs: list[str]) -> dict[str, str]:
     """`["base=scripted", ...]` -> {name: spec}, in order; clear errors for bad or repeated names."""
     systems = {}
     for pair in pairs:
@@ -193,7 +203,14 @@ def parse_systems(pairs):
     return systems
 
 
-def build_system(spec, lines, seed, character="Sheldon", retriever_model="", cache_dir="var/evaluation/cache"):
+def build_system(
+    spec: str,
+    lines: list[ScriptLine],
+    seed: int,
+    character: str = "Sheldon",
+    retriever_model: str = "",
+    cache_dir: str | Path = "var/evaluation/cache",
+) -> ReplySystem:
     """An object with `.replies(items) -> list[str]` for `spec`.
 
     Built in: `scripted`, `other`, `retrieved` (optionally `retrieved:RETRIEVER`,
@@ -223,7 +240,9 @@ def build_system(spec, lines, seed, character="Sheldon", retriever_model="", cac
         raise BlindError(f"The spec {spec!r} is not understood by inference.systems.build_system: {error}") from error
 
 
-def collect_replies(systems, items, build):
+def collect_replies(
+    systems: dict[str, str], items: list[Item], build: Callable[[str], ReplySystem]
+) -> dict[str, list[str]]:
     """{name: replies} from each system, checked to answer every item with text.
 
     Every spec is built before any system replies, so a bad spec fails at once.
@@ -243,17 +262,17 @@ def collect_replies(systems, items, build):
 # --- The sheet -----------------------------------------------------------------------------------
 
 
-def one_line(text):
+def one_line(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def labels(count):
+def labels(count: int) -> list[str]:
     """A, B, ..., Z, AA, AB, ...: as many as candidates."""
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     return [letters[i] if i < 26 else letters[i // 26 - 1] + letters[i % 26] for i in range(count)]
 
 
-def shuffled_candidates(item_id, replies, seed):
+def shuffled_candidates(item_id: int, replies: dict[str, str], seed: int) -> list[tuple[str, str, list[str]]]:
     """[(label, text, [systems])] for one item: each distinct text once, in a seeded order.
 
     `replies` is {system: text}. The order depends on the seed and the item
@@ -267,7 +286,9 @@ def shuffled_candidates(item_id, replies, seed):
     return [(label, text, systems_by_text[text]) for label, text in zip(labels(len(texts)), texts)]
 
 
-def write_sheet(folder, items, replies_by_system, seed, about=None):
+def write_sheet(
+    folder: str | Path, items: list[Item], replies_by_system: dict[str, list[str]], seed: int, about: dict | None = None
+) -> dict:
     """sheet.md (for raters), key.json (hidden: which label is which system) and items.json.
 
     `about` (e.g. the systems' specs, the transcripts) is kept in the key as it is.
@@ -301,7 +322,7 @@ def write_sheet(folder, items, replies_by_system, seed, about=None):
     return key
 
 
-def read_key(folder):
+def read_key(folder: str | Path) -> dict:
     path = Path(folder) / KEY
     try:
         key = json.loads(path.read_text())
@@ -314,7 +335,7 @@ def read_key(folder):
     return key
 
 
-def read_items(folder):
+def read_items(folder: str | Path) -> list[tuple[Item, dict[str, str]]]:
     """The items of a sheet, each with its shown candidates ({label: text})."""
     path = Path(folder) / ITEMS
     try:
@@ -342,11 +363,11 @@ class Judgement:
     bad: bool
 
     @property
-    def good(self):
+    def good(self) -> bool:
         return self.sense >= GOOD_AT_LEAST and self.fit >= GOOD_AT_LEAST and not self.bad
 
 
-def check_rating(rating, where):
+def check_rating(rating: object, where: str) -> dict:
     """A candidate's {sense, character, fit, bad}, checked; BlindError says what is wrong and `where`."""
     if not isinstance(rating, dict):
         raise BlindError(f'{where}: expected {{"sense": .., "character": .., "fit": .., "bad": ..}}, got {rating!r}.')
@@ -362,7 +383,7 @@ def check_rating(rating, where):
     return rating
 
 
-def read_ratings(path, key=None):
+def read_ratings(path: str | Path, key: dict | None = None) -> dict[str, dict[str, dict]]:
     """A rater's JSON lines: {item id: {label: rating}}.
 
     Blank lines and ``` fences are skipped. With the sheet's `key`, unknown
@@ -409,7 +430,7 @@ def read_ratings(path, key=None):
     return ratings
 
 
-def judgements(key, ratings_by_rater):
+def judgements(key: dict, ratings_by_rater: dict[str, dict]) -> list[Judgement]:
     """Each rater's ratings through the key: one Judgement per rater, item and system."""
     found = []
     for rater, ratings in ratings_by_rater.items():
@@ -425,7 +446,7 @@ def judgements(key, ratings_by_rater):
 MEASURES = (*SCALES, "good", "flagged")
 
 
-def _value(judgement, measure):
+def _value(judgement: Judgement, measure: str) -> float:
     if measure == "good":
         return float(judgement.good)
     if measure == "flagged":
@@ -433,7 +454,7 @@ def _value(judgement, measure):
     return float(getattr(judgement, measure))
 
 
-def mean_with_interval(item_values, rng):
+def mean_with_interval(item_values: list[float], rng: np.random.Generator) -> tuple[float, float, float]:
     """Mean over items and its 95% percentile bootstrap interval (items resampled)."""
     values = np.asarray(item_values, dtype=float)
     if len(values) == 1:
@@ -443,7 +464,7 @@ def mean_with_interval(item_values, rng):
     return float(values.mean()), float(low), float(high)
 
 
-def summarize(found, systems=None, seed=0):
+def summarize(found: list[Judgement], systems: list[str] | None = None, seed: int = 0) -> list[dict]:
     """One row per system: each measure's mean with its 95% interval, n items, n raters,
     per-rater means and the largest gap between two raters' means.
 
@@ -486,7 +507,7 @@ def summarize(found, systems=None, seed=0):
     return rows
 
 
-def format_table(rows, markdown=True):
+def format_table(rows: list[dict]) -> str:
     """The issue's table: system | sense | character | fit | good | flagged, each `mean [low, high]`."""
     items = max((row["items"] for row in rows), default=0)
     raters = max((row["raters"] for row in rows), default=0)
@@ -498,7 +519,7 @@ def format_table(rows, markdown=True):
     return "\n".join(lines)
 
 
-def agreement_lines(rows):
+def agreement_lines(rows: list[dict]) -> list[str]:
     """Per system, each rater's means and the largest gap between two raters' means."""
     lines = []
     for row in rows:
@@ -513,7 +534,7 @@ def agreement_lines(rows):
     return lines
 
 
-def score(folder, rating_files):
+def score(folder: str | Path, rating_files: list) -> tuple[list[dict], str]:
     """Rows and the Markdown table of a sheet's ratings, one rating file per rater."""
     key = read_key(folder)
     ratings_by_rater = {}
