@@ -1,4 +1,5 @@
 """The project's packaging: runtime requirements apart from test tools, the image, the model cards."""
+import os
 import re
 import subprocess
 import sys
@@ -91,3 +92,31 @@ def test_every_shipped_model_card_names_its_base_model_licence_and_data():
         assert metadata_["license"] not in ("", "unknown"), card
         assert metadata_["training_data"], card
     assert (REPO / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_make_installs_each_requirement_set_again_only_when_its_file_changes(tmp_path):
+    """`make run` needs the runtime set only; `make test` the dev set on top; a changed file redoes its set."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        (tmp_path / name).write_bytes((REPO / name).read_bytes())
+
+    def planned(target):
+        result = subprocess.run(["make", "-n", target, "PYTHON=true"], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        installs = {"-r requirements.txt": "runtime", "-r requirements-dev.txt": "dev"}
+        return {kind for flag, kind in installs.items() if flag in result.stdout}
+
+    def touch(path, when):
+        path.parent.mkdir(exist_ok=True)
+        path.touch()
+        os.utime(path, (when, when))
+
+    assert planned("run") == {"runtime"} and planned("test") == {"runtime", "dev"}  # a fresh machine
+    touch(tmp_path / "requirements.txt", 100)
+    touch(tmp_path / "requirements-dev.txt", 100)
+    touch(tmp_path / ".venv" / ".installed-runtime", 200)
+    touch(tmp_path / ".venv" / ".installed-dev", 300)
+    assert planned("run") == planned("test") == set()
+    touch(tmp_path / "requirements-dev.txt", 400)
+    assert planned("run") == set() and planned("test") == {"dev"}
+    touch(tmp_path / "requirements.txt", 500)
+    assert planned("run") == {"runtime"} and planned("test") == {"runtime", "dev"}
