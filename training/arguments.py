@@ -7,6 +7,7 @@ the config back from the parsed options, so a default can never differ
 between the library and the command. Plain Python with no Django, like the
 training code that defines its configs with it.
 """
+
 import argparse
 import dataclasses
 from typing import Any
@@ -23,7 +24,9 @@ def add_config_options(parser: argparse.ArgumentParser, config_class: type, excl
         if field.name in exclude or "help" not in field.metadata:
             continue
         if field.type not in (int, float, str, bool) or field.default is dataclasses.MISSING:
-            raise TypeError(f"{config_class.__name__}.{field.name}: only int, float, str and bool fields with a default")
+            raise TypeError(
+                f"{config_class.__name__}.{field.name}: only int, float, str and bool fields with a default"
+            )
         flag = "--" + field.name.replace("_", "-")
         help_text = f"{field.metadata['help']} (default {field.default})"
         if field.type is bool:

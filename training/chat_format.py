@@ -8,6 +8,7 @@ follow `inference.backends` exactly:
 
 Plain Python (no Django), so training runs anywhere, a GPU box included.
 """
+
 from inference.backends import persona_messages
 
 

@@ -1,4 +1,5 @@
 """The options train_generator and train_retriever share (their hyper-parameters come from training/arguments.py)."""
+
 import argparse
 
 from django.conf import settings

@@ -25,6 +25,7 @@ answer it is scored against.
 
 The command (management/commands/evaluate_generator.py) puts these together.
 """
+
 import csv
 import json
 import random
@@ -80,7 +81,9 @@ def parse_samplings(text, default):
         try:
             temperature, top_p = (float(value) for value in item.split("/"))
         except ValueError:
-            raise ValueError(f"{item!r} is not a setting: write TEMPERATURE/TOP_P (e.g. 0.7/0.8) or `default`.") from None
+            raise ValueError(
+                f"{item!r} is not a setting: write TEMPERATURE/TOP_P (e.g. 0.7/0.8) or `default`."
+            ) from None
         if temperature <= 0 or not 0 < top_p <= 1:
             raise ValueError(f"{item!r}: the temperature must be above 0 and top_p in (0, 1].")
         samplings.append(SamplingPoint(temperature, top_p))
@@ -395,7 +398,9 @@ def merge_runs(folders):
         ]
     # Each system's rows together, in the order of settings, without retrieval first.
     systems = list(dict.fromkeys(row["system"] for row in rows))
-    rows.sort(key=lambda row: (systems.index(row["system"]), row["temperature"] or 0, row["top_p"] or 0, row["retrieval"]))
+    rows.sort(
+        key=lambda row: (systems.index(row["system"]), row["temperature"] or 0, row["top_p"] or 0, row["retrieval"])
+    )
     return rows, replies, runs
 
 
@@ -449,7 +454,9 @@ def plot_metrics(rows, path, title):
     figure, axes = plt.subplots(2, 4, figsize=(16, 7.5))
     for axis, (name, heading, higher_is_better) in zip(axes.flat, METRICS):
         for system, retrieval in series:
-            points = {condition_label(r)[1]: r[name] for r in by_heat if (r["system"], r["retrieval"]) == (system, retrieval)}
+            points = {
+                condition_label(r)[1]: r[name] for r in by_heat if (r["system"], r["retrieval"]) == (system, retrieval)
+            }
             axis.plot(
                 [settings.index(s) for s in points],
                 list(points.values()),
@@ -459,7 +466,10 @@ def plot_metrics(rows, path, title):
             )
         for row in flat:
             axis.axhline(
-                row[name], color=colours[systems.index(row["system"]) % len(colours)], linestyle=":", label=row["system"]
+                row[name],
+                color=colours[systems.index(row["system"]) % len(colours)],
+                linestyle=":",
+                label=row["system"],
             )
         axis.set_xticks(range(len(settings)))
         axis.set_xticklabels(settings, rotation=30, ha="right", fontsize=8)

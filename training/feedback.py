@@ -12,6 +12,7 @@ A reply's merit is a staff label when there is one (`great` counts as 5, a
 negative label such as `off_character` as 1: staff judgement beats a quick
 thumbs-up), else the mean of its users' ratings, else unknown.
 """
+
 import csv
 import json
 import logging

@@ -16,6 +16,7 @@ deleted once training completes. The output folder ends up holding the model
 (or the adapter), `metrics.json`, `loss_curve.png` and a model card
 (`README.md`). Plain Python with no Django, so the same code runs on a GPU box.
 """
+
 import json
 import logging
 import platform
@@ -87,10 +88,14 @@ def load_training_data(transcripts, character, seed=42, validation_fraction=0.1,
         raise TranscriptError(f"No line of {character!r} answers anyone in {transcripts}: check the character's name.")
     train_episodes, validation_episodes = split_episodes(episode_names(lines), validation_fraction, seed)
     if not validation_episodes:
-        raise TranscriptError(f"{transcripts} holds a single episode: at least two are needed to validate on held-out episodes.")
+        raise TranscriptError(
+            f"{transcripts} holds a single episode: at least two are needed to validate on held-out episodes."
+        )
     extra_samples = list(extra_samples)
     train = list(augment(e for e in exchanges if e.episode in train_episodes)) + extra_samples
-    validation = [Sample(e.context, e.question, e.answer, e.episode) for e in exchanges if e.episode in validation_episodes]
+    validation = [
+        Sample(e.context, e.question, e.answer, e.episode) for e in exchanges if e.episode in validation_episodes
+    ]
     shuffler = random.Random(seed)
     shuffler.shuffle(train)
     shuffler.shuffle(validation)  # so the first N validation samples span many episodes
@@ -135,7 +140,9 @@ class TrainingConfig:
     def for_model(self, seq2seq: bool) -> "TrainingConfig":
         """This config with the learning rate and LoRA scale that 0 leaves to the kind of model."""
         default_rate = SEQ2SEQ_LEARNING_RATE if seq2seq else LORA_LEARNING_RATE
-        return replace(self, learning_rate=self.learning_rate or default_rate, lora_alpha=self.lora_alpha or 2 * self.lora_rank)
+        return replace(
+            self, learning_rate=self.learning_rate or default_rate, lora_alpha=self.lora_alpha or 2 * self.lora_rank
+        )
 
 
 def is_seq2seq(model):
@@ -151,7 +158,9 @@ def causal_features(sample, tokenizer, own_lines, config):
     if len(reply_ids) > config.max_reply_tokens:  # keep the end-of-turn token
         reply_ids = reply_ids[: config.max_reply_tokens - 1] + reply_ids[-1:]
     while True:
-        prompt = tokenizer.apply_chat_template(chat_messages(sample, own_lines), add_generation_prompt=True, tokenize=False)
+        prompt = tokenizer.apply_chat_template(
+            chat_messages(sample, own_lines), add_generation_prompt=True, tokenize=False
+        )
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         if len(prompt_ids) + len(reply_ids) <= config.max_length or not sample.context:
             break
@@ -165,7 +174,8 @@ def causal_features(sample, tokenizer, own_lines, config):
 
 def seq2seq_features(sample, tokenizer, own_lines, config):
     features = tokenizer(seq2seq_input(sample), truncation=True, max_length=config.max_length)
-    features["labels"] = tokenizer(text_target=sample.answer, truncation=True, max_length=config.max_reply_tokens)["input_ids"]
+    labels = tokenizer(text_target=sample.answer, truncation=True, max_length=config.max_reply_tokens)
+    features["labels"] = labels["input_ids"]
     return dict(features)
 
 
@@ -187,13 +197,19 @@ def generate_replies(model, tokenizer, samples, own_lines=frozenset(), max_new_t
                 texts = [seq2seq_input(s) for s in batch]
             else:
                 texts = [
-                    tokenizer.apply_chat_template(chat_messages(s, own_lines), add_generation_prompt=True, tokenize=False)
+                    tokenizer.apply_chat_template(
+                        chat_messages(s, own_lines), add_generation_prompt=True, tokenize=False
+                    )
                     for s in batch
                 ]
-            inputs = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=512, add_special_tokens=seq2seq)
+            inputs = tokenizer(
+                texts, return_tensors="pt", padding=True, truncation=True, max_length=512, add_special_tokens=seq2seq
+            )
             inputs = inputs.to(model.device)
             with torch.no_grad():
-                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+                output = model.generate(
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                )
             if not seq2seq:
                 output = output[:, inputs["input_ids"].shape[1] :]
             replies += [text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True)]
@@ -208,7 +224,9 @@ def reply_scores(replies, references, embedder=None):
     if embedder is not None:
         from sentence_transformers.util import cos_sim
 
-        similarity = cos_sim(embedder.encode(replies, convert_to_tensor=True), embedder.encode(references, convert_to_tensor=True))
+        similarity = cos_sim(
+            embedder.encode(replies, convert_to_tensor=True), embedder.encode(references, convert_to_tensor=True)
+        )
         scores["embedding_similarity"] = float(similarity.diagonal().mean())
     return scores
 
@@ -223,7 +241,9 @@ class TrainingResult:
     seconds: float
 
 
-def train_generator(model, tokenizer, data, output_dir, config, base_model_name="", embedder=None, resume=False, callbacks=()):
+def train_generator(
+    model, tokenizer, data, output_dir, config, base_model_name="", embedder=None, resume=False, callbacks=()
+):
     """Fine-tune `model` on `data` and write the model, metrics, loss curve and card to `output_dir`.
 
     `callbacks` are extra `TrainerCallback`s (progress reporting, early stopping).
@@ -231,7 +251,9 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
     output_dir = Path(output_dir)
     checkpoints = output_dir / CHECKPOINTS
     if output_dir.exists() and any(output_dir.iterdir()) and not resume:
-        raise FileExistsError(f"{output_dir} already holds files: pass resume to continue that run, or choose another folder.")
+        raise FileExistsError(
+            f"{output_dir} already holds files: pass resume to continue that run, or choose another folder."
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
     if tokenizer.pad_token is None:
@@ -242,10 +264,15 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
         model = add_lora(model, config)
     make_features = seq2seq_features if seq2seq else causal_features
     train_features = [
-        make_features(s, tokenizer, data.own_lines, config) for s in tqdm(data.train_samples, desc="Tokenizing", unit="sample")
+        make_features(s, tokenizer, data.own_lines, config)
+        for s in tqdm(data.train_samples, desc="Tokenizing", unit="sample")
     ]
-    eval_features = [make_features(s, tokenizer, data.own_lines, config) for s in data.validation_samples[: config.eval_samples]]
-    collator = DataCollatorForSeq2Seq(tokenizer, model=model if seq2seq else None, padding=True, label_pad_token_id=IGNORED_LABEL)
+    eval_features = [
+        make_features(s, tokenizer, data.own_lines, config) for s in data.validation_samples[: config.eval_samples]
+    ]
+    collator = DataCollatorForSeq2Seq(
+        tokenizer, model=model if seq2seq else None, padding=True, label_pad_token_id=IGNORED_LABEL
+    )
     trainer = _trainer(model, tokenizer, config, checkpoints, train_features, eval_features, collator, embedder)
     if config.time_limit_minutes > 0:
         trainer.add_callback(TimeLimit(config.time_limit_minutes * 60))
@@ -277,7 +304,10 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
         "train_loss_last": train_losses[-1] if train_losses else None,
         "eval_loss_before": eval_before["eval_loss"],
         "eval_loss": final_eval.get("eval_loss"),
-        **{f"validation_{name}": value for name, value in reply_scores(replies, [s.answer for s in validation], embedder).items()},
+        **{
+            f"validation_{name}": value
+            for name, value in reply_scores(replies, [s.answer for s in validation], embedder).items()
+        },
         "generation_samples": len(validation),
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
@@ -292,10 +322,18 @@ def train_generator(model, tokenizer, data, output_dir, config, base_model_name=
         for s, reply in zip(validation[:10], replies)
     ]
     (output_dir / "metrics.json").write_text(
-        json.dumps({"metrics": metrics, "config": asdict(config), "examples": examples, "log_history": history}, indent=2)
+        json.dumps(
+            {"metrics": metrics, "config": asdict(config), "examples": examples, "log_history": history}, indent=2
+        )
     )
-    plot_loss_curve(history, output_dir / "loss_curve.png", title=f"{'Seq2seq' if seq2seq else 'LoRA'} fine-tuning of {base_model_name or 'the generator'}")
-    write_model_card(output_dir, data, config, metrics, base_model_name, "seq2seq" if seq2seq else "causal LoRA", examples)
+    plot_loss_curve(
+        history,
+        output_dir / "loss_curve.png",
+        title=f"{'Seq2seq' if seq2seq else 'LoRA'} fine-tuning of {base_model_name or 'the generator'}",
+    )
+    write_model_card(
+        output_dir, data, config, metrics, base_model_name, "seq2seq" if seq2seq else "causal LoRA", examples
+    )
     shutil.rmtree(checkpoints, ignore_errors=True)  # only needed to resume an unfinished run
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -378,7 +416,9 @@ def _trainer(model, tokenizer, config, checkpoints, train_features, eval_feature
 
     return Seq2SeqTrainer(
         model=model,
-        args=Seq2SeqTrainingArguments(**arguments, predict_with_generate=True, generation_max_length=config.max_reply_tokens),
+        args=Seq2SeqTrainingArguments(
+            **arguments, predict_with_generate=True, generation_max_length=config.max_reply_tokens
+        ),
         train_dataset=train_features,
         eval_dataset=eval_features,
         data_collator=collator,

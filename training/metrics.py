@@ -1,8 +1,9 @@
 """Text metrics for generated replies, in plain Python (no hub downloads).
 
-    rouge_l("the cat sat on the mat", "the cat on the mat")  # 10/11
-    distinct_n(["a b a b"], 2)                               # 2 of 3 bigrams: 2/3
+rouge_l("the cat sat on the mat", "the cat on the mat")  # 10/11
+distinct_n(["a b a b"], 2)                               # 2 of 3 bigrams: 2/3
 """
+
 import re
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")

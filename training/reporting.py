@@ -1,4 +1,5 @@
 """What a training run leaves beside its model: a versioned folder, a loss curve and a model card."""
+
 import json
 import re
 from datetime import UTC, datetime
@@ -76,10 +77,12 @@ def write_model_card(output_dir, data, config, metrics, base_model_name, method,
     example_lines = "\n".join(
         f"- **{e['question']}**\n  - scripted: {e['answer']}\n  - model: {e['reply']}" for e in examples[:5]
     )
-    card = card_metadata(base_model_name, method, data.source) + f"""
+    card = (
+        card_metadata(base_model_name, method, data.source)
+        + f"""
 # {output_dir.name}
 
-{method} fine-tuning of `{base_model_name or 'the generator'}` to answer as {data.character},
+{method} fine-tuning of `{base_model_name or "the generator"}` to answer as {data.character},
 made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `training.generator.train_generator`
 (`python manage.py train_generator`).
 
@@ -88,8 +91,10 @@ Use it: `{use}`
 ## Data
 
 - transcripts: `{data.source}`, character {data.character}
-- split by episode (seed {data.seed}): {data.train_episodes} training episodes, {data.validation_episodes} validation episodes
-- {len(data.train_samples)} training samples (reference augmentation: one per context suffix), of which {data.extra_samples} from a chat export
+- split by episode (seed {data.seed}): {data.train_episodes} training episodes,
+  {data.validation_episodes} validation episodes
+- {len(data.train_samples)} training samples (reference augmentation: one per context suffix),
+  of which {data.extra_samples} from a chat export
 - {len(data.validation_samples)} validation exchanges (full context)
 
 ## Parameters
@@ -110,6 +115,7 @@ Use it: `{use}`
 
 {example_lines}
 """
+    )
     (output_dir / "README.md").write_text(card)
 
 

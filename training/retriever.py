@@ -12,6 +12,7 @@ query out of all validation answers.
 
 Plain Python (no Django).
 """
+
 import logging
 import math
 import random
@@ -59,8 +60,12 @@ def recall_at_k(model, pairs, ks=(1, 5), batch_size=64):
     """{k: share of queries whose own answer ranks in the top k of all the pairs' answers}."""
     if not pairs:
         raise ValueError("Recall needs at least one validation pair.")
-    queries = model.encode([p.query for p in pairs], batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
-    answers = model.encode([p.answer for p in pairs], batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
+    queries = model.encode(
+        [p.query for p in pairs], batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True
+    )
+    answers = model.encode(
+        [p.answer for p in pairs], batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True
+    )
     scores = queries @ answers.T
     own = scores.diagonal().unsqueeze(1)
     rank = (scores > own).sum(dim=1)  # answers scored above the true one
@@ -103,4 +108,6 @@ def train_retriever(model, pairs, config):
 
 def _tokenized(model, texts):
     features = model.preprocess(texts)
-    return {name: value.to(model.device) if isinstance(value, torch.Tensor) else value for name, value in features.items()}
+    return {
+        name: value.to(model.device) if isinstance(value, torch.Tensor) else value for name, value in features.items()
+    }

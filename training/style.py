@@ -9,6 +9,7 @@ Training takes a few seconds; the fitted classifier is cached on disk, keyed by
 everything that would change it (the lines, the character, this module's
 version), so a second evaluation run loads it instantly.
 """
+
 import hashlib
 import logging
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Hyper-parameters defined once: the commands' options are the config dataclasses' fields, defaults included."""
+
 import argparse
 from dataclasses import dataclass, fields
 
@@ -14,7 +15,9 @@ def command_parser(name):
     return load_command_class("training", name).create_parser("manage.py", name)
 
 
-@pytest.mark.parametrize("command, config_class", [("train_generator", TrainingConfig), ("train_retriever", RetrieverConfig)])
+@pytest.mark.parametrize(
+    "command, config_class", [("train_generator", TrainingConfig), ("train_retriever", RetrieverConfig)]
+)
 def test_each_config_field_is_an_option_with_the_fields_default(command, config_class):
     parser = command_parser(command)
     defaults = vars(parser.parse_args([]))

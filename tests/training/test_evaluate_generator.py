@@ -1,4 +1,5 @@
 """The evaluation: its metrics on known inputs, and the command end to end with tiny models."""
+
 import csv
 import json
 from io import StringIO
@@ -120,7 +121,12 @@ def test_command_writes_table_csv_replies_and_plot(tiny_models, tmp_path):
     )
     merged = tmp_path / "merged"
     call_command(
-        "evaluate_generator", "--merge", str(tmp_path / "out"), str(tmp_path / "second"), "--output-dir", str(merged),
+        "evaluate_generator",
+        "--merge",
+        str(tmp_path / "out"),
+        str(tmp_path / "second"),
+        "--output-dir",
+        str(merged),
         stdout=StringIO(),
     )
     with open(merged / "results.csv") as handle:
@@ -142,7 +148,9 @@ def test_command_writes_table_csv_replies_and_plot(tiny_models, tmp_path):
     run_file = tmp_path / "second" / "run.json"
     run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "seed": 7}))
     with pytest.raises(CommandError, match="different exchanges"):
-        call_command("evaluate_generator", "--merge", str(tmp_path / "out"), str(tmp_path / "second"), stdout=StringIO())
+        call_command(
+            "evaluate_generator", "--merge", str(tmp_path / "out"), str(tmp_path / "second"), stdout=StringIO()
+        )
 
 
 def test_command_refuses_bad_options(tiny_models, tmp_path):
@@ -156,6 +164,14 @@ def test_command_refuses_bad_options(tiny_models, tmp_path):
         call_command("evaluate_generator", "--transcripts", str(tmp_path / "missing.csv"), stdout=StringIO())
     with pytest.raises(CommandError, match="could not be loaded"):
         call_command(
-            "evaluate_generator", *common[:2], "--generator", str(tmp_path / "no-model"), "--retriever", str(retriever),
-            "--cache-dir", str(tmp_path), "--no-retrieval", stdout=StringIO(),
+            "evaluate_generator",
+            *common[:2],
+            "--generator",
+            str(tmp_path / "no-model"),
+            "--retriever",
+            str(retriever),
+            "--cache-dir",
+            str(tmp_path),
+            "--no-retrieval",
+            stdout=StringIO(),
         )

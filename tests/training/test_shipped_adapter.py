@@ -1,4 +1,5 @@
 """The persona adapter that ships in models/ loads in the offline profile and replies."""
+
 import json
 
 import pytest
@@ -15,7 +16,9 @@ def test_shipped_adapter_is_small_and_documented():
     weights = SHIPPED_ADAPTER / "adapter_model.safetensors"
     assert weights.stat().st_size < 10 * 1024 * 1024, "the adapter is committed to git: keep it a few MB"
     metrics = json.loads((SHIPPED_ADAPTER / "metrics.json").read_text())["metrics"]
-    assert metrics["eval_loss"] < metrics["eval_loss_before"], "the adapter should fit Sheldon's lines better than the base model"
+    assert metrics["eval_loss"] < metrics["eval_loss_before"], (
+        "the adapter should fit Sheldon's lines better than the base model"
+    )
     how_made = (SHIPPED_ADAPTER.parent / "README.md").read_text()
     assert "sheldon-smollm2-lora" in how_made and f"{metrics['train_samples']:,}" in how_made
 

@@ -1,4 +1,5 @@
 """train_generator on tiny models: the loss falls, and what is saved loads and generates."""
+
 import json
 from io import StringIO
 
@@ -16,8 +17,18 @@ from training.reporting import next_version_folder
 from ..test_hygiene import model_card_metadata
 
 # Enough steps at a high learning rate for a random tiny model to visibly learn a handful of lines.
-FAST = dict(batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, save_steps=6, logging_steps=1,
-            eval_samples=4, generation_samples=3, max_length=96, max_reply_tokens=24)
+FAST = dict(
+    batch_size=4,
+    learning_rate=1e-2,
+    warmup_ratio=0.0,
+    weight_decay=0.0,
+    save_steps=6,
+    logging_steps=1,
+    eval_samples=4,
+    generation_samples=3,
+    max_length=96,
+    max_reply_tokens=24,
+)
 
 
 def first_and_last_loss(output):
@@ -51,7 +62,9 @@ def test_training_data_validates_on_held_out_episodes(demo_transcripts):
 def test_causal_labels_cover_only_the_reply(tiny_chat):
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat)
     own_line = ("Ep", "I am a physicist.")
-    sample = Sample(context=("Hello.", own_line[1]), question="Why are you here?", answer="Because it is Thursday.", episode="Ep")
+    sample = Sample(
+        context=("Hello.", own_line[1]), question="Why are you here?", answer="Because it is Thursday.", episode="Ep"
+    )
     features = causal_features(sample, tokenizer, frozenset([own_line]), TrainingConfig())
     labelled = [t for t in features["labels"] if t != IGNORED_LABEL]
     assert tokenizer.decode(labelled) == "Because it is Thursday.<|im_end|>"
@@ -61,7 +74,9 @@ def test_causal_labels_cover_only_the_reply(tiny_chat):
     assert "Sheldon Cooper" in prompt and "<|im_start|>assistant\nI am a physicist." in prompt
     assert prompt.endswith("Why are you here?<|im_end|>\n<|im_start|>assistant\n")
 
-    short = causal_features(sample, tokenizer, frozenset([own_line]), TrainingConfig(max_length=len(features["input_ids"]) - 1))
+    short = causal_features(
+        sample, tokenizer, frozenset([own_line]), TrainingConfig(max_length=len(features["input_ids"]) - 1)
+    )
     assert "Hello." not in tokenizer.decode(short["input_ids"]), "the oldest context line is dropped first"
 
 
@@ -69,9 +84,21 @@ def test_train_generator_command_trains_a_lora_adapter_that_loads(tiny_chat, dem
     output = tmp_path / "lora"
     stdout = StringIO()
     call_command(
-        "train_generator", model=str(tiny_chat), transcripts=str(demo_transcripts), output=str(output),
-        max_steps=8, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.0, save_steps=4,
-        eval_samples=4, generation_samples=3, embedder="none", threads=1, stdout=stdout,
+        "train_generator",
+        model=str(tiny_chat),
+        transcripts=str(demo_transcripts),
+        output=str(output),
+        max_steps=8,
+        batch_size=4,
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        save_steps=4,
+        eval_samples=4,
+        generation_samples=3,
+        embedder="none",
+        threads=1,
+        stdout=stdout,
     )
     assert f"GENERATOR_ADAPTER={output}" in stdout.getvalue()
     assert_saved_run(output)
@@ -80,19 +107,29 @@ def test_train_generator_command_trains_a_lora_adapter_that_loads(tiny_chat, dem
     assert metrics["eval_loss"] < metrics["eval_loss_before"]
 
     generator = load_generator(str(tiny_chat), adapter=str(output))
-    prompt = generator.tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False)
+    prompt = generator.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
     inputs = generator.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     generated = generator.model.generate(**inputs, max_new_tokens=5, do_sample=False)
     assert generated.shape[1] > inputs["input_ids"].shape[1]
 
 
-def test_seq2seq_training_lowers_the_loss_and_saves_a_loadable_model(tiny_t5, tiny_retriever, demo_transcripts, tmp_path):
+def test_seq2seq_training_lowers_the_loss_and_saves_a_loadable_model(
+    tiny_t5, tiny_retriever, demo_transcripts, tmp_path
+):
     data = load_training_data(demo_transcripts, "Sheldon", seed=42, max_samples=16)
     model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5), AutoTokenizer.from_pretrained(tiny_t5)
     output = tmp_path / "t5"
     embedder = SentenceTransformer(str(tiny_retriever), device="cpu")
     result = train_generator(
-        model, tokenizer, data, output, TrainingConfig(max_steps=12, **FAST), base_model_name=str(tiny_t5), embedder=embedder
+        model,
+        tokenizer,
+        data,
+        output,
+        TrainingConfig(max_steps=12, **FAST),
+        base_model_name=str(tiny_t5),
+        embedder=embedder,
     )
 
     assert_saved_run(output)
@@ -146,11 +183,21 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_t5, demo_transcript
 
 def test_bad_input_is_a_clear_command_error(tiny_chat, tmp_path):
     with pytest.raises(CommandError, match="not found"):
-        call_command("train_generator", model=str(tiny_chat), transcripts=str(tmp_path / "missing.csv"), output=str(tmp_path / "x"))
+        call_command(
+            "train_generator",
+            model=str(tiny_chat),
+            transcripts=str(tmp_path / "missing.csv"),
+            output=str(tmp_path / "x"),
+        )
     with pytest.raises(CommandError, match="--resume needs --output"):
         call_command("train_generator", model=str(tiny_chat), resume=True)
     with pytest.raises(CommandError, match="Export file not found"):
-        call_command("train_generator", model=str(tiny_chat), extra_export=str(tmp_path / "none.jsonl"), output=str(tmp_path / "y"))
+        call_command(
+            "train_generator",
+            model=str(tiny_chat),
+            extra_export=str(tmp_path / "none.jsonl"),
+            output=str(tmp_path / "y"),
+        )
 
 
 def test_runs_go_to_new_versioned_folders(tmp_path):

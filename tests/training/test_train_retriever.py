@@ -1,4 +1,5 @@
 """train_retriever on a tiny bi-encoder: recall is printed before and after, and the model is saved."""
+
 import json
 from io import StringIO
 
@@ -20,8 +21,12 @@ def test_pairs_join_context_and_question_and_drop_repeated_answers():
 
 def test_training_pulls_queries_towards_their_answers(tiny_retriever):
     model = SentenceTransformer(str(tiny_retriever), device="cpu")
-    pairs = [Pair(f"line number {n} about {topic}", f"answer on {topic}") for n, topic in enumerate(
-        ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"])]
+    pairs = [
+        Pair(f"line number {n} about {topic}", f"answer on {topic}")
+        for n, topic in enumerate(
+            ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"]
+        )
+    ]
     before = recall_at_k(model, pairs)
     log = train_retriever(model, pairs, RetrieverConfig(epochs=30, batch_size=8, learning_rate=1e-3, warmup_ratio=0.0))
     after = recall_at_k(model, pairs)
@@ -32,8 +37,15 @@ def test_training_pulls_queries_towards_their_answers(tiny_retriever):
 def test_command_prints_recall_before_and_after_and_saves(tiny_retriever, demo_transcripts, tmp_path):
     output = tmp_path / "retriever"
     stdout = StringIO()
-    call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts), output=str(output),
-                 batch_size=4, threads=1, stdout=stdout)
+    call_command(
+        "train_retriever",
+        model=str(tiny_retriever),
+        transcripts=str(demo_transcripts),
+        output=str(output),
+        batch_size=4,
+        threads=1,
+        stdout=stdout,
+    )
     printed = stdout.getvalue()
     assert "(before fine-tuning)" in printed and "(after fine-tuning)" in printed and printed.count("recall@5") == 2
     metrics = json.loads((output / "metrics.json").read_text())
@@ -45,5 +57,10 @@ def test_command_prints_recall_before_and_after_and_saves(tiny_retriever, demo_t
 
 def test_command_refuses_a_character_without_exchanges(tiny_retriever, demo_transcripts, tmp_path):
     with pytest.raises(CommandError, match="Too few exchanges of 'Nobody'"):
-        call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts), character="Nobody",
-                     output=str(tmp_path / "r"))
+        call_command(
+            "train_retriever",
+            model=str(tiny_retriever),
+            transcripts=str(demo_transcripts),
+            character="Nobody",
+            output=str(tmp_path / "r"),
+        )

@@ -5,6 +5,7 @@
 writes results.csv, results.md, replies.jsonl, metrics.png and run.json to
 --output-dir and prints the table. See docs/evaluation.md.
 """
+
 import logging
 import time
 from datetime import UTC, datetime
@@ -50,7 +51,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--n", type=int, default=50, help="validation exchanges to answer (default 50)")
-        parser.add_argument("--seed", type=int, default=42, help="the episode split, the sample and sampling (default 42)")
+        parser.add_argument(
+            "--seed", type=int, default=42, help="the episode split, the sample and sampling (default 42)"
+        )
         parser.add_argument("--transcripts", help="transcripts CSV (default: the one the product imports)")
         parser.add_argument("--generator", help="generator model (default: the profile's)")
         parser.add_argument(
@@ -59,15 +62,20 @@ class Command(BaseCommand):
             help="LoRA adapter folder, or `none` for the bare generator; repeat to compare "
             "(default: the profile's adapter)",
         )
-        parser.add_argument("--retriever", help="retriever model for retrieval and the embedding metrics (default: the profile's)")
+        parser.add_argument(
+            "--retriever", help="retriever model for retrieval and the embedding metrics (default: the profile's)"
+        )
         parser.add_argument(
             "--grid",
             default=DEFAULT_GRID,
-            help=f"TEMPERATURE/TOP_P points, comma-separated; `default` is the product's sampling (default {DEFAULT_GRID})",
+            help="TEMPERATURE/TOP_P points, comma-separated; `default` is the product's sampling "
+            f"(default {DEFAULT_GRID})",
         )
         modes = parser.add_mutually_exclusive_group()
         modes.add_argument("--no-retrieval", action="store_true", help="only generation without retrieval")
-        modes.add_argument("--retrieval-only", action="store_true", help="only generation with retrieval (and retrieval alone)")
+        modes.add_argument(
+            "--retrieval-only", action="store_true", help="only generation with retrieval (and retrieval alone)"
+        )
         parser.add_argument("--batch-size", type=int, default=8, help="dialogues per generate call (default 8)")
         parser.add_argument("--max-new-tokens", type=int, default=settings.MAX_NEW_TOKENS)
         parser.add_argument("--output-dir", help="where the results go (default var/evaluation/<date-time>)")
@@ -78,7 +86,8 @@ class Command(BaseCommand):
             help="instead of evaluating, combine the output folders of runs on the same exchanges into one",
         )
         parser.add_argument(
-            "--cache-dir", help="where the style classifier and the training-episode index are kept (default var/evaluation/cache)"
+            "--cache-dir",
+            help="where the style classifier and the training-episode index are kept (default var/evaluation/cache)",
         )
 
     def handle(self, **options):
@@ -112,7 +121,9 @@ class Command(BaseCommand):
         try:
             embedder = load_retriever(profile.retriever_model)
             index = training_index(cache_dir, profile.retriever_model, data.train_exchanges) if True in modes else None
-            adapters = [self.adapter(a) for a in options["adapter"]] if options["adapter"] else [profile.generator_adapter]
+            adapters = (
+                [self.adapter(a) for a in options["adapter"]] if options["adapter"] else [profile.generator_adapter]
+            )
             generators = {adapter: load_generator(profile.generator_model, adapter) for adapter in adapters}
         except ModelNotFoundError as error:
             raise CommandError(str(error)) from error

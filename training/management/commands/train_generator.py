@@ -4,6 +4,7 @@ A chat model (the offline SmolLM2 by default) gets a LoRA adapter; a T5-family
 model is fine-tuned whole. The result goes to a new versioned folder under
 models/ unless --output names one; --resume continues an interrupted run.
 """
+
 import json
 import logging
 from pathlib import Path
@@ -28,7 +29,10 @@ def output_name(model_name):
 
 
 class Command(BaseCommand):
-    help = "Fine-tune the generator (LoRA for chat models, full for T5) and save it with its metrics and card under models/."
+    help = (
+        "Fine-tune the generator (LoRA for chat models, full for T5) "
+        "and save it with its metrics and card under models/."
+    )
 
     def add_arguments(self, parser):
         add_shared_arguments(
@@ -36,11 +40,21 @@ class Command(BaseCommand):
             model_help="hub id, local folder or .gguf (default: the active profile's generator)",
             output_help="output folder (default: models/<character>-<model>-vN)",
         )
-        parser.add_argument("--extra-export", default="", help="a chat export (JSONL/CSV) whose well-rated replies are added")
-        parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
-        parser.add_argument("--max-samples", type=int, default=0, help="train on this many samples, drawn at random (0: all)")
+        parser.add_argument(
+            "--extra-export", default="", help="a chat export (JSONL/CSV) whose well-rated replies are added"
+        )
+        parser.add_argument(
+            "--resume", action="store_true", help="continue the run in --output from its last checkpoint"
+        )
+        parser.add_argument(
+            "--max-samples", type=int, default=0, help="train on this many samples, drawn at random (0: all)"
+        )
         add_config_options(parser, TrainingConfig, exclude=("seed",))  # --seed is a shared option
-        parser.add_argument("--embedder", default="", help=f"bi-encoder for embedding similarity (default: the retriever; {DISABLED!r}: skip)")
+        parser.add_argument(
+            "--embedder",
+            default="",
+            help=f"bi-encoder for embedding similarity (default: the retriever; {DISABLED!r}: skip)",
+        )
 
     def handle(self, **options):
         logging.getLogger("training").setLevel(logging.INFO)
@@ -56,7 +70,8 @@ class Command(BaseCommand):
 
         data = self.training_data(transcripts, options)
         self.stdout.write(
-            f"{data.source}: {len(data.train_samples)} training samples ({data.extra_samples} from the export) from {data.train_episodes} episodes; "
+            f"{data.source}: {len(data.train_samples)} training samples ({data.extra_samples} from the export) "
+            f"from {data.train_episodes} episodes; "
             f"{len(data.validation_samples)} validation exchanges from {data.validation_episodes} episodes"
         )
         if not data.train_samples:
@@ -68,7 +83,9 @@ class Command(BaseCommand):
         except ModelNotFoundError as error:
             raise CommandError(str(error)) from error
         seq2seq = is_seq2seq(model)
-        output = output or next_version_folder(settings.BASE_DIR / "models", output_name(model_name) + ("" if seq2seq else "-lora"))
+        output = output or next_version_folder(
+            settings.BASE_DIR / "models", output_name(model_name) + ("" if seq2seq else "-lora")
+        )
         config = config_from_options(
             TrainingConfig,
             options,
@@ -76,15 +93,25 @@ class Command(BaseCommand):
         )
         try:
             result = train_generator(
-                model, tokenizer, data, output, config,
-                base_model_name=model_name, embedder=self.embedder(options, profile), resume=options["resume"],
+                model,
+                tokenizer,
+                data,
+                output,
+                config,
+                base_model_name=model_name,
+                embedder=self.embedder(options, profile),
+                resume=options["resume"],
             )
         except FileExistsError as error:
             raise CommandError(str(error)) from error
 
         self.stdout.write(json.dumps(result.metrics, indent=2))
-        setting = f"GENERATOR_MODEL={model_name} GENERATOR_ADAPTER={output}" if not seq2seq else f"GENERATOR_MODEL={output}"
-        self.stdout.write(self.style.SUCCESS(f"Saved to {output} in {result.seconds:.0f} s of training. Use it: {setting}"))
+        setting = (
+            f"GENERATOR_MODEL={model_name} GENERATOR_ADAPTER={output}" if not seq2seq else f"GENERATOR_MODEL={output}"
+        )
+        self.stdout.write(
+            self.style.SUCCESS(f"Saved to {output} in {result.seconds:.0f} s of training. Use it: {setting}")
+        )
 
     def training_data(self, transcripts, options):
         extra = []
@@ -96,7 +123,11 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(extra)} extra samples from {options['extra_export']}")
         try:
             return load_training_data(
-                transcripts, options["character"], seed=options["seed"], extra_samples=extra, max_samples=options["max_samples"]
+                transcripts,
+                options["character"],
+                seed=options["seed"],
+                extra_samples=extra,
+                max_samples=options["max_samples"],
             )
         except TranscriptError as error:
             raise CommandError(str(error)) from error

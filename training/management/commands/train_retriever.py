@@ -5,6 +5,7 @@ and saves the model, its loss curve, metrics and card in a new versioned
 folder under models/ (RETRIEVER_MODEL can point at it; rebuild the index with
 `manage.py build_index` afterwards).
 """
+
 import json
 import time
 from datetime import UTC, datetime
@@ -33,8 +34,12 @@ class Command(BaseCommand):
             output_help="output folder (default: models/<character>-retriever-vN)",
         )
         add_config_options(parser, RetrieverConfig, exclude=("seed",))  # --seed is a shared option
-        parser.add_argument("--max-pairs", type=int, default=0, help="train on this many pairs, drawn at random (0: all)")
-        parser.add_argument("--validation-pairs", type=int, default=1000, help="validation pairs to rank among (0: all)")
+        parser.add_argument(
+            "--max-pairs", type=int, default=0, help="train on this many pairs, drawn at random (0: all)"
+        )
+        parser.add_argument(
+            "--validation-pairs", type=int, default=1000, help="validation pairs to rank among (0: all)"
+        )
 
     def handle(self, **options):
         import random
@@ -58,7 +63,9 @@ class Command(BaseCommand):
                 f"Too few exchanges of {options['character']!r} in {transcripts}: {len(train_pairs)} training pairs, "
                 f"{len(validation_pairs)} validation pairs (at least 2 and 1 are needed, from different episodes)."
             )
-        self.stdout.write(f"{len(train_pairs)} training pairs, {len(validation_pairs)} validation pairs from {transcripts}")
+        self.stdout.write(
+            f"{len(train_pairs)} training pairs, {len(validation_pairs)} validation pairs from {transcripts}"
+        )
 
         model_name = options["model"] or offline_profile().retriever_model
         try:
@@ -77,19 +84,30 @@ class Command(BaseCommand):
         after = recall_at_k(model, validation_pairs)
         self.stdout.write(self.recall_line("after", after))
 
-        output = Path(options["output"]) if options["output"] else next_version_folder(
-            settings.BASE_DIR / "models", f"{options['character'].lower()}-retriever"
+        output = (
+            Path(options["output"])
+            if options["output"]
+            else next_version_folder(settings.BASE_DIR / "models", f"{options['character'].lower()}-retriever")
         )
         model.save(str(output))
         metrics = {
-            "recall_before": before, "recall_after": after, "train_pairs": len(train_pairs),
-            "validation_pairs": len(validation_pairs), "steps": len(log), "train_seconds": round(seconds, 1),
-            "hardware": hardware(), "base_model": model_name, "transcripts": str(transcripts), "config": vars(config),
+            "recall_before": before,
+            "recall_after": after,
+            "train_pairs": len(train_pairs),
+            "validation_pairs": len(validation_pairs),
+            "steps": len(log),
+            "train_seconds": round(seconds, 1),
+            "hardware": hardware(),
+            "base_model": model_name,
+            "transcripts": str(transcripts),
+            "config": vars(config),
         }
         (output / "metrics.json").write_text(json.dumps({**metrics, "log_history": log}, indent=2))
         plot_loss_curve(log, output / "loss_curve.png", title=f"Retriever fine-tuning ({len(train_pairs)} pairs)")
         (output / "README.md").write_text(self.card(output, metrics))
-        self.stdout.write(self.style.SUCCESS(f"Saved to {output}. Use it: RETRIEVER_MODEL={output}, then manage.py build_index"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Saved to {output}. Use it: RETRIEVER_MODEL={output}, then manage.py build_index")
+        )
 
     @staticmethod
     def recall_line(when, recall):
