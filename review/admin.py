@@ -80,7 +80,7 @@ class ReplyColumns:
     """How a reply's ratings, labels and generation record read on a page."""
 
     @admin.display(description="model", ordering="generator_model")
-    def model(self, message):
+    def generator(self, message):  # not `model`: ModelAdmin.model is the admin's model class
         """Profile and short model name; the full path or hub id on hover."""
         if not message.generator_model:
             return message.profile or "–"
@@ -264,7 +264,7 @@ def compare_replies(modeladmin, request, queryset):
 class ReplyAdmin(ReplyColumns, ReviewChangeList, admin.ModelAdmin):
     """The character's replies: read-only records, with staff labels to add."""
 
-    list_display = ("short_text", "conversation_link", "owner", "created", "status", "model", "score", "ratings", "labels")
+    list_display = ("short_text", "conversation_link", "owner", "created", "status", "generator", "score", "ratings", "labels")
     list_filter = (
         ("conversation__owner", admin.RelatedOnlyFieldListFilter),
         ("created", DateRangeFilter),
