@@ -28,7 +28,7 @@ from review.admin_filters import (
     RatingFilter,
     StatusFilter,
 )
-from review.comparison import items_from_replies, write_ratings_export
+from review.comparison import exportable, items_from_replies, write_ratings_export
 from review.export import FORMATS, write_export
 from review.models import ComparisonItem, ComparisonRating, ReviewLabel
 from review.overview import short_model_name
@@ -373,12 +373,13 @@ class AccountSettingsAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ("user__username",)
 
 
-@admin.action(description="Export the ratings of the selected items (JSONL)", permissions=["view"])
+@admin.action(description="Export the ratings of the selected items (JSONL, consenting users)", permissions=["view"])
 def export_comparison_ratings(modeladmin, request, queryset):
     response = HttpResponse(content_type="application/x-ndjson")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="comparison-ratings-{stamp}.jsonl"'
-    write_ratings_export(ComparisonRating.objects.filter(candidate__item__in=queryset), response)
+    # As the command does by default: real turns only of users who allow training use.
+    write_ratings_export(exportable(ComparisonRating.objects.filter(candidate__item__in=queryset)), response)
     return response
 
 

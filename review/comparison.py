@@ -181,6 +181,17 @@ def scoreboard(set_name: str = "") -> list[dict]:
     return summarize(judgements(ratings))
 
 
+def exportable(ratings: QuerySet, consented_only: bool = True) -> QuerySet:
+    """The ratings an export may hold: with consented_only, items of real turns only
+    where the conversation's owner allows training use (sheet items are the show's lines)."""
+    if not consented_only:
+        return ratings
+    return ratings.filter(
+        Q(candidate__item__turn__isnull=True)
+        | Q(candidate__item__turn__conversation__owner__account_settings__allow_training_use=True)
+    )
+
+
 def export_rows(ratings: QuerySet) -> Iterator[dict]:
     """One JSON-able row per rating: the item, the candidate with its systems and source reply, the scores."""
     for rating in ratings.select_related("rater", "candidate__item").order_by("id"):

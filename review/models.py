@@ -57,7 +57,7 @@ class ComparisonItem(models.Model):
         "chat.Message",
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,  # ratings outlive a deleted conversation
+        on_delete=models.CASCADE,  # the item copies the user's words: it goes with their conversation
         related_name="comparison",
         help_text="the user message the candidates answer, for a real conversation turn",
     )

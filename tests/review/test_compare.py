@@ -50,7 +50,7 @@ def raters(db):
 
 def given_score(candidate, rater):
     """What the test raters give: by the first system's name, a little harsher for rater-b."""
-    base = {"scripted": 5, "tuned-v2": 3, "untuned-v1": 1}[candidate.systems[0]]
+    base = {"scripted": 5, "tuned-v2": 3, "untuned-v1": 1}.get(candidate.systems[0], 3)
     harsh = 1 if rater.username == "rater-b" and base > 1 else 0
     return {"sense": base - harsh, "character": base, "fit": base - harsh, "bad": candidate.systems[0] == "untuned-v1"}
 
@@ -271,3 +271,35 @@ def test_ratings_export_and_item_admin(client, sheet, raters, transcripts, tmp_p
         {"action": "export_comparison_ratings", ACTION_CHECKBOX_NAME: [item.pk]},
     )
     assert response.status_code == 200 and len(response.content.decode().splitlines()) == 2
+
+
+@pytest.mark.django_db
+def test_real_turns_export_only_with_consent_and_go_with_their_conversation(client, transcripts, tmp_path):
+    """alice allows training use, bob does not: his turn stays out of the export unless --all."""
+    client.force_login(transcripts.reviewer)
+    turns = {}
+    for name, conversation in (("alice", transcripts.numbers), ("bob", transcripts.greeting)):
+        question = message(conversation, 20, "user", f"A question of {name}?")
+        first = reply(conversation, 21, question, f"Old model answers {name}.", "old.gguf")
+        reply(conversation, 22, question, f"New model answers {name}.", "new.gguf", is_chosen=False)
+        client.post(
+            reverse("admin:chat_message_changelist"), {"action": "compare_replies", ACTION_CHECKBOX_NAME: [first.pk]}
+        )
+        turns[name] = ComparisonItem.objects.get(turn=question)
+        rate_on_page(client, transcripts.reviewer, turns[name])
+
+    def exported(*options):
+        call_command("export_comparisons", "--output", str(tmp_path / "out.jsonl"), *options)
+        return {json.loads(line)["item_id"] for line in (tmp_path / "out.jsonl").read_text().splitlines()}
+
+    assert exported() == {turns["alice"].pk}
+    assert exported("--all") == {turns["alice"].pk, turns["bob"].pk}
+    response = client.post(
+        reverse("admin:review_comparisonitem_changelist"),
+        {"action": "export_comparison_ratings", ACTION_CHECKBOX_NAME: [turns["alice"].pk, turns["bob"].pk]},
+    )
+    assert {json.loads(line)["item_id"] for line in response.content.decode().splitlines()} == {turns["alice"].pk}
+
+    transcripts.greeting.delete()  # the item holds bob's words: it goes too, with its ratings
+    assert not ComparisonItem.objects.filter(pk=turns["bob"].pk).exists()
+    assert ComparisonRating.objects.filter(candidate__item=turns["alice"]).count() == 2
