@@ -148,12 +148,12 @@ def _shown_values(request, item, ordered):
             for _, candidate in ordered
         }
     saved = {r.candidate_id: r for r in ComparisonRating.objects.filter(rater=request.user, candidate__item=item)}
-    return {
-        candidate.pk: {**{scale: str(getattr(saved[candidate.pk], scale)) for scale in SCALES}, "bad": saved[candidate.pk].bad}
-        if candidate.pk in saved
-        else {"bad": False}
-        for _, candidate in ordered
-    }
+    shown = {}
+    for _, candidate in ordered:
+        rating = saved.get(candidate.pk)
+        shown[candidate.pk] = {scale: str(getattr(rating, scale)) for scale in SCALES} if rating else {}
+        shown[candidate.pk]["bad"] = bool(rating and rating.bad)
+    return shown
 
 
 def compare_scoreboard(request: HttpRequest) -> HttpResponse:

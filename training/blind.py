@@ -529,7 +529,8 @@ def agreement_lines(rows: list[dict]) -> list[str]:
         lines.append(f"- {row['system']}: {raters}; largest gap between raters {row['rater_gap']:.2f}")
     if rows:
         lines.append(
-            f"Largest gap between two raters' means, over every system and scale: {max(r['rater_gap'] for r in rows):.2f}"
+            "Largest gap between two raters' means, over every system and scale: "
+            f"{max(row['rater_gap'] for row in rows):.2f}"
         )
     return lines
 

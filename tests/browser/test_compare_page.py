@@ -34,7 +34,9 @@ def admin_server(django_db_setup, redis_url, tmp_path):
 
 @pytest.mark.timeout(180)
 @pytest.mark.django_db(transaction=True)
-def test_staff_rate_an_item_and_the_scoreboard_changes(browser, admin_server, tmp_path, test_output, monkeypatch):  # noqa: F811
+def test_staff_rate_an_item_and_the_scoreboard_changes(  # noqa: F811
+    browser, admin_server, tmp_path, test_output, monkeypatch
+):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM checks between browser steps
     items = [
         Item(1, "Episode", 3, (("Leonard", "Penny, this is Sheldon's spot."),), ("Penny", "Can I sit here?"), "No."),
