@@ -44,6 +44,7 @@
     editing: null, // {id, draft} while the last message is being edited
     commenting: null, // {id, draft} while a rating's comment is being written
     highlight: null, // a message id to show (from a search result's link)
+    unsent: null, // {text} of a new chat's first message until the server stored it
   };
   const hashMatch = location.hash.match(/^#message-(\d+)$/);
   if (hashMatch) state.highlight = Number(hashMatch[1]);
@@ -488,6 +489,7 @@
   // in id order; unchosen alternatives of a reply are not shown.
   function upsert(message) {
     const stick = nearBottom();
+    state.unsent = null; // the server stored a message: the conversation is not empty
     const known = state.messages.get(message.id);
     if (message.role === "user" && known && known.text !== message.text) {
       // Edited and resent: the server deleted the replies to the old text.
@@ -643,6 +645,29 @@
     else if (frame.type === "token") appendPiece(frame);
     else if (frame.type === "error") {
       if (frame.code !== "not_generating") showError(frame.detail);
+      if (state.unsent && state.messages.size === 0) discardNewConversation();
+    }
+  }
+
+  // A new chat whose first message was refused leaves no empty conversation
+  // behind, and the message goes back into the box.
+  async function discardNewConversation() {
+    const { text } = state.unsent;
+    const id = state.conversationId;
+    state.unsent = null;
+    const socket = state.socket;
+    state.socket = null; // its close is no reason to reconnect
+    if (socket) socket.close();
+    state.conversationId = null;
+    history.replaceState(null, "", "/");
+    els.input.value = text;
+    resizeInput();
+    updateControls();
+    try {
+      await api("DELETE", `/api/conversations/${id}/`);
+    } finally {
+      els.title.textContent = "New chat";
+      await loadConversations();
     }
   }
 
@@ -660,6 +685,7 @@
     });
     socket.addEventListener("message", (event) => handleFrame(JSON.parse(event.data)));
     socket.addEventListener("close", (event) => {
+      if (state.socket !== socket) return; // a socket this page let go of
       if (event.code === 4404) {
         showError("This conversation does not exist or is not yours.");
         return;
@@ -711,6 +737,7 @@
       try {
         const conversation = await api("POST", "/api/conversations/", {});
         state.conversationId = conversation.id;
+        state.unsent = { text };
         history.replaceState(null, "", `/c/${conversation.id}/`);
         connect();
         loadConversations();

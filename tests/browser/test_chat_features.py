@@ -193,6 +193,22 @@ def test_search_export_errors_and_account_deletion(browser, server, amy):  # noq
     assert not Conversation.objects.filter(owner_id=amy.pk).exists()
 
 
+def test_a_refused_first_message_leaves_no_empty_conversation(browser, server, amy):  # noqa: F811
+    earlier = Conversation.objects.create(owner=amy, title="Earlier")
+    question = earlier.messages.create(role="user", text="Hi.")
+    for _ in range(20):  # CHAT_RATE_LIMIT's 20 replies a minute, used up
+        earlier.messages.create(role="bot", reply_to=question, text="Hello.", is_chosen=False)
+    page = logged_in_page(browser, server, amy, viewport=DESKTOP)
+    page.goto(f"{server}/")
+    page.fill("#message-input", "One more?")
+    page.press("#message-input", "Enter")
+    page.wait_for_selector("#error-banner:not([hidden])")
+    assert "Too many messages" in page.inner_text("#error-text")
+    page.wait_for_function("location.pathname === '/' && document.querySelectorAll('.conversation-link').length === 1")
+    assert page.input_value("#message-input") == "One more?"  # nothing typed is lost
+    assert list(Conversation.objects.filter(owner=amy).values_list("title", flat=True)) == ["Earlier"]
+
+
 def showcase_conversation(user):
     """A conversation that reads like a real one, for the screenshots."""
     conversation = Conversation.objects.create(owner=user, title="Knocking, and why it matters")
