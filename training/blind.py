@@ -210,12 +210,13 @@ def build_system(
     character: str = "Sheldon",
     retriever_model: str = "",
     cache_dir: str | Path = "var/evaluation/cache",
+    transcripts: str | Path | None = None,
 ) -> ReplySystem:
     """An object with `.replies(items) -> list[str]` for `spec`.
 
     Built in: `scripted`, `other`, `retrieved` (optionally `retrieved:RETRIEVER`,
     a sentence-transformers model; default the profile's retriever). Every other
-    spec goes to `inference.systems.build_system(spec)`.
+    spec goes to `inference.systems.build_system(spec, transcripts=transcripts)`.
     """
     kind, _, argument = spec.partition(":")
     if kind == "scripted" and not argument:
@@ -235,7 +236,8 @@ def build_system(
             f"which builds every other spec, cannot be imported: {error}"
         ) from error
     try:
-        return build_inference_system(spec)
+        # The transcripts the items came from, so its retrieval index leaves out the same episodes.
+        return build_inference_system(spec, transcripts=transcripts)
     except (ValueError, LookupError) as error:
         raise BlindError(f"The spec {spec!r} is not understood by inference.systems.build_system: {error}") from error
 

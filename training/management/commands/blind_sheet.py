@@ -68,6 +68,7 @@ class Command(BaseCommand):
                     character,
                     retriever_model=retriever,
                     cache_dir=settings.VAR_DIR / "evaluation" / "cache",
+                    transcripts=transcripts,
                 ),
             )
             about = {
