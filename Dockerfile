@@ -2,10 +2,10 @@
 # Runtime packages only (requirements.txt); tests and benchmarks are not in it.
 FROM python:3.11-slim
 
-# Model downloads (the `reference` profile) and matplotlib caches go to var/ too, the
-# one place the unprivileged user may write.
+# Model downloads (the `reference` profile) and every library's cache go to var/ too,
+# the one place the unprivileged user may write.
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 VAR_DIR=/app/var \
-    HF_HOME=/app/var/huggingface MPLCONFIGDIR=/app/var/matplotlib
+    HF_HOME=/app/var/huggingface MPLCONFIGDIR=/app/var/matplotlib XDG_CACHE_HOME=/app/var/cache
 WORKDIR /app
 
 COPY requirements.txt .
