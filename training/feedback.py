@@ -47,9 +47,14 @@ COLUMN_TYPES = {
     "labels": "json",
 }
 EXPORT_COLUMNS = tuple(COLUMN_TYPES)
-# Columns that exports written before 2026-11-29 lack; such a file reads them as null.
-ADDED_COLUMNS = frozenset({"retrieved_scene", "attempts"})
-REQUIRED_COLUMNS = tuple(column for column in EXPORT_COLUMNS if column not in ADDED_COLUMNS)
+# The columns of the first exports (2026-11-26). A column added since (the
+# record's newer fields) reads as null from a file written without it.
+FIRST_COLUMNS = frozenset(
+    "conversation_id conversation_title character owner_id owner_allows_training message_id role text status "
+    "created reply_to_id is_chosen profile generator_model retriever_model parameters retrieved_text "
+    "retrieved_score retrieved_episode seconds new_tokens worker error fallback mean_rating ratings labels".split()
+)
+REQUIRED_COLUMNS = tuple(column for column in EXPORT_COLUMNS if column in FIRST_COLUMNS)
 JSON_COLUMNS = tuple(name for name, kind in COLUMN_TYPES.items() if kind == "json")
 
 GREAT_LABEL = "great"

@@ -1,4 +1,5 @@
 """The export, by command and by admin action, round-trips into training/feedback.py."""
+import csv
 import io
 import json
 
@@ -9,9 +10,9 @@ from django.urls import reverse
 
 from data.pipeline import Sample
 from training.feedback import (
-    ADDED_COLUMNS,
     FeedbackError,
     PreferencePair,
+    csv_cell,
     preference_pairs,
     read_export,
     well_rated_samples,
@@ -62,14 +63,29 @@ def test_jsonl_and_csv_read_back_identically(transcripts, tmp_path):
     assert read_export(jsonl, include_unconsented=True) == read_export(csv, include_unconsented=True)
 
 
-def test_an_export_from_before_the_scene_and_attempts_columns_still_reads(transcripts, tmp_path):
-    current, _ = export(tmp_path, "now.jsonl", "--all")
-    older = tmp_path / "older.jsonl"
-    lines = [json.loads(line) for line in current.read_text().splitlines()]
-    older.write_text("".join(json.dumps({k: v for k, v in row.items() if k not in ADDED_COLUMNS}) + "\n" for row in lines))
+# The columns of the first exports, as files written then have them.
+FIRST_EXPORT = (
+    "conversation_id conversation_title character owner_id owner_allows_training message_id role text status created "
+    "reply_to_id is_chosen profile generator_model retriever_model parameters retrieved_text retrieved_score "
+    "retrieved_episode seconds new_tokens worker error fallback mean_rating ratings labels"
+).split()
+
+
+@pytest.mark.parametrize("name", ["older.jsonl", "older.csv"])
+def test_an_export_of_the_first_format_still_reads_with_the_newer_columns_null(transcripts, tmp_path, name):
+    rows = read_export(export(tmp_path, "now.jsonl", "--all")[0], include_unconsented=True)
+    older = tmp_path / name
+    with older.open("w", newline="") as handle:
+        if name.endswith(".csv"):
+            writer = csv.DictWriter(handle, fieldnames=FIRST_EXPORT)
+            writer.writeheader()
+            writer.writerows({column: csv_cell(row[column]) for column in FIRST_EXPORT} for row in rows)
+        else:
+            handle.writelines(json.dumps({column: row[column] for column in FIRST_EXPORT}) + "\n" for row in rows)
     read_back = read_export(older, include_unconsented=True)
-    assert [row["message_id"] for row in read_back] == [row["message_id"] for row in lines]
-    assert all(row["retrieved_scene"] is None and row["attempts"] is None for row in read_back)
+    newer = [column for column in rows[0] if column not in FIRST_EXPORT]
+    assert newer and [row["message_id"] for row in read_back] == [row["message_id"] for row in rows]
+    assert all(row[column] is None for row in read_back for column in newer)
 
 
 @pytest.mark.parametrize("name", ["feedback.jsonl", "feedback.csv"])
