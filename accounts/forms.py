@@ -9,14 +9,18 @@ class AccountSettingsForm(forms.ModelForm):
         fields = ["allow_training_use"]
         labels = {"allow_training_use": "Let my conversations be used to improve the model"}
         help_texts = {
-            "allow_training_use": "Staff may export conversations of people who agreed as training data. Off unless you turn it on."
+            "allow_training_use": (
+                "Staff may export conversations of people who agreed as training data. Off unless you turn it on."
+            )
         }
 
 
 class DeleteAccountForm(forms.Form):
     """Deleting an account needs the password again and an explicit yes."""
 
-    password = forms.CharField(label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    password = forms.CharField(
+        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
     confirm = forms.BooleanField(
         label="Delete my account, my conversations and my ratings for good",
         help_text="This cannot be undone. Export your conversations first if you want to keep them.",

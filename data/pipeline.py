@@ -95,7 +95,8 @@ def read_transcripts(path):
             if missing:
                 raise TranscriptError(
                     f"{path} lacks the column(s) {', '.join(missing)}; expected "
-                    f"{', '.join(REQUIRED_COLUMNS)} (the Kaggle transcripts layout), found {', '.join(columns) or 'none'}."
+                    f"{', '.join(REQUIRED_COLUMNS)} (the Kaggle transcripts layout), "
+                    f"found {', '.join(columns) or 'none'}."
                 )
             reader.fieldnames = columns
             return list(_script_lines(reader))

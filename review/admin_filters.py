@@ -50,7 +50,10 @@ class DateRangeFilter(admin.FieldListFilter):
         # and the ordering stay; the page number and an old error flag go.
         dropped = {*self.expected_parameters(), PAGE_VAR, ERROR_FLAG}
         kept = [
-            (name, value) for name, values in changelist.filter_params.items() if name not in dropped for value in values
+            (name, value)
+            for name, values in changelist.filter_params.items()
+            if name not in dropped
+            for value in values
         ]
         yield {
             "since_parameter": self.since_parameter,

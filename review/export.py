@@ -55,7 +55,12 @@ def message_rows(conversations, progress=False):
 
 def _row(conversation, message, owner_allows_training):
     ratings = [
-        {"score": rating.score, "comment": rating.comment, "user_id": rating.user_id, "updated": rating.updated.isoformat()}
+        {
+            "score": rating.score,
+            "comment": rating.comment,
+            "user_id": rating.user_id,
+            "updated": rating.updated.isoformat(),
+        }
         for rating in message.ratings.all()
     ]
     labels = [

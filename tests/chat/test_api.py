@@ -168,7 +168,11 @@ def test_password_change_and_login_form(alice):
     assert client.get("/accounts/password_change/").status_code == 200
     response = client.post(
         "/accounts/password_change/",
-        {"old_password": "a-long-password-42", "new_password1": "Cooper-1-new-pass", "new_password2": "Cooper-1-new-pass"},
+        {
+            "old_password": "a-long-password-42",
+            "new_password1": "Cooper-1-new-pass",
+            "new_password2": "Cooper-1-new-pass",
+        },
     )
     assert response.status_code == 302
     fresh = Client()

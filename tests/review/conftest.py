@@ -69,7 +69,9 @@ def transcripts(db):
     u1 = message(numbers, 0, "user", "What is your favourite number?")
     b1 = reply(
         numbers, 1, u1, "73. It is the best number.", SMOLLM, is_chosen=False, seconds=0.5,
-        retrieved_text="73 is the Chuck Norris of numbers.", retrieved_score=0.93, retrieved_episode="Series 04 Episode 10",
+        retrieved_text="73 is the Chuck Norris of numbers.",
+        retrieved_score=0.93,
+        retrieved_episode="Series 04 Episode 10",
     )
     b1b = reply(numbers, 2, u1, "I do not have a favourite.", SMOLLM, seconds=1.5)
     u2 = message(numbers, 3, "user", "Do you like trains?")

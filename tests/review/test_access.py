@@ -69,7 +69,8 @@ def test_staff_who_could_see_consent_as_profiles_still_can_after_the_rename(djan
     migrate("0001_initial")
     try:
         reviewer = django_user_model.objects.create_user("rita", password="a-long-password-42", is_staff=True)
-        reviewer.user_permissions.add(Permission.objects.get(content_type__app_label="accounts", codename="view_profile"))
+        consent = Permission.objects.get(content_type__app_label="accounts", codename="view_profile")
+        reviewer.user_permissions.add(consent)
     finally:
         migrate("0002_rename_profile_to_account_settings")
     reviewer = django_user_model.objects.get(pk=reviewer.pk)

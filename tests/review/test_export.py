@@ -95,10 +95,13 @@ def test_export_becomes_training_samples_and_preference_pairs(transcripts, tmp_p
     # b1 (rated 5) and b2 (labelled great) are well rated; b1b is off-character and
     # b5 repetitive. b2's context is what alice saw: u1 and the shown b1b.
     seen_before_trains = ("What is your favourite number?", "I do not have a favourite.")
+    source = f"feedback/conversation-{transcripts.numbers.pk}"
     assert set(well_rated_samples(rows)) == {
-        Sample((), "What is your favourite number?", "73. It is the best number.", f"feedback/conversation-{transcripts.numbers.pk}"),
-        *(Sample(seen_before_trains[start:], "Do you like trains?", "Trains are the pinnacle of human engineering.",
-                 f"feedback/conversation-{transcripts.numbers.pk}") for start in range(3)),
+        Sample((), "What is your favourite number?", "73. It is the best number.", source),
+        *(
+            Sample(seen_before_trains[start:], "Do you like trains?", "Trains are the pinnacle of human engineering.", source)
+            for start in range(3)
+        ),
     }
     assert preference_pairs(rows) == [
         PreferencePair(
@@ -129,17 +132,19 @@ def test_admin_action_asks_then_exports_the_selection(client, transcripts, tmp_p
         assert ("ALL-for-review" in disposition) == (scope == "all")
         downloaded = tmp_path / f"download.{file_format}"
         downloaded.write_bytes(response.content)
-        assert {row["conversation_title"] for row in read_export(downloaded, include_unconsented=True)} == expected_titles
+        titles = {row["conversation_title"] for row in read_export(downloaded, include_unconsented=True)}
+        assert titles == expected_titles
 
 
 def test_admin_action_exports_everything_a_filter_selects(client, transcripts, tmp_path):
     client.force_login(transcripts.reviewer)
     url = reverse("admin:chat_conversation_changelist") + "?rating=2-"
-    response = client.post(url, {"action": "export_conversations", "select_across": "1",
-                                 ACTION_CHECKBOX_NAME: [transcripts.numbers.pk], "export_format": "jsonl", "scope": "all"})
+    action = {"action": "export_conversations", "select_across": "1", "export_format": "jsonl", "scope": "all"}
+    response = client.post(url, {**action, ACTION_CHECKBOX_NAME: [transcripts.numbers.pk]})
     downloaded = tmp_path / "filtered.jsonl"
     downloaded.write_bytes(response.content)
-    assert {row["conversation_title"] for row in read_export(downloaded, include_unconsented=True)} == {"numbers", "greeting"}
+    titles = {row["conversation_title"] for row in read_export(downloaded, include_unconsented=True)}
+    assert titles == {"numbers", "greeting"}
 
 
 @pytest.mark.parametrize("options, message", [

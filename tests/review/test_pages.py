@@ -58,7 +58,9 @@ def test_text_is_escaped_not_run(staff, transcripts):
         assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_reply_page_adds_a_label_by_its_author_and_never_changes_the_reply(client, transcripts, reviewer_with_view_permissions):
+def test_reply_page_adds_a_label_by_its_author_and_never_changes_the_reply(
+    client, transcripts, reviewer_with_view_permissions
+):
     client.force_login(reviewer_with_view_permissions)
     url = reverse("admin:chat_message_change", args=[transcripts.b4.pk])
     html = page(client, url)
@@ -74,7 +76,8 @@ def test_reply_page_adds_a_label_by_its_author_and_never_changes_the_reply(clien
     response = client.post(url, form)
     assert response.status_code == 302, response.content.decode()[:2000]
     label = ReviewLabel.objects.get(message=transcripts.b4)
-    assert (label.label, label.note, label.author) == ("wrong_fact", "Sheldon never says that", reviewer_with_view_permissions)
+    expected = ("wrong_fact", "Sheldon never says that", reviewer_with_view_permissions)
+    assert (label.label, label.note, label.author) == expected
     reply = Message.objects.get(pk=transcripts.b4.pk)
     assert (reply.text, reply.status) == ("Well, as I was", "stopped")
 
@@ -83,7 +86,8 @@ def test_conversations_cannot_be_changed_added_or_deleted(staff, transcripts):
     change = reverse("admin:chat_conversation_change", args=[transcripts.numbers.pk])
     assert staff.post(change, {"title": "renamed by staff"}).status_code == 403
     assert staff.get(reverse("admin:chat_conversation_add")).status_code == 403
-    assert staff.post(reverse("admin:chat_conversation_delete", args=[transcripts.numbers.pk]), {"post": "yes"}).status_code == 403
+    delete = reverse("admin:chat_conversation_delete", args=[transcripts.numbers.pk])
+    assert staff.post(delete, {"post": "yes"}).status_code == 403
     transcripts.numbers.refresh_from_db()
     assert transcripts.numbers.title == "numbers"
 

@@ -28,7 +28,9 @@ class Command(BaseCommand):
         speakers = {line.speaker for line in lines}
         absent = [c for c in characters if c not in speakers]
         if absent:
-            raise CommandError(f"{path} has no lines of {', '.join(absent)}; check --character (names are case-sensitive).")
+            raise CommandError(
+                f"{path} has no lines of {', '.join(absent)}; check --character (names are case-sensitive)."
+            )
 
         episodes = len({line.episode for line in lines})
         with tqdm(total=episodes, desc="Importing episodes", unit="episode", disable=options["verbosity"] < 1) as bar:

@@ -51,7 +51,9 @@ class Command(BaseCommand):
             help="A reply rated so: 1, 2- (2 or lower), 3-, 4+ (4 or higher), 5, or unrated.",
         )
         filters.add_argument("--status", default="", choices=Message.Status.values, help="A message with this status.")
-        filters.add_argument("--label", default="", choices=ReviewLabel.Kind.values, help="A reply with this staff label.")
+        filters.add_argument(
+            "--label", default="", choices=ReviewLabel.Kind.values, help="A reply with this staff label."
+        )
         filters.add_argument("--search", default="", help="Words in the title or any message.")
 
     def handle(self, *args, **options):
