@@ -20,11 +20,16 @@ from .frames import error_frame, message_frame, reply_done_frame, send_now
 from .models import Conversation, Message
 from .notify import conversation_group, send_from_loop
 from .services import ChatError
+from .sweeper import start_sweeper
 
 FRAME_TYPES = ("user_message", "edit", "stop", "regenerate")
 # Close codes: the conversation is not there or not this user's (the same
 # answer for both, so nobody can probe for other users' conversations).
 CLOSE_NOT_FOUND = 4404
+# At most this many stop frames a second per socket (each costs a locked transaction).
+STOPS_PER_SECOND = 3
+# Stops being enforced in the background; kept so they are not garbage-collected.
+_stops = set()
 
 
 def parse_frame(text_data: str | None) -> dict:
@@ -68,7 +73,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.user = self.scope["user"]
         self.conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         self.group = conversation_group(self.conversation_id)
-        self.watchdog = None
+        self.recent_stops = []  # loop times of this socket's stop frames in the last second
         if not self.user.is_authenticated or not await owns_conversation(self.user, self.conversation_id):
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -79,22 +84,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # No broker: replies are generated on threads of this process, and
             # their pieces go through this loop's in-memory channel layer.
             send_from_loop(asyncio.get_running_loop())
+        start_sweeper()  # this process's, once: replies end even when no worker runs
         for frame in await replies_in_progress(self.conversation_id):
             await self.send_frame(frame)
-        self.watchdog = asyncio.create_task(self.fail_stale_replies_while_open())
 
     async def disconnect(self, code: int) -> None:
-        if self.watchdog:
-            self.watchdog.cancel()
         await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def fail_stale_replies_while_open(self) -> None:
-        """Turn a reply whose worker died into a `failed` one the page can retry."""
-        interval = max(1.0, settings.CHAT_REPLY_STALE_SECONDS / 4)
-        while True:
-            for reply in await database_sync_to_async(services.fail_stale_replies)(self.conversation_id):
-                await self.to_group(reply_done_frame(reply))
-            await asyncio.sleep(interval)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -131,9 +126,26 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.to_group(message_frame(reply))
 
     async def stop(self) -> None:
-        stopped = await database_sync_to_async(services.request_stop)(self.conversation_id, self.user)
-        if stopped is not None:
-            await self.to_group(reply_done_frame(stopped))
+        now = asyncio.get_running_loop().time()
+        self.recent_stops = [at for at in self.recent_stops if now - at < 1.0]
+        if len(self.recent_stops) >= STOPS_PER_SECOND:
+            raise ChatError("rate_limited", "Too many stops at once: the reply is stopping.")
+        self.recent_stops.append(now)
+        reply = await database_sync_to_async(services.request_stop)(self.conversation_id, self.user)
+        if reply.status == Message.Status.STOPPED:
+            await self.to_group(reply_done_frame(reply))
+        else:
+            # Not waited for here: this socket goes on relaying the worker's last pieces.
+            task = asyncio.create_task(self.end_unanswered_stop(reply.pk))
+            _stops.add(task)
+            task.add_done_callback(_stops.discard)
+
+    async def end_unanswered_stop(self, reply_id: int) -> None:
+        """A worker acts on a stop within STOP_CHECK_SECONDS; one that is gone or hung is overruled."""
+        await asyncio.sleep(settings.CHAT_STOP_GRACE_SECONDS)
+        ended = await database_sync_to_async(services.end_unanswered_stop)(reply_id)
+        if ended is not None:
+            await self.to_group(reply_done_frame(ended))
 
     async def to_group(self, frame: dict) -> None:
         await send_now(self.conversation_id, frame)

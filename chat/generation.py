@@ -1,6 +1,6 @@
 """A reply's life inside a worker: claim it, stream it, save it.
 
-Used by `inference.tasks.generate_reply`. The database row of the bot message
+Used by `chat.tasks.generate_reply`. The database row of the bot message
 is the single source of truth: the worker claims it with a new attempt number,
 saves the partial text before each piece goes to the page (so a page that
 reconnects reads at least what was sent), and writes only while it still holds
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -29,6 +29,15 @@ logger = logging.getLogger(__name__)
 # Another worker is generating this reply right now.
 IN_PROGRESS_ELSEWHERE = "in-progress-elsewhere"
 STOP_CHECK_SECONDS = 0.3
+# A generation still running this long after it was told to stop (hung) is abandoned.
+STOP_GRACE_SECONDS = 2.0
+# How long the last write of a reply is retried while the database is unreachable;
+# past that the sweep fails the reply once the database is back.
+DATABASE_RETRY_SECONDS = 30.0
+
+
+class GenerationAbandoned(Exception):
+    """The generation did not stop when told to; the reply ends without it."""
 
 
 def reply_done(message: Message) -> None:
@@ -117,6 +126,8 @@ class ReplyStream:
         self.stop = False  # the user asked to stop
         self.lost = False  # the reply is no longer ours (finished or taken over elsewhere)
         self.timed_out = False
+        self.database_failed = False  # a write failed: the generation stops, the reply ends failed
+        self.stopping_since = None
         self.notes = {}  # what the person should know about this reply, kept in its parameters
 
     def _save(self, **fields: Any) -> bool:
@@ -137,18 +148,31 @@ class ReplyStream:
             self._wake.set()  # the first words go out at once, the rest in chunks
 
     def should_stop(self) -> bool:
-        return self.stop or self.lost or self.timed_out
+        return self.stop or self.lost or self.timed_out or self.database_failed
 
     def follow(self, generation: Future) -> Any:
-        """Flush and check for a stop until `generation` (a Future of the Reply) is done; its Reply."""
+        """Flush and check for a stop until `generation` (a Future of the Reply) is done; its Reply.
+
+        Raises GenerationAbandoned when the generation goes on for
+        STOP_GRACE_SECONDS after it was told to stop.
+        """
         generation.add_done_callback(lambda _: self._wake.set())
         while True:
             self._wake.wait(settings.CHAT_STREAM_FLUSH_SECONDS)
             self._wake.clear()
             if generation.done():
                 return generation.result()
-            self.flush()
-            self._check()
+            try:
+                self.flush()
+                self._check()
+            except DatabaseError:
+                logger.exception("Reply %s: a database write failed; ending the reply", self.message.pk)
+                self.database_failed = True
+            if self.should_stop():
+                now = time.monotonic()
+                self.stopping_since = self.stopping_since or now
+                if now - self.stopping_since > STOP_GRACE_SECONDS:
+                    raise GenerationAbandoned()
 
     def flush(self) -> None:
         text = self.text  # one snapshot: the generation may append meanwhile
@@ -169,17 +193,50 @@ class ReplyStream:
             self.timed_out = now > self.deadline
 
     def _finish(self, **fields: Any) -> None:
-        if self._save(**fields):
-            self.message.refresh_from_db()
-            reply_done(self.message)
+        """The reply's last write, retried while the database is unreachable."""
+        deadline = time.monotonic() + DATABASE_RETRY_SECONDS
+        while True:
+            try:
+                if self._save(**fields):
+                    self.message.refresh_from_db()
+                    reply_done(self.message)
+                return
+            except DatabaseError:
+                if time.monotonic() > deadline:
+                    logger.exception("Reply %s: could not save its end; the sweep will fail it", self.message.pk)
+                    return
+                connection.close()  # the next try opens a new connection
+                time.sleep(1.0)
+
+    def _last_flush(self) -> None:
+        """The last pieces, so the token frames spell the whole text (unless the database is gone)."""
+        if not self.database_failed:
+            try:
+                self.flush()
+            except DatabaseError:
+                self.database_failed = True
 
     def fail(self, reason: str) -> None:
-        self.flush()
+        self._last_flush()
         self._finish(status=Message.Status.FAILED, error=reason, text=self.text)
+
+    def abandon(self) -> None:
+        """End the reply without its generation (which ignored the stop): as the stop asked."""
+        if self.stop and not (self.timed_out or self.database_failed):
+            self._finish(status=Message.Status.STOPPED, text=self.text)
+        else:
+            self.fail(self.failure_reason() or "The generation stopped answering.")
+
+    def failure_reason(self) -> str | None:
+        if self.timed_out:
+            return f"The reply took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s."
+        if self.database_failed:
+            return "The database could not be reached while the reply was written; try again."
+        return None
 
     def finish(self, reply: Any) -> None:
         """Save the final text and the generation record, and tell the page."""
-        self.flush()  # the last pieces, so the token frames spell the whole text
+        self._last_flush()
         created = self.message.created
         waits = {
             "queue_seconds": (self.task_started - created).total_seconds() if self.task_started else None,
@@ -188,9 +245,8 @@ class ReplyStream:
         }
         record = GenerationRecord.of_reply(reply, self.message.worker, self.message.attempts, **waits).columns()
         record["parameters"] = {**record["parameters"], **self.notes}
-        if self.timed_out:
-            error = f"The reply took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s."
-            self._finish(status=Message.Status.FAILED, error=error, text=self.text, **record)
+        if self.timed_out or self.database_failed:
+            self._finish(status=Message.Status.FAILED, error=self.failure_reason(), text=self.text, **record)
         elif self.stop or reply.stopped:
             # Keep exactly what the user saw, not a cleaned-up version of it.
             self._finish(status=Message.Status.STOPPED, text=self.text, **record)

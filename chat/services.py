@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import Conversation, Message
-from .tasks import queue_reply
+from .tasks import queue_reply, send_reply_task
 
 TITLE_CHARS = 60
 
@@ -145,12 +145,13 @@ def choose_reply(message_id: int, user: AbstractBaseUser) -> Message:
     return reply
 
 
-def request_stop(conversation_id: int, user: AbstractBaseUser) -> Message | None:
-    """Stop the reply in progress; returns it when it was stopped right here.
+def request_stop(conversation_id: int, user: AbstractBaseUser) -> Message:
+    """Stop the reply in progress; returns it (`stopped` when it was stopped right here).
 
     A queued reply that no worker has claimed is stopped at once. A streaming
     one gets the stop flag its worker checks between tokens; the worker then
-    saves the text so far and reports the end itself.
+    saves the text so far and reports the end itself, or, if it has not
+    within CHAT_STOP_GRACE_SECONDS, `end_unanswered_stop` ends it.
     """
     with transaction.atomic():
         Conversation.objects.select_for_update().get(pk=conversation_id, owner=user)
@@ -161,22 +162,27 @@ def request_stop(conversation_id: int, user: AbstractBaseUser) -> Message | None
         if reply.status == Message.Status.QUEUED:
             reply.status = Message.Status.STOPPED
         reply.save(update_fields=["stop_requested", "status", "updated"])
-    return reply if reply.status == Message.Status.STOPPED else None
+    return reply
 
 
-def fail_stale_replies(conversation_id: int) -> list[Message]:
-    """Mark failed the replies whose worker is gone; returns them.
+def sweep_replies() -> list[Message]:
+    """End or re-send the replies nobody will finish; returns the ones it marked failed.
 
     A streaming reply's worker saves progress several times a second, so one
-    that has not moved for CHAT_REPLY_STALE_SECONDS lost its worker; a queued
-    one that waited CHAT_QUEUE_TIMEOUT_SECONDS found none. A task redelivered
-    later finds the reply finished and leaves it alone.
+    that has not moved for CHAT_REPLY_STALE_SECONDS lost its worker (killed,
+    hung, cut off from the database). A queued one that waited
+    CHAT_QUEUE_RESEND_SECONDS may have lost its task (a Redis restart loses
+    what it held): its task is sent again, which is harmless if the first
+    still comes (the claim is idempotent); one still queued after
+    CHAT_QUEUE_TIMEOUT_SECONDS found no worker. A failed reply offers a retry
+    (regenerate). Every change is conditional, so a worker that finishes at
+    this very moment wins, and several sweepers may run at once.
     """
     now = timezone.now()
-    stale = Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING).filter(
-        updated__lt=now - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
-    ) | Message.objects.filter(conversation_id=conversation_id, status=Message.Status.QUEUED).filter(
-        updated__lt=now - timedelta(seconds=settings.CHAT_QUEUE_TIMEOUT_SECONDS)
+    stale = Message.objects.filter(
+        status=Message.Status.STREAMING, updated__lt=now - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
+    ) | Message.objects.filter(
+        status=Message.Status.QUEUED, created__lt=now - timedelta(seconds=settings.CHAT_QUEUE_TIMEOUT_SECONDS)
     )
     failed = []
     for reply in stale:
@@ -185,11 +191,30 @@ def fail_stale_replies(conversation_id: int) -> list[Message]:
             if reply.status == Message.Status.STREAMING
             else "No worker picked up this reply in time."
         )
-        # Conditional, so a worker that finishes at this very moment wins.
         changed = Message.objects.filter(pk=reply.pk, status=reply.status, updated=reply.updated).update(
             status=Message.Status.FAILED, error=reason, updated=now
         )
         if changed:
             reply.refresh_from_db()
             failed.append(reply)
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        waiting = Message.objects.filter(
+            status=Message.Status.QUEUED, updated__lt=now - timedelta(seconds=settings.CHAT_QUEUE_RESEND_SECONDS)
+        )
+        for reply in waiting.only("pk", "updated"):
+            if Message.objects.filter(pk=reply.pk, status=Message.Status.QUEUED, updated=reply.updated).update(
+                updated=now
+            ):
+                send_reply_task(reply.pk)
     return failed
+
+
+def end_unanswered_stop(reply_id: int) -> Message | None:
+    """A stop its worker did not act on in time (gone, hung): the reply ends `stopped` here, with the text so far.
+
+    The worker, if it lives, finds the reply no longer its own and stops writing.
+    """
+    changed = Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING, stop_requested=True).update(
+        status=Message.Status.STOPPED, updated=timezone.now()
+    )
+    return Message.objects.get(pk=reply_id) if changed else None

@@ -18,7 +18,14 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from .generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply, conversation_history, fail_reply
+from .generation import (
+    IN_PROGRESS_ELSEWHERE,
+    GenerationAbandoned,
+    ReplyStream,
+    claim_reply,
+    conversation_history,
+    fail_reply,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +41,12 @@ def queue_reply(bot_message_id: int) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         transaction.on_commit(lambda: _generate_in_this_process(bot_message_id))
     else:
-        transaction.on_commit(
-            lambda: current_app.send_task(GENERATE_REPLY, args=[bot_message_id], queue=settings.GENERATION_QUEUE)
-        )
+        transaction.on_commit(lambda: send_reply_task(bot_message_id))
+
+
+def send_reply_task(bot_message_id: int) -> None:
+    """Send the task by name to GENERATION_QUEUE (the web process never imports its code)."""
+    current_app.send_task(GENERATE_REPLY, args=[bot_message_id], queue=settings.GENERATION_QUEUE)
 
 
 def _generate_in_this_process(bot_message_id: int) -> None:
@@ -94,6 +104,10 @@ def generate_reply(self: Task, bot_message_id: int) -> None:
             should_stop=stream.should_stop,
         )
         reply = stream.follow(generation)
+    except GenerationAbandoned:
+        logger.error("Reply %s: the generation did not stop when told to; abandoned", bot_message_id)
+        stream.abandon()
+        return
     except Exception as error:
         logger.exception("Generation failed for reply %s", bot_message_id)
         stream.fail(f"Generation failed: {error}")
@@ -103,8 +117,12 @@ def generate_reply(self: Task, bot_message_id: int) -> None:
 
 @worker_ready.connect
 def load_models_at_start(**kwargs: object) -> None:
-    """Load the models when the worker starts, not on its first reply."""
+    """Load the models when the worker starts, not on its first reply; start the reply sweep."""
+    # Imported here: the sweeper's services queue their replies through this module.
+    from .sweeper import start_sweeper
     from .warmup import warm_up
+
+    start_sweeper()
 
     try:
         warm_up()

@@ -182,9 +182,13 @@ CHAT_MAX_MESSAGE_TOKENS = int(os.environ.get("CHAT_MAX_MESSAGE_TOKENS", "384"))
 # Streaming: the worker saves the partial reply and sends it to the page at most this often.
 CHAT_STREAM_FLUSH_SECONDS = float(os.environ.get("CHAT_STREAM_FLUSH_SECONDS", "0.08"))
 # A streaming reply with no progress for this long has lost its worker and is marked failed.
-CHAT_REPLY_STALE_SECONDS = int(os.environ.get("CHAT_REPLY_STALE_SECONDS", "60"))
+CHAT_REPLY_STALE_SECONDS = int(os.environ.get("CHAT_REPLY_STALE_SECONDS", "20"))
 # A reply no worker picked up in this long is marked failed.
 CHAT_QUEUE_TIMEOUT_SECONDS = int(os.environ.get("CHAT_QUEUE_TIMEOUT_SECONDS", "900"))
+# A reply still queued this long has its task sent again (a Redis restart loses queued tasks).
+CHAT_QUEUE_RESEND_SECONDS = int(os.environ.get("CHAT_QUEUE_RESEND_SECONDS", "30"))
+# A stop the worker has not acted on in this long (worker gone or hung) is enforced by the web process.
+CHAT_STOP_GRACE_SECONDS = float(os.environ.get("CHAT_STOP_GRACE_SECONDS", "1.0"))
 # A redelivered task restarts a half-done reply at most this many times in all.
 CHAT_REPLY_MAX_ATTEMPTS = int(os.environ.get("CHAT_REPLY_MAX_ATTEMPTS", "2"))
 

@@ -8,6 +8,7 @@ else (the task, the replier, the database, the channel layer) is the real one.
 """
 import os
 import time
+from concurrent.futures import Future
 
 from celery import signals
 
@@ -16,11 +17,19 @@ from sheldonsite.celery import app  # noqa: F401  (celery -A finds the app here)
 TOKEN_DELAY_SECONDS = float(os.environ.get("TEST_TOKEN_DELAY_SECONDS", "0.06"))
 
 
+# A message with this in it gets a generation that never ends and ignores its
+# stop: what a hung engine looks like to the task.
+HANG = "[hang]"
+
+
 class SlowEngine:
     def __init__(self, engine):
         self.engine = engine
 
     def submit(self, history, message, on_piece=None, should_stop=None):
+        if HANG in message:
+            on_piece("Hmm, let me think")
+            return Future()  # never done
         def slow_should_stop():
             time.sleep(TOKEN_DELAY_SECONDS)
             return should_stop()

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from kombu import Connection
 
 from chat.models import Conversation, Message
@@ -113,11 +114,32 @@ def worker_log(stack):
 
 
 @pytest.fixture
-def fault_stack(django_db_setup, own_redis, tiny_chat, tmp_path):
-    """A worker on the suite's own Redis, whose replies take about 6 s (40 tokens, 0.15 s each)."""
-    stack = LiveStack(own_redis.url, tiny_chat, tmp_path)
-    stack.queue = f"test-faults-{uuid.uuid4().hex[:8]}"
-    stack.env.update(GENERATION_QUEUE=stack.queue, TEST_TOKEN_DELAY_SECONDS="0.15")
-    stack.start_worker()
-    yield stack
-    stack.stop(stack.worker)
+def make_stack(django_db_setup, own_redis, tiny_chat, tmp_path):
+    """Start a worker on the suite's own Redis (and, with `database_port`, through a proxy); stopped after the test.
+
+    Its replies take about 6 s (40 tokens, 0.15 s each); `env` overrides its settings.
+    """
+    stacks = []
+
+    def make(database_port=None, **env):
+        stack = LiveStack(own_redis.url, tiny_chat, tmp_path / f"stack-{len(stacks)}")
+        stack.log_dir.mkdir()
+        stack.queue = f"test-faults-{uuid.uuid4().hex[:8]}"
+        stack.env.update(GENERATION_QUEUE=stack.queue, TEST_TOKEN_DELAY_SECONDS="0.15", **env)
+        if database_port:
+            stack.env["DATABASE_URL"] = stack.env["DATABASE_URL"].replace(
+                f":{connection.settings_dict['PORT']}/", f":{database_port}/"
+            )
+        stacks.append(stack)
+        stack.start_worker()
+        return stack
+
+    yield make
+    for stack in stacks:
+        if stack.worker is not None:
+            stack.stop(stack.worker)
+
+
+@pytest.fixture
+def fault_stack(make_stack):
+    return make_stack()

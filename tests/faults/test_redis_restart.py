@@ -34,3 +34,18 @@ def test_worker_survives_a_redis_restart_mid_reply(fault_stack, own_redis, djang
     seconds = wait_for_status(after.pk, FINISHED, timeout=60)
     assert Message.objects.get(pk=after.pk).status == Message.Status.DONE
     print(f"the next reply after the restart: done in {seconds:.1f} s")
+
+
+def test_queued_work_lost_in_a_redis_restart_is_sent_again(make_stack, own_redis, django_user_model):
+    stack = make_stack(CHAT_QUEUE_RESEND_SECONDS="3")
+    user = django_user_model.objects.create_user("howard", password="a-long-password-42")
+    reply = queued_reply(user, "Is anybody there?")
+    send_reply_task(stack, reply.pk)
+    # The task is in Redis, not yet taken (it is claimed in a moment): the restart loses it or not;
+    # either way the reply must end.
+    own_redis.restart(down_seconds=0.5)
+    lost = queued_reply(user, "My task was lost with Redis.")  # queued, and its task is gone
+    seconds = wait_for_status(lost.pk, FINISHED, timeout=60)
+    assert Message.objects.get(pk=lost.pk).status == Message.Status.DONE
+    wait_for_status(reply.pk, FINISHED, timeout=60)
+    print(f"\na reply whose task was lost: done {seconds:.1f} s after it was queued (resent by the sweep)")
