@@ -63,6 +63,7 @@ class Row:
         self.on_text = on_text  # called with each newly decoded piece of raw text
         self.should_stop = should_stop
         self.token_ids = []
+        self.log_probability = 0.0  # of the reply's tokens under the model (decoded by DecodeBatch only)
         self.decoded = ""
         self.ended = False  # the model produced its end-of-sequence token
         self.stopped = False  # should_stop() said so
@@ -72,13 +73,19 @@ class Row:
     def done(self):
         return self.ended or self.stopped
 
-    def accept(self, token_id, tokenizer, eos_ids):
+    @property
+    def mean_log_probability(self):
+        """The model's mean log-probability per reply token (None when unknown or empty)."""
+        return self.log_probability / len(self.token_ids) if self.token_ids and self.log_probability else None
+
+    def accept(self, token_id, tokenizer, eos_ids, log_probability=0.0):
         if self.done:
             return
         if token_id in eos_ids:
             self.ended = True
             return
         self.token_ids.append(token_id)
+        self.log_probability += log_probability
         with TOKENIZER_LOCK:
             text = tokenizer.decode(self.token_ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):

@@ -11,6 +11,11 @@ generation steps (continuous batching, for chat models; a seq2seq batch
 takes them once its generate call is over), up to BATCH_MAX_SIZE rows. Each
 reply streams to its own callbacks and leaves as soon as it is done; a stop
 requested for one reply, or a failing callback, ends only that row.
+
+A request is sampled as several candidates (sample-and-rank), as many as the
+rows allow: BATCH_MAX_SIZE shared among the requests in progress, at most
+REPLY_CANDIDATES each. One person alone gets the full choice; at 16 people
+each request gets one row, and serving stays as fast as without ranking.
 """
 import logging
 import queue
@@ -38,6 +43,8 @@ class BatchingEngine:
         # How many requests started together, each time (the latest 1,000), for tests and benchmarks.
         self.batch_sizes = deque(maxlen=1000)
         self._waiting = queue.Queue()
+        self._in_progress = 0  # requests submitted and not yet answered
+        self._in_progress_lock = threading.Lock()
         # The engine's thread gives up the GIL inside every torch operation; with
         # many task threads around, Python's default 5 ms switch interval makes
         # it wait that long to get it back, many times per step (measured: a
@@ -55,36 +62,55 @@ class BatchingEngine:
         network), or they hold up the batch.
         """
         guarded = _GuardedRequest(ReplyRequest(history, message, on_piece, should_stop))
-        job = self.replier.prepare([guarded.request])[0]
+        with self._in_progress_lock:
+            self._in_progress += 1
+            candidates = self.candidates_for(self._in_progress)
+        try:
+            job = self.replier.prepare([guarded.request], candidates)[0]
+        except BaseException:
+            self._answered()
+            raise
         future = Future()
+        future.add_done_callback(lambda _: self._answered())
         self._waiting.put((job, guarded, future))
         return future
+
+    def candidates_for(self, in_progress):
+        """Candidates to sample for a request when `in_progress` requests share the rows."""
+        return max(1, min(self.replier.max_candidates, self.max_batch // max(1, in_progress)))
+
+    def _answered(self):
+        with self._in_progress_lock:
+            self._in_progress -= 1
 
     def reply(self, history, message, on_piece=None, should_stop=None):
         """Like `Replier.reply`: the Reply, once generated."""
         return self.submit(history, message, on_piece, should_stop).result()
 
     def _arrivals(self, running):
-        """The requests to start now: those waiting, up to the room left in the batch.
+        """The requests to start now: those waiting, while there are rows left in the batch.
 
         An idle engine waits for a first request, then BATCH_WINDOW_MS for company.
+        A request takes a row per candidate; one that does not fit waits for the next step.
         """
-        room = self.max_batch - running
         arrivals = []
         if not running:
             arrivals.append(self._waiting.get())
             deadline = time.monotonic() + self.window_seconds
-            while len(arrivals) < room and (remaining := deadline - time.monotonic()) > 0:
+            while (remaining := deadline - time.monotonic()) > 0 and self._has_room(running, arrivals):
                 try:
                     arrivals.append(self._waiting.get(timeout=remaining))
                 except queue.Empty:
                     break
-        while len(arrivals) < room:
+        while self._has_room(running, arrivals):
             try:
                 arrivals.append(self._waiting.get_nowait())
             except queue.Empty:
                 break
         return arrivals
+
+    def _has_room(self, running, arrivals):
+        return running + sum(job.candidates for job, _, _ in arrivals) < self.max_batch
 
     def _run(self):
         batch, futures = None, {}  # futures: id(request) -> (_GuardedRequest, Future)

@@ -329,9 +329,9 @@ class DecodeBatch:
             use_cache=True,
             logits_to_keep=1,
         )
+        # The repetition penalty counts the reply's own tokens only: penalising the prompt's (the persona,
+        # the user's words) pushed the model off common word pieces and broke words ("wasn tough").
         seen = torch.zeros(len(rows), output.logits.shape[-1], dtype=torch.bool, device=device)
-        for row_index, ids in enumerate(prompt_ids):
-            seen[row_index, ids] = True
         size = self.sampling.no_repeat_ngram_size
         sequences = [
             _Sequence(row, NGramTable(size, ids) if size else None, ids, cached=len(ids))
@@ -344,11 +344,13 @@ class DecodeBatch:
         """Sample the next token of rows `first:`, hand it to those not asked to stop, let finished rows go."""
         sequences = self.sequences[first:]
         ngrams = [sequence.ngrams for sequence in sequences]
+        log_probabilities = logits.float().log_softmax(-1)  # the model's own, before any sampling rule
         logits = self.sampling.adjust(logits.float(), self.seen[first:], ngrams)
         tokens = self.sampling.choose(logits)
+        chosen_log_probabilities = log_probabilities.gather(-1, tokens[:, None]).squeeze(-1).tolist()
         self.last_tokens[first:] = tokens
         self.seen[torch.arange(first, len(self), device=tokens.device), tokens] = True
-        for sequence, token_id in zip(sequences, tokens.tolist()):
+        for sequence, token_id, log_probability in zip(sequences, tokens.tolist(), chosen_log_probabilities):
             row = sequence.row
             if row.should_stop is not None and row.should_stop():
                 row.stopped = True  # a stop takes effect before the next token is shown
@@ -356,7 +358,7 @@ class DecodeBatch:
                 sequence.generated += 1
                 if sequence.ngrams is not None:
                     sequence.ngrams.add(token_id)
-                row.accept(token_id, self.tokenizer, self.eos_ids)
+                row.accept(token_id, self.tokenizer, self.eos_ids, log_probability)
             row.finished = row.done or sequence.generated >= self.max_new_tokens
         self._drop_finished()
 

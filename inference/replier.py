@@ -25,6 +25,7 @@ from .cleanup import ReplyCleaner
 from .loading import load_generator
 from .profiles import active_profile
 from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
+from .selection import Candidate, RankWeights, choose
 
 __all__ = ["Hit", "Reply", "ReplyBatch", "ReplyJob", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
 
@@ -75,15 +76,24 @@ class Reply:
     new_tokens: int = 0
     fallback: bool = False
     stopped: bool = False
+    chosen: Candidate | None = None  # the candidate the text came from
+    candidates: list = field(default_factory=list)  # every Candidate considered, with its scores
 
 
 class _Attempt:
-    """One generation for one request: its stream row and its clean-up."""
+    """One generated candidate for one request: its row and its clean-up.
+
+    A job with one candidate and nothing else to choose from streams its
+    attempt as it is generated; a ranked job's attempts stream nothing, and the
+    chosen reply is sent once it is chosen.
+    """
 
     def __init__(self, job, character, first=True):
         self.job = job
         self.first = first
-        self.cleaner = ReplyCleaner(job.request.message, character, on_piece=job.request.on_piece)
+        self.cleaner = ReplyCleaner(
+            job.request.message, character, on_piece=None if job.ranked else job.request.on_piece
+        )
         self.row = Row(self.cleaner.feed, job.request.should_stop)
 
     def text(self):
@@ -95,13 +105,27 @@ class _Attempt:
 
 @dataclass
 class ReplyJob:
-    """A request ready to generate (`Replier.prepare`): its retrieved exchange, prompt and start."""
+    """A request ready to generate (`Replier.prepare`): its retrieval, prompt, candidates and start.
+
+    `hit` is the scripted exchange put into the prompt (the best one, when it
+    passed the threshold); `scripted` are the scripted lines that compete with
+    the `candidates` generated ones; `query` is the dialogue's selector vector.
+    """
 
     request: ReplyRequest
     hit: Hit | None
     prompt: str
     started: float
+    candidates: int = 1
+    scripted: list = field(default_factory=list)
+    query: object = None
     new_tokens: int = 0
+    generated: list = field(default_factory=list)  # of Candidate, as their attempts finish
+
+    @property
+    def ranked(self):
+        """Whether the reply is chosen among several candidates (else it streams as it is generated)."""
+        return self.candidates + len(self.scripted) > 1
 
 
 class ReplyBatch:
@@ -123,8 +147,8 @@ class ReplyBatch:
         return len(self.attempts)
 
     def add(self, jobs):
-        """Start generating these prepared requests."""
-        self._start([_Attempt(job, self.replier.character) for job in jobs])
+        """Start generating these prepared requests: `job.candidates` rows each."""
+        self._start([_Attempt(job, self.replier.character) for job in jobs for _ in range(job.candidates)])
 
     def step(self):
         """One generation step: the (request, Reply) pairs it finished."""
@@ -134,13 +158,15 @@ class ReplyBatch:
             if not attempt.row.finished:
                 running.append(attempt)
                 continue
-            job, text = attempt.job, attempt.text()
-            job.new_tokens += len(attempt.row.token_ids)
-            if not text and not attempt.row.stopped and attempt.first:
-                # An empty reply (nothing, a label only, an echo) is retried once.
+            job, text, row = attempt.job, attempt.text(), attempt.row
+            job.new_tokens += len(row.token_ids)
+            if not text and not row.stopped and attempt.first and not job.ranked:
+                # A lone empty reply (nothing, a label only, an echo) is retried once.
                 retries.append(_Attempt(job, self.replier.character, first=False))
-            else:
-                finished.append((job.request, self.replier.record(job, text, attempt.row.stopped)))
+                continue
+            job.generated.append(Candidate(text, "generated", row.mean_log_probability, stopped=row.stopped))
+            if len(job.generated) == job.candidates:
+                finished.append((job.request, self.replier.finish(job)))
         self.attempts = running
         self._start(retries)
         return finished
@@ -152,20 +178,26 @@ class ReplyBatch:
 
 
 class Replier:
-    def __init__(self, profile, backend, index=None, threshold=0.89, history_turns=6, character="Sheldon"):
+    """Replies to dialogues: retrieval, generation of candidates, the choice, the record.
+
+    `max_candidates`: replies sampled per request when the worker is idle (the
+    engine asks for fewer under load); `scripted_candidates`: how many of the
+    retrieved scripted lines that passed `threshold` compete with them.
+    """
+
+    def __init__(
+        self, profile, backend, index=None, threshold=0.89, history_turns=6, character="Sheldon",
+        max_candidates=1, scripted_candidates=0, weights=RankWeights(),
+    ):
         self.profile = profile
         self.backend = backend
         self.index = index
         self.threshold = threshold
         self.history_turns = history_turns
         self.character = character
-
-    def retrieve_many(self, histories, messages):
-        """For each dialogue the closest scripted exchange, or None under the threshold."""
-        if self.index is None:
-            return [None] * len(messages)
-        dialogues = [[turn.text for turn in history] for history in histories]
-        return self.index.best_many(dialogues, messages, self.threshold)
+        self.max_candidates = max(1, max_candidates)
+        self.scripted_candidates = scripted_candidates if index is not None else 0
+        self.weights = weights
 
     def reply(self, history, message, on_piece=None, should_stop=None):
         return self.reply_many([ReplyRequest(history, message, on_piece, should_stop)])[0]
@@ -206,15 +238,49 @@ class Replier:
             raise outcome["error"]
         return outcome["reply"]
 
-    def prepare(self, requests):
-        """A ReplyJob for each request: retrieval (one batch for all) and prompt, done before generating."""
+    def prepare(self, requests, candidates=None):
+        """A ReplyJob for each request: retrieval (one batch for all) and prompt, done before generating.
+
+        `candidates`: replies to sample for each (default `max_candidates`).
+        """
         started = time.perf_counter()
+        candidates = self.max_candidates if candidates is None else max(1, candidates)
         histories = [self.bounded(request.history) for request in requests]
-        hits = self.retrieve_many(histories, [request.message for request in requests]) if requests else []
-        return [
-            ReplyJob(request, hit, self.backend.prompt(history, request.message, hit), started)
-            for request, history, hit in zip(requests, histories, hits)
-        ]
+        jobs = []
+        for request, history, (hits, query) in zip(requests, histories, self._retrieve(histories, requests)):
+            passed = [hit for hit in hits if hit.score >= self.threshold]
+            hit = passed[0] if passed else None
+            prompt = self.backend.prompt(history, request.message, hit)
+            jobs.append(
+                ReplyJob(request, hit, prompt, started, candidates, passed[: self.scripted_candidates], query)
+            )
+        return jobs
+
+    def _retrieve(self, histories, requests):
+        """For each request (its best scripted hits, its query vector): one embedding batch for all."""
+        if self.index is None or not requests:
+            return [([], None)] * len(requests)
+        dialogues = [[turn.text for turn in history] for history in histories]
+        messages = [request.message for request in requests]
+        queries = self.index.queries(dialogues, messages)
+        hits = self.index.search_many(dialogues, messages, k=max(1, self.scripted_candidates), queries=queries)
+        return list(zip(hits, queries))
+
+    def finish(self, job):
+        """The Reply of a job whose candidates are all generated: the best one, sent if it was not streamed."""
+        scripted = [Candidate(hit.text, "scripted", hit=hit) for hit in job.scripted]
+        pool = job.generated + scripted
+        stopped = any(candidate.stopped for candidate in job.generated)
+        if stopped or not job.ranked:
+            chosen = job.generated[0]
+        else:
+            similarities = (
+                self.index.similarities(job.query, [c.text for c in pool]) if job.query is not None else [0.0] * len(pool)
+            )
+            chosen = choose(pool, list(similarities), job.request.message, self.weights)
+            if chosen.text and job.request.on_piece is not None:
+                job.request.on_piece(chosen.text)
+        return self.record(job, chosen, pool, stopped)
 
     def open_batch(self):
         """An empty ReplyBatch: prepared requests join it between generation steps."""
@@ -233,22 +299,31 @@ class Replier:
         """The history turns the reply sees: the last HISTORY_TURNS."""
         return list(history)[-self.history_turns :] if self.history_turns > 0 else []
 
-    def record(self, job, text, stopped):
+    def record(self, job, chosen, pool, stopped):
         """The Reply of a finished job; an empty, unstopped one becomes the fallback line."""
+        text = chosen.text
         fallback = not text and not stopped
         if fallback and job.request.on_piece is not None:
             job.request.on_piece(FALLBACK_REPLY)
+        ranking = {
+            "candidates": job.candidates,
+            "scripted_candidates": len(job.scripted),
+            "chosen": chosen.source,
+            "rejected": sum(1 for candidate in pool if candidate.rejected),
+        }
         return Reply(
             text=FALLBACK_REPLY if fallback else text,
-            retrieved=job.hit,
+            retrieved=chosen.hit or job.hit,
             profile=self.profile.name,
             generator_model=self.profile.generator_model,
             retriever_model=self.profile.retriever_model,
-            parameters=dict(self.backend.parameters),
+            parameters={**self.backend.parameters, **ranking} if job.ranked else dict(self.backend.parameters),
             seconds=time.perf_counter() - job.started,
             new_tokens=job.new_tokens,
             fallback=fallback,
             stopped=stopped,
+            chosen=chosen,
+            candidates=pool,
         )
 
 
@@ -272,6 +347,8 @@ def build_replier():
         threshold=settings.RETRIEVAL_THRESHOLD,
         history_turns=settings.HISTORY_TURNS,
         character=settings.SHELDON_CHARACTER,
+        max_candidates=settings.REPLY_CANDIDATES,
+        scripted_candidates=settings.SCRIPTED_CANDIDATES,
     )
 
 

@@ -1,9 +1,12 @@
-"""The retrieval index: scripted exchanges embedded as the reference design did.
+"""The retrieval index: the character's scripted lines, found by what they answer.
 
-An exchange's vector is [embedding(context lines joined); embedding(question)],
-each half unit-length and the whole scaled to unit length, so a dot product
-is the mean of the context and question cosine similarities. A query is the
-user's message as the question and the recent dialogue as the context.
+The retriever is a response selector: a bi-encoder that embeds a dialogue
+(`inference.prompts.selector_query`: its last lines, then the line to answer)
+and a reply so that the true reply is the nearest (`train_retriever` fine-tunes
+it on the show's exchanges). An exchange's vector is the unit embedding of its
+scripted answer; a query's, the embedding of the dialogue and the user's
+message. The same model scores generated candidates against the dialogue
+(`similarities`), so retrieval and ranking share one model and one scale.
 
 On disk an index is a folder:
 
@@ -25,11 +28,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.pipeline import CONTEXT_LINES
-
 from .loading import load_retriever
+from .prompts import selector_query
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: [emb(context); emb(question)] per exchange; 2: emb(answer)
 # The retriever's tokenizer, shared by a worker's threads, fails when two use it at once
 # (see inference.loading.TOKENIZER_LOCK); encoding holds this lock.
 RETRIEVER_LOCK = threading.Lock()
@@ -92,11 +94,6 @@ def fingerprint(exchanges):
     return f"sha256:{digest.hexdigest()}"
 
 
-def query_context(dialogue):
-    """The recent dialogue lines that form a query's context."""
-    return " ".join(dialogue[-CONTEXT_LINES:])
-
-
 def read_manifest(path):
     try:
         return json.loads((Path(path) / MANIFEST).read_text())
@@ -117,26 +114,26 @@ def staleness(manifest, retriever_model, data_fingerprint):
     return None
 
 
-def embed_pairs(retriever, contexts, questions, batch_size=64, progress=False):
-    """Unit vectors [emb(context); emb(question)] / sqrt(2), one row per pair."""
-    # Each distinct text once, shortest first: texts of a batch have similar
-    # lengths, so little is padded and embedding runs several times faster.
-    texts = sorted(set(contexts) | set(questions), key=len)
-    chunks = range(0, len(texts), batch_size)
+def embed_texts(retriever, texts, batch_size=64, progress=False):
+    """Unit vectors, one row per text; each distinct text is embedded once."""
+    # Shortest first: texts of a batch have similar lengths, so little is padded.
+    distinct = sorted(set(texts), key=len)
     vectors = []
-    for start in tqdm(chunks, desc="Embedding", unit="batch", disable=not progress):
+    for start in tqdm(range(0, len(distinct), batch_size), desc="Embedding", unit="batch", disable=not progress):
         with RETRIEVER_LOCK:
-            batch = retriever.encode(
-                texts[start : start + batch_size],
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,  # the bar above counts batches
+            vectors.append(
+                retriever.encode(
+                    distinct[start : start + batch_size],
+                    batch_size=batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,  # the bar above counts batches
+                )
             )
-        vectors.append(batch)
-    by_text = dict(zip(texts, np.concatenate(vectors) if vectors else []))
-    pairs = np.stack([np.concatenate([by_text[c], by_text[q]]) for c, q in zip(contexts, questions)])
-    return (pairs / np.sqrt(2)).astype(np.float32)
+    if not texts:
+        return np.zeros((0, retriever.get_embedding_dimension()), dtype=np.float32)
+    by_text = dict(zip(distinct, np.concatenate(vectors)))
+    return np.stack([by_text[text] for text in texts]).astype(np.float32)
 
 
 def build_index(path, retriever_model, exchanges, batch_size=64, progress=False):
@@ -147,13 +144,7 @@ def build_index(path, retriever_model, exchanges, batch_size=64, progress=False)
         )
     path = Path(path)
     retriever = load_retriever(retriever_model)
-    vectors = embed_pairs(
-        retriever,
-        [" ".join(exchange.context) for exchange in exchanges],
-        [exchange.question for exchange in exchanges],
-        batch_size=batch_size,
-        progress=progress,
-    )
+    vectors = embed_texts(retriever, [exchange.answer for exchange in exchanges], batch_size, progress)
     manifest = {
         "format": FORMAT_VERSION,
         "retriever_model": retriever_model,
@@ -215,26 +206,31 @@ class RetrievalIndex:
         ]
         return cls(retriever_model, load_retriever(retriever_model), vectors, exchanges, manifest)
 
-    def search_many(self, dialogues, questions, k=1):
-        """For each (recent dialogue, question), its k closest exchanges, best first."""
-        queries = embed_pairs(self.retriever, [query_context(d) for d in dialogues], list(questions))
-        return [
-            [self._hit(int(row), float(scores[row])) for row in np.argsort(-scores)[:k]]
-            for scores in queries @ self.vectors.T
-        ]
+    def queries(self, dialogues, messages):
+        """The query vectors of (dialogue lines, message) pairs."""
+        return embed_texts(self.retriever, [selector_query(d, m) for d, m in zip(dialogues, messages)])
 
-    def search(self, dialogue, question, k=1):
-        return self.search_many([dialogue], [question], k)[0]
+    def similarities(self, query, texts):
+        """The cosine of one query vector with each text: how well each answers the dialogue."""
+        return embed_texts(self.retriever, list(texts)) @ query
 
-    def best_many(self, dialogues, questions, threshold):
-        """For each query its closest exchange, or None when the score is under `threshold`."""
-        return [
-            hits[0] if hits and hits[0].score >= threshold else None
-            for hits in self.search_many(dialogues, questions, k=1)
-        ]
+    def search_many(self, dialogues, messages, k=1, queries=None):
+        """For each (dialogue lines, message), its k best scripted answers (distinct texts), best first."""
+        queries = self.queries(dialogues, messages) if queries is None else queries
+        found = []
+        for scores in queries @ self.vectors.T:
+            hits, texts = [], set()
+            for row in np.argsort(-scores):
+                if len(hits) == k:
+                    break
+                if self.exchanges[row].answer not in texts:
+                    texts.add(self.exchanges[row].answer)
+                    hits.append(self._hit(int(row), float(scores[row])))
+            found.append(hits)
+        return found
 
-    def best(self, dialogue, question, threshold):
-        return self.best_many([dialogue], [question], threshold)[0]
+    def search(self, dialogue, message, k=1):
+        return self.search_many([dialogue], [message], k)[0]
 
     def _hit(self, row, score):
         exchange = self.exchanges[row]

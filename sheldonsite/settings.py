@@ -151,6 +151,10 @@ GENERATOR_MODEL = os.environ.get("GENERATOR_MODEL", "")
 GENERATOR_ADAPTER = os.environ.get("GENERATOR_ADAPTER", "")
 RETRIEVAL_THRESHOLD = float(os.environ.get("RETRIEVAL_THRESHOLD", "0.89"))
 RETRIEVAL_INDEX_PATH = Path(os.environ.get("RETRIEVAL_INDEX_PATH", VAR_DIR / "index"))
+# Sample-and-rank: replies sampled per request when the worker is idle (fewer under load), and how
+# many retrieved scripted lines that passed the threshold compete with them (inference.selection).
+REPLY_CANDIDATES = max(1, int(os.environ.get("REPLY_CANDIDATES", "4")))
+SCRIPTED_CANDIDATES = max(0, int(os.environ.get("SCRIPTED_CANDIDATES", "5")))
 MAX_NEW_TOKENS = int(os.environ.get("MAX_NEW_TOKENS", "60"))
 # Chat prompts: the oldest history turns are left out beyond this many tokens (bounds a batch's memory).
 MAX_PROMPT_TOKENS = int(os.environ.get("MAX_PROMPT_TOKENS", "768"))

@@ -23,6 +23,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup, set_seed
 
+from inference.prompts import selector_query
 from training.arguments import option
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Pair:
-    query: str  # the scene's earlier lines, then the line answered
+    query: str  # the scene's last lines, then the line answered (inference.prompts.selector_query)
     answer: str
 
 
@@ -41,7 +42,7 @@ def exchange_pairs(exchanges):
         if exchange.answer in seen:
             continue
         seen.add(exchange.answer)
-        pairs.append(Pair(" ".join((*exchange.context, exchange.question)), exchange.answer))
+        pairs.append(Pair(selector_query(exchange.context, exchange.question), exchange.answer))
     return pairs
 
 
@@ -49,10 +50,16 @@ def exchange_pairs(exchanges):
 class RetrieverConfig:
     """Hyper-parameters of `train_retriever`; each is also an option of `manage.py train_retriever`."""
 
+    method: str = option(
+        "full",
+        "full: fine-tune the whole encoder; head: a linear layer over the frozen encoder's embeddings "
+        "(each text is embedded once, so it trains in minutes on a busy 2-core CPU)",
+    )
     epochs: float = option(1.0, "passes over the training pairs")
     batch_size: int = option(32, "pairs per step; the other answers of a batch are each pair's negatives")
     learning_rate: float = option(2e-5, "AdamW learning rate")
     warmup_ratio: float = option(0.1, "share of the steps the learning rate warms up over")
+    max_seq_length: int = option(128, "tokens read of a text; a longer query loses its oldest words, not the line answered")
     seed: int = option(42, "training's random state")
 
 
@@ -75,6 +82,7 @@ def recall_at_k(model, pairs, ks=(1, 5), batch_size=64):
 def train_retriever(model, pairs, config):
     """Fine-tune `model` in place on `pairs`; returns the log [{"step", "loss"}, ...] for the loss curve."""
     set_seed(config.seed)
+    limit_length(model, config.max_seq_length)
     pairs = list(pairs)
     if len(pairs) < 2 or config.batch_size < 2:
         raise ValueError("In-batch negatives need at least two training pairs and a batch size of at least 2.")
@@ -104,6 +112,52 @@ def train_retriever(model, pairs, config):
                 progress.set_postfix(loss=f"{log[-1]['loss']:.3f}")
     model.eval()
     return log
+
+
+def train_linear_head(model, pairs, config):
+    """Append a trained linear layer (and a unit-length step) to `model`; the encoder stays as it is.
+
+    The layer starts as the identity, so training starts from the encoder's own ranking, and it is
+    applied to both sides (a SentenceTransformer embeds queries and answers alike). Loss: in-batch
+    negatives, as MultipleNegativesRankingLoss. Returns the log, one entry per step.
+    """
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    set_seed(config.seed)
+    limit_length(model, config.max_seq_length)
+    if len(pairs) < 2 or config.batch_size < 2:
+        raise ValueError("In-batch negatives need at least two training pairs and a batch size of at least 2.")
+    queries = model.encode([p.query for p in pairs], batch_size=64, convert_to_tensor=True, show_progress_bar=True)
+    answers = model.encode([p.answer for p in pairs], batch_size=64, convert_to_tensor=True, show_progress_bar=True)
+    dimension = queries.shape[-1]
+    layer = torch.nn.Linear(dimension, dimension, bias=False)
+    torch.nn.init.eye_(layer.weight)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=config.learning_rate)
+    scale = MultipleNegativesRankingLoss(model).scale
+    generator = torch.Generator().manual_seed(config.seed)
+    total_steps = max(1, round(math.ceil(len(pairs) / config.batch_size) * config.epochs))
+    log = []
+    for step in tqdm(range(total_steps), desc="Training the linear head", unit="step"):
+        batch = torch.randperm(len(pairs), generator=generator)[: config.batch_size]
+        query = torch.nn.functional.normalize(layer(queries[batch]), dim=-1)
+        answer = torch.nn.functional.normalize(layer(answers[batch]), dim=-1)
+        loss = torch.nn.functional.cross_entropy(scale * query @ answer.T, torch.arange(len(batch)))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        log.append({"step": step + 1, "loss": loss.item()})
+    model.append(
+        Dense(dimension, dimension, bias=False, activation_function=torch.nn.Identity(), init_weight=layer.weight.detach())
+    )
+    model.append(Normalize())
+    model.eval()
+    return log
+
+
+def limit_length(model, max_seq_length):
+    """Read at most `max_seq_length` tokens of a text, keeping its end (a query ends with the line answered)."""
+    model.max_seq_length = max_seq_length
+    model.tokenizer.truncation_side = "left"
 
 
 def _tokenized(model, texts):

@@ -20,10 +20,11 @@ def demo_exchanges(db):
 
 @pytest.fixture
 def tiny_chat_settings(settings, tiny_chat):
-    """The tiny chat model, no retrieval, short replies."""
+    """The tiny chat model, no retrieval, short replies, one candidate (it streams as it is generated)."""
     settings.GENERATOR_MODEL = str(tiny_chat)
     settings.RETRIEVER_MODEL = "none"
     settings.MAX_NEW_TOKENS = 10
+    settings.REPLY_CANDIDATES = 1
     return settings
 
 

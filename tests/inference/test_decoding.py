@@ -3,6 +3,7 @@ starting from stored prefixes, the same sampling."""
 import pytest
 import torch
 from transformers import (
+    LogitsProcessorList,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
@@ -18,6 +19,8 @@ from inference.retrieval import Hit
 
 HIT = Hit(text="Bazinga!", question="Did you fool me?", score=0.95, episode="E1", scene=2)
 GREEDY = dict(do_sample=False, repetition_penalty=1.2, no_repeat_ngram_size=3)
+# generate() penalises the prompt's tokens too; the decoder penalises the reply's only.
+GENERATE_GREEDY = {key: value for key, value in GREEDY.items() if key != "repetition_penalty"}
 
 
 class RecordingBatch(DecodeBatch):
@@ -44,18 +47,24 @@ def alone(backend, prompt, max_new_tokens):
     """generate()'s greedy tokens and raw logits for one unpadded prompt."""
     tokenizer = backend.tokenizer
     input_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False).input_ids])
+    reply_penalty = RepetitionPenaltyLogitsProcessor(GREEDY["repetition_penalty"], prompt_ignore_length=input_ids.shape[1])
     with torch.inference_mode():
         output = backend.model.generate(
             input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
             output_logits=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
-            top_k=None, top_p=None, temperature=None, **GREEDY,
+            top_k=None, top_p=None, temperature=None, logits_processor=LogitsProcessorList([reply_penalty]),
+            **GENERATE_GREEDY,
         )
     tokens = output.sequences[0, input_ids.shape[1] :].tolist()
     return [token for token in tokens if token not in backend.eos_ids], [step[0] for step in output.logits]
 
 
+def recording_args(backend, sampling, prefixes=None):
+    return backend.model, backend.tokenizer, sampling, 6, backend.eos_ids, prefixes
+
+
 def recording_batch(backend, prefixes):
-    return RecordingBatch(backend.model, backend.tokenizer, Sampling(**GREEDY), 6, backend.eos_ids, prefixes)
+    return RecordingBatch(*recording_args(backend, Sampling(**GREEDY), prefixes))
 
 
 def token_ids(backend, prompts):
@@ -115,7 +124,9 @@ def test_the_next_turn_of_a_conversation_starts_from_the_stored_previous_turn(fu
 
     next_prompt = backend.prompt([Turn("user", "Hi."), Turn("bot", first.decoded)], "And then?", None)
     stored_length, _ = store.longest(token_ids(backend, [next_prompt])[0])
-    assert stored_length >= len(token_ids(backend, [first_prompt])[0]) > persona_length
+    # All of the first prompt is reused but, at most, its last token: tokenised again with the reply
+    # after it, the prompt's closing newline may merge with the reply's first word.
+    assert stored_length >= len(token_ids(backend, [first_prompt])[0]) - 1 > persona_length
     # Joined by a new conversation, which starts from the persona only.
     new_prompt = backend.prompt([], "A new conversation, with a somewhat longer first message?", None)
     rows = [Row(lambda piece: None), Row(lambda piece: None)]
@@ -158,6 +169,24 @@ def test_no_repeated_ngrams_without_a_repetition_penalty(full_precision_chat):
     assert row.token_ids
     for end in range(len(prompt_ids), len(tokens)):  # no generated token completes a bigram seen before
         assert (tokens[end - 1], tokens[end]) not in set(zip(tokens[: end - 1], tokens[1:end]))
+
+
+def test_the_repetition_penalty_spares_the_prompt_and_rows_keep_their_log_probability(full_precision_chat):
+    """Only the reply's own tokens count as seen (a penalised prompt broke words: "wasn tough"),
+    and each row adds up the model's log-probability of the tokens it was given."""
+    backend = full_precision_chat
+    prompt_ids = token_ids(backend, [backend.prompt([], "Hi.", None)])
+    batch = RecordingBatch(*recording_args(backend, Sampling(do_sample=False, repetition_penalty=5.0)))
+    row = Row(lambda piece: None)
+    batch.add(prompt_ids, [row])
+    assert not row.finished and len(row.token_ids) == 1
+    assert batch.seen[0].nonzero().flatten().tolist() == row.token_ids  # not one of the prompt's tokens
+    batch.step()
+    expected = sum(
+        logits.log_softmax(-1)[token].item() for logits, token in zip(batch.logits[id(row)], row.token_ids)
+    )
+    assert row.log_probability == pytest.approx(expected, abs=1e-4)
+    assert row.mean_log_probability == pytest.approx(expected / len(row.token_ids), abs=1e-4)
 
 
 def test_sampling_draws_from_the_distribution_generate_draws_from():

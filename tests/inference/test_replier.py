@@ -23,9 +23,10 @@ def test_a_reply_streams_its_text_and_carries_its_record(tiny_chat_settings, tin
 
 @pytest.fixture(params=["tiny_t5", "tiny_chat"])
 def each_generator_settings(request, settings):
-    """Each kind of tiny generator in turn (seq2seq, then chat), no retrieval."""
+    """Each kind of tiny generator in turn (seq2seq, then chat), no retrieval, one candidate."""
     settings.GENERATOR_MODEL = str(request.getfixturevalue(request.param))
     settings.RETRIEVER_MODEL = "none"
+    settings.REPLY_CANDIDATES = 1
     return settings
 
 
@@ -51,6 +52,7 @@ def test_reply_many_streams_and_stops_each_row_on_its_own(each_generator_setting
 def test_an_empty_reply_is_retried_then_answered_by_the_marked_fallback(settings, silent_t5):
     settings.GENERATOR_MODEL = str(silent_t5)
     settings.RETRIEVER_MODEL = "none"
+    settings.REPLY_CANDIDATES = 1
     pieces = []
     reply = build_replier().reply([], "Say something.", on_piece=pieces.append)
     assert reply.fallback and reply.text == FALLBACK_REPLY
@@ -126,3 +128,41 @@ def test_bad_requests_are_refused_clearly():
         Turn("sheldon", "Hi.")
     with pytest.raises(ValueError, match="Turn"):
         ReplyRequest([("user", "Hi.")], "Hello?")
+
+
+def test_the_reply_is_chosen_among_sampled_and_scripted_candidates(
+    demo_exchanges, index_path, tiny_chat_settings, tiny_retriever
+):
+    """Sample-and-rank: N generated candidates and the scripted lines that passed the threshold compete;
+    the best allowed one is sent once, whole, and the record says what was chosen from what."""
+    tiny_chat_settings.RETRIEVER_MODEL = str(tiny_retriever)
+    tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0  # random weights: every retrieved line passes
+    tiny_chat_settings.REPLY_CANDIDATES = 3
+    tiny_chat_settings.SCRIPTED_CANDIDATES = 2
+    call_command("build_index", verbosity=0)
+    pieces = []
+    reply = build_replier().reply([Turn("user", "Hi.")], "Do you want to come to the movies?", on_piece=pieces.append)
+
+    generated = [c for c in reply.candidates if c.source == "generated"]
+    scripted = [c for c in reply.candidates if c.source == "scripted"]
+    assert len(generated) == 3 and len(scripted) == 2
+    assert all(c.mean_log_probability is None or c.mean_log_probability < 0 for c in generated)
+    allowed = [c for c in reply.candidates if not c.rejected]
+    assert reply.chosen is max(allowed, key=lambda c: c.score)
+    assert reply.text == reply.chosen.text and pieces == [reply.text]  # nothing streamed before the choice
+    assert reply.parameters["candidates"] == 3 and reply.parameters["scripted_candidates"] == 2
+    assert reply.parameters["chosen"] == reply.chosen.source
+    if reply.chosen.source == "scripted":
+        assert reply.retrieved is reply.chosen.hit
+
+
+def test_the_threshold_decides_whether_retrieval_fires(demo_exchanges, index_path, tiny_chat_settings, tiny_retriever):
+    tiny_chat_settings.RETRIEVER_MODEL = str(tiny_retriever)
+    tiny_chat_settings.REPLY_CANDIDATES = 2
+    call_command("build_index", verbosity=0)
+    tiny_chat_settings.RETRIEVAL_THRESHOLD = 1.01  # above any cosine: nothing fires, nothing scripted competes
+    cold = build_replier().reply([], "Do you want to come to the movies?")
+    assert cold.retrieved is None and all(c.source == "generated" for c in cold.candidates)
+    tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0
+    [job] = build_replier().prepare([ReplyRequest([], "Do you want to come to the movies?")])
+    assert job.hit is not None and job.hit.text in job.prompt  # a hit that passed goes into the prompt

@@ -28,29 +28,30 @@ def minilm_index(demo_exchanges, index_path, settings, minilm):
 
 
 @pytest.mark.slow
-def test_an_exchange_is_found_from_its_own_question_and_context(minilm_index):
+def test_a_scripted_answer_is_found_from_its_own_words(minilm_index):
     exchanges = list(Exchange.objects.filter(character="Sheldon").select_related("episode"))
     assert len(minilm_index.exchanges) == len(exchanges) > 10
     for exchange in exchanges[::4]:
-        hit = minilm_index.best(exchange.context, exchange.question, threshold=0.89)
-        assert hit is not None and hit.text == exchange.answer
-        assert hit.score > 0.99
-        assert (hit.episode, hit.scene, hit.question) == (exchange.episode.name, exchange.scene, exchange.question)
+        [hit] = minilm_index.search([], exchange.answer, k=1)
+        assert hit.text == exchange.answer and hit.score > 0.99
+        twin = next(e for e in exchanges if e.answer == exchange.answer)  # the first exchange with these words
+        assert (hit.episode, hit.scene, hit.question) == (twin.episode.name, twin.scene, twin.question)
 
 
 @pytest.mark.slow
-def test_the_threshold_works_both_ways(minilm_index):
+def test_search_gives_distinct_answers_best_first_and_a_batch_gives_what_each_query_gives(minilm_index):
+    dialogue, message = ["Penny, it's cold out there."], "Do you want to come to the movies with us tonight?"
+    hits = minilm_index.search(dialogue, message, k=5)
+    assert len(hits) == 5 and len({hit.text for hit in hits}) == 5
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    # The score is the cosine of the query with the answer, as `similarities` computes it for any text.
+    [query] = minilm_index.queries([dialogue], [message])
+    assert minilm_index.similarities(query, [hits[0].text])[0] == pytest.approx(hits[0].score, abs=1e-4)
     unrelated = "What is the best recipe for a Mongolian barbecue marinade?"
-    assert minilm_index.best([], unrelated, threshold=0.89) is None
-    best = minilm_index.best([], unrelated, threshold=-1.0)
-    assert best is not None and best.score < 0.89
-    exchange = Exchange.objects.filter(character="Sheldon").first()
-    hit = minilm_index.best(exchange.context, exchange.question, threshold=0.89)
-    assert hit.text == exchange.answer
-    assert minilm_index.best(exchange.context, exchange.question, threshold=hit.score + 1e-3) is None
-    # A batch of queries gives what each query gives alone.
-    batched, none = minilm_index.best_many([exchange.context, []], [exchange.question, unrelated], threshold=0.89)
-    assert none is None and batched.text == hit.text and batched.score == pytest.approx(hit.score, abs=1e-4)
+    batched, alone = minilm_index.search_many([dialogue, []], [message, unrelated], k=2), minilm_index.search([], unrelated, k=2)
+    assert [h.text for h in batched[0]] == [h.text for h in hits[:2]]
+    assert [h.text for h in batched[1]] == [h.text for h in alone]
+    assert batched[1][0].score == pytest.approx(alone[0].score, abs=1e-4)
 
 
 def test_build_index_skips_an_up_to_date_index_and_rebuilds_a_stale_one(
@@ -75,7 +76,7 @@ def test_build_index_skips_an_up_to_date_index_and_rebuilds_a_stale_one(
         load(index_path, str(tiny_retriever))
     call_command("build_index")
     assert "exchanges changed" in capsys.readouterr().out
-    assert load(index_path, str(tiny_retriever)).best([], "A changed answer.", threshold=-1) is not None
+    assert load(index_path, str(tiny_retriever)).search([], "A changed answer.", k=1)[0].text == "A changed answer."
 
 
 def test_an_index_of_another_retriever_is_refused(demo_exchanges, index_path, settings, tiny_retriever, tmp_path):

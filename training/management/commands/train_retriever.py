@@ -21,7 +21,14 @@ from training.arguments import add_config_options, config_from_options
 from training.command_options import add_shared_arguments, apply_shared_options
 from training.generator import hardware
 from training.reporting import next_version_folder, plot_loss_curve
-from training.retriever import RetrieverConfig, exchange_pairs, recall_at_k, train_retriever
+from training.retriever import (
+    RetrieverConfig,
+    exchange_pairs,
+    limit_length,
+    recall_at_k,
+    train_linear_head,
+    train_retriever,
+)
 
 
 class Command(BaseCommand):
@@ -72,12 +79,16 @@ class Command(BaseCommand):
             model = read_retriever(model_name)
         except ModelNotFoundError as error:
             raise CommandError(str(error)) from error
+        config = config_from_options(RetrieverConfig, options)
+        if config.method not in ("full", "head"):
+            raise CommandError(f"--method {config.method!r}: use full or head.")
+        limit_length(model, config.max_seq_length)
         before = recall_at_k(model, validation_pairs)
         self.stdout.write(self.recall_line("before", before))
-        config = config_from_options(RetrieverConfig, options)
         started = time.perf_counter()
         try:
-            log = train_retriever(model, train_pairs, config)
+            train = train_linear_head if config.method == "head" else train_retriever
+            log = train(model, train_pairs, config)
         except ValueError as error:
             raise CommandError(str(error)) from error
         seconds = time.perf_counter() - started

@@ -1,0 +1,173 @@
+"""Reply systems for blind comparisons: a spec string names a configuration of the replier.
+
+    system = build_system("candidates=4,scripted=5,temperature=0.7")
+    texts = system.replies(items)      # items: training.blind.Item, one reply each
+
+A spec is comma-separated `key=value` pairs; what is left out is the product's
+setting. Keys:
+
+    candidates   replies sampled per request (1: no ranking among generated ones)
+    scripted     retrieved scripted lines that compete with them (0: none)
+    threshold    lowest selector score of a retrieved line (prompt and pool)
+    temperature, top_p, top_k, repetition_penalty   the generator's sampling
+    adapter      `default` (the profile's), `none`, or a LoRA adapter folder
+    retriever    `default` (the profile's), `none`, or a sentence-transformers folder
+    generator    `default` (the profile's) or a model folder / hub id / .gguf file
+    seed         torch's seed before generating (default 1234)
+
+The retrieval index of a system holds the training episodes only (the
+validation episodes' lines would give the answers away); it is built once per
+retriever under VAR_DIR/eval-index/.
+"""
+import hashlib
+from dataclasses import dataclass, replace
+
+from django.conf import settings
+
+from data.pipeline import build_exchanges, episode_names, read_transcripts, split_episodes
+
+from .profiles import DISABLED, active_profile
+
+_SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float}
+_KEYS = {"candidates": int, "scripted": int, "threshold": float, "seed": int, **_SAMPLING_KEYS}
+_MODEL_KEYS = ("adapter", "retriever", "generator")
+BATCH = 8  # dialogues generated together
+
+
+class SystemSpecError(ValueError):
+    """A spec that cannot be read; the message says which part and why."""
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    candidates: int
+    scripted: int
+    threshold: float
+    sampling: dict
+    adapter: str
+    retriever: str
+    generator: str
+    seed: int = 1234
+
+
+def parse_spec(spec: str) -> SystemSpec:
+    """The spec string as a SystemSpec over the product's settings."""
+    profile = active_profile()
+    values = {
+        "candidates": settings.REPLY_CANDIDATES,
+        "scripted": settings.SCRIPTED_CANDIDATES,
+        "threshold": settings.RETRIEVAL_THRESHOLD,
+        "seed": 1234,
+        "adapter": profile.generator_adapter,
+        "retriever": profile.retriever_model,
+        "generator": profile.generator_model,
+    }
+    sampling = {}
+    for part in filter(None, (piece.strip() for piece in spec.split(","))):
+        key, separator, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not separator or not value:
+            raise SystemSpecError(f"{part!r} in the spec {spec!r} is not key=value.")
+        if key in _MODEL_KEYS:
+            values[key] = {"default": values[key], DISABLED: ""}.get(value, value)
+        elif key in _KEYS:
+            try:
+                parsed = _KEYS[key](value)
+            except ValueError:
+                raise SystemSpecError(f"{key}={value!r}: not a {_KEYS[key].__name__}.") from None
+            (sampling if key in _SAMPLING_KEYS else values)[key] = parsed
+        else:
+            known = ", ".join([*_KEYS, *_MODEL_KEYS])
+            raise SystemSpecError(f"Unknown key {key!r} in the spec {spec!r}; the keys are {known}.")
+    if values["candidates"] < 1 or values["scripted"] < 0:
+        raise SystemSpecError("candidates must be at least 1 and scripted at least 0.")
+    return SystemSpec(sampling=sampling, **values)
+
+
+class ReplySystem:
+    """One configuration of the replier, answering blind-sheet items."""
+
+    def __init__(self, spec: SystemSpec, transcripts=None):
+        self.spec = spec
+        self.transcripts = transcripts
+        self._replier = None
+
+    def replier(self):
+        if self._replier is None:
+            self._replier = _build(self.spec, self.transcripts)
+        return self._replier
+
+    def replies(self, items) -> list[str]:
+        """Sheldon's reply to each item's last line, given the lines before it."""
+        import torch
+
+        from .replier import ReplyRequest, Turn
+
+        replier = self.replier()
+        torch.manual_seed(self.spec.seed)
+        character = settings.SHELDON_CHARACTER
+        requests = [
+            ReplyRequest(
+                [Turn("bot" if speaker == character else "user", text) for speaker, text in item.context],
+                item.line[1],
+            )
+            for item in items
+        ]
+        texts = []
+        for start in range(0, len(requests), BATCH):
+            chunk = requests[start : start + BATCH]
+            batch = replier.open_batch()
+            batch.add(replier.prepare(chunk, self.spec.candidates))
+            replies = {}
+            while batch:
+                replies.update((id(request), reply) for request, reply in batch.step())
+            texts += [replies[id(request)].text for request in chunk]
+        return texts
+
+
+def build_system(spec: str, transcripts=None) -> ReplySystem:
+    """The reply system a spec names (see the module's docstring)."""
+    return ReplySystem(parse_spec(spec), transcripts)
+
+
+def _build(spec: SystemSpec, transcripts):
+    from data.corpus import find_transcripts
+
+    from .backends import backend_for
+    from .loading import load_generator
+    from .replier import Replier
+
+    generator = load_generator(spec.generator, spec.adapter)
+    backend = backend_for(
+        generator,
+        settings.MAX_NEW_TOKENS,
+        prefix_cache_tokens=settings.INFERENCE_PREFIX_CACHE_TOKENS if settings.INFERENCE_PREFIX_CACHE else None,
+        prompt_budget=settings.MAX_PROMPT_TOKENS,
+    )
+    backend.sampling = {**backend.sampling, **spec.sampling}
+    index = training_index(spec.retriever, transcripts or find_transcripts()[0]) if spec.retriever else None
+    profile = replace(
+        active_profile(), generator_model=spec.generator, generator_adapter=spec.adapter, retriever_model=spec.retriever
+    )
+    return Replier(
+        profile, backend, index=index, threshold=spec.threshold, history_turns=settings.HISTORY_TURNS,
+        character=settings.SHELDON_CHARACTER, max_candidates=spec.candidates, scripted_candidates=spec.scripted,
+    )
+
+
+def training_index(retriever_model: str, transcripts):
+    """The retrieval index of the training episodes' exchanges, built on first use."""
+    from .retrieval import IndexedExchange, RetrievalIndex, build_index, fingerprint, read_manifest, staleness
+
+    lines = read_transcripts(transcripts)
+    train, _ = split_episodes(episode_names(lines), seed=42)
+    exchanges = [
+        IndexedExchange(e.question, e.answer, e.episode, e.scene, tuple(e.context))
+        for e in build_exchanges(lines, settings.SHELDON_CHARACTER)
+        if e.episode in train
+    ]
+    data = fingerprint(exchanges)
+    path = settings.VAR_DIR / "eval-index" / hashlib.sha256(retriever_model.encode()).hexdigest()[:16]
+    if staleness(read_manifest(path), retriever_model, data):
+        build_index(path, retriever_model, exchanges, progress=True)
+    return RetrievalIndex.load(path, retriever_model, data)

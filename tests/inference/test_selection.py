@@ -1,0 +1,73 @@
+"""Sample-and-rank: the hard filters, the content filter and the choice among candidates."""
+import pytest
+
+from inference.content import flagged
+from inference.selection import Candidate, RankWeights, choose, length_score, rejection
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("Now, that wasn tough.", "broken word"),
+        ("I don t think so.", "broken word"),
+        ("I m not crazy, my mother had me tested.", "broken word"),
+        ("It s a simple matter of physics.", "broken word"),
+        ("How are you?", "echo"),
+        ("Knock knock Penny, knock knock Penny, knock knock Penny.", "repeated phrase"),
+        ("You are a whore.", "content"),
+        ("...", "empty"),
+        ("I wasn't there, and it's not my fault.", ""),
+        ("I'm not crazy. My mother had me tested.", ""),
+        ("Dickens wrote about a cocktail of misery.", ""),  # a blocked word inside another is fine
+    ],
+)
+def test_hard_filters_name_what_is_wrong(text, reason):
+    assert rejection(text, "How are you?") == reason
+
+
+def test_the_content_filter_catches_inflections_and_phrases():
+    assert flagged("He was masturbating.") and flagged("Go KILL   yourself.") and flagged("FUCKING hell")
+    assert not flagged("Bazinga! I was kidding.") and not flagged("The skill of a killer app.")
+
+
+def scored(candidates, similarities, message="What do you think of Penny?"):
+    return choose(candidates, similarities, message, RankWeights())
+
+
+def test_the_selector_score_decides_between_fluent_candidates_of_similar_length():
+    weak = Candidate("I like trains very much indeed.", "generated", mean_log_probability=-1.0)
+    strong = Candidate("Penny is a waitress with a limited grasp of physics.", "generated", mean_log_probability=-1.0)
+    assert scored([weak, strong], [0.1, 0.6]) is strong
+    assert strong.scores["selector"] == pytest.approx(0.6) and not strong.rejected
+
+
+def test_a_rejected_candidate_is_not_chosen_however_well_it_scores():
+    broken = Candidate("Penny wasn tough on me.", "generated", mean_log_probability=-0.5)
+    scripted = Candidate("She is my neighbour.", "scripted")
+    assert scored([broken, scripted], [0.9, 0.2]) is scripted
+    assert broken.rejected == "broken word"
+
+
+def test_when_all_fail_the_least_bad_is_kept_but_never_flagged_content():
+    repeated = Candidate("no no no no no", "generated", mean_log_probability=-2.0)
+    echo = Candidate("What do you think of Penny?", "generated", mean_log_probability=-1.0)
+    assert scored([repeated, echo], [0.1, 0.5]) is echo
+    chosen = scored([Candidate("She is a slut.", "generated", mean_log_probability=-0.1)], [0.9])
+    assert chosen.text == "" and chosen.rejected == "content"
+
+
+def test_fluency_and_length_break_ties_and_scripted_lines_get_their_stand_in_fluency():
+    halting = Candidate("Penny is, well, a a person who is Penny.", "generated", mean_log_probability=-4.0)
+    fluent = Candidate("Penny is a nice person who lives across the hall.", "generated", mean_log_probability=-1.0)
+    assert scored([halting, fluent], [0.5, 0.5]) is fluent
+    scripted = Candidate("Penny is a nice person who lives across the hall.", "scripted")
+    scored([scripted], [0.5])
+    assert scripted.scores["fluency"] == pytest.approx(RankWeights().fluency * RankWeights().fluency_of_scripted)
+    # His lines' typical length (about 10 words) scores above one word and above eighty.
+    assert length_score("one two three four five six seven eight nine ten") > length_score("Yes.")
+    assert length_score("word " * 10) > length_score("word " * 80)
+
+
+def test_nothing_to_choose_from_is_an_error():
+    with pytest.raises(ValueError, match="no candidate"):
+        scored([], [])
