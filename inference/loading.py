@@ -9,6 +9,8 @@ minute; the first load saves a converted copy (safetensors) under
 `VAR_DIR/models/`, keyed by the file's name, size and modification time, so
 every later process starts in seconds.
 """
+import importlib.util
+import json
 import logging
 import shutil
 import tempfile
@@ -232,15 +234,59 @@ def load_retriever(name):
         return _retrievers[name]
 
 
+HEAD_CONFIG = "head.json"
+HEAD_WEIGHTS = "head.safetensors"
+
+
 def read_retriever(name):
-    """A new, unshared copy of the bi-encoder `name` (training takes its own copy here)."""
+    """A new, unshared copy of the bi-encoder `name` (training takes its own copy here).
+
+    A folder with `head.json` is a linear head trained over a base encoder (`train_retriever
+    --method head`): the base is loaded and the head appended, so only the head is shipped.
+    """
     from sentence_transformers import SentenceTransformer
 
     _check_local("retriever", name, "RETRIEVER_MODEL")
+    head = Path(name).expanduser() / HEAD_CONFIG if is_local_path(name) else None
     try:
+        if head is not None and head.is_file():
+            return _with_head(read_retriever(_base_of(json.loads(head.read_text())["base"])), head.parent)
         return SentenceTransformer(_source(name), device=str(device()))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError) as error:
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
+
+
+def save_head(model, folder, base):
+    """Save the linear head that `train_linear_head` appended to `model`, over the encoder `base`."""
+    from safetensors.torch import save_file
+
+    dense = model[-2]  # the head's Dense; the last module makes its output unit-length
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"weight": dense.linear.weight.detach().contiguous()}, folder / HEAD_WEIGHTS)
+    (folder / HEAD_CONFIG).write_text(json.dumps({"base": base, "dimension": dense.linear.weight.shape[0]}, indent=2))
+
+
+def _base_of(base):
+    """A head's base encoder: a model name, or `package:NAME` for a model folder inside an installed package."""
+    if not base.startswith("package:"):
+        return base
+    spec = importlib.util.find_spec(base.removeprefix("package:"))
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"the head's base package {base.removeprefix('package:')} is not installed")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+def _with_head(model, folder):
+    import torch
+    from safetensors.torch import load_file
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    weight = load_file(folder / HEAD_WEIGHTS)["weight"]
+    dense = Dense(weight.shape[1], weight.shape[0], bias=False, activation_function=torch.nn.Identity(), init_weight=weight)
+    model.append(dense.to(model.device))
+    model.append(Normalize())
+    return model
 
 
 def _load_retriever(name):

