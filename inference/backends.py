@@ -59,9 +59,10 @@ SEQ2SEQ_MAX_PROMPT_TOKENS = 512
 class Row:
     """One dialogue of a batch while it is generated."""
 
-    def __init__(self, on_text, should_stop=None):
+    def __init__(self, on_text, should_stop=None, is_complete=None):
         self.on_text = on_text  # called with each newly decoded piece of raw text
         self.should_stop = should_stop
+        self.is_complete = is_complete  # called after each piece: True ends the row as its end token would
         self.token_ids = []
         self.log_probability = 0.0  # of the reply's tokens under the model (decoded by DecodeBatch only)
         self.decoded = ""
@@ -93,6 +94,8 @@ class Row:
         piece, self.decoded = text[len(self.decoded) :], text
         if piece:
             self.on_text(piece)
+            if self.is_complete is not None and self.is_complete():
+                self.ended = True
 
 
 class _BatchStreamer(BaseStreamer):

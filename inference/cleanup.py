@@ -49,6 +49,10 @@ class ReplyCleaner:
         self.raw += raw_piece
         self._emit(self._clean(final=False, cut_fragment=False))
 
+    def sentences(self):
+        """How many complete sentences the cleaned reply holds so far."""
+        return len(_SENTENCE_END.findall(self._clean(final=True, cut_fragment=True)))
+
     def finish(self, cut_fragment):
         """Emit the rest and return the final text (possibly empty).
 

@@ -88,13 +88,17 @@ class _Attempt:
     chosen reply is sent once it is chosen.
     """
 
-    def __init__(self, job, character, first=True):
+    def __init__(self, job, character, max_sentences=0, first=True):
         self.job = job
         self.first = first
+        self.max_sentences = max_sentences  # the row ends after this many sentences (0: never early)
         self.cleaner = ReplyCleaner(
             job.request.message, character, on_piece=None if job.ranked else job.request.on_piece
         )
-        self.row = Row(self.cleaner.feed, job.request.should_stop)
+        self.row = Row(self.cleaner.feed, job.request.should_stop, self._complete if max_sentences else None)
+
+    def _complete(self):
+        return self.cleaner.sentences() >= self.max_sentences
 
     def text(self):
         # An unfinished last sentence is cut whether the token limit or the
@@ -148,7 +152,7 @@ class ReplyBatch:
 
     def add(self, jobs):
         """Start generating these prepared requests: `job.candidates` rows each."""
-        self._start([_Attempt(job, self.replier.character) for job in jobs for _ in range(job.candidates)])
+        self._start([self._attempt(job) for job in jobs for _ in range(job.candidates)])
 
     def step(self):
         """One generation step: the (request, Reply) pairs it finished."""
@@ -162,7 +166,7 @@ class ReplyBatch:
             job.new_tokens += len(row.token_ids)
             if not text and not row.stopped and attempt.first and not job.ranked:
                 # A lone empty reply (nothing, a label only, an echo) is retried once.
-                retries.append(_Attempt(job, self.replier.character, first=False))
+                retries.append(self._attempt(job, first=False))
                 continue
             job.generated.append(Candidate(text, "generated", row.mean_log_probability, stopped=row.stopped))
             if len(job.generated) == job.candidates:
@@ -170,6 +174,9 @@ class ReplyBatch:
         self.attempts = running
         self._start(retries)
         return finished
+
+    def _attempt(self, job, first=True):
+        return _Attempt(job, self.replier.character, self.replier.max_sentences, first)
 
     def _start(self, attempts):
         if attempts:
@@ -187,7 +194,7 @@ class Replier:
 
     def __init__(
         self, profile, backend, index=None, threshold=0.89, history_turns=6, character="Sheldon",
-        max_candidates=1, scripted_candidates=0, weights=RankWeights(),
+        max_candidates=1, scripted_candidates=0, weights=RankWeights(), max_sentences=0,
     ):
         self.profile = profile
         self.backend = backend
@@ -198,6 +205,7 @@ class Replier:
         self.max_candidates = max(1, max_candidates)
         self.scripted_candidates = scripted_candidates if index is not None else 0
         self.weights = weights
+        self.max_sentences = max_sentences  # a reply ends after this many sentences (0: at the token limit)
 
     def reply(self, history, message, on_piece=None, should_stop=None):
         return self.reply_many([ReplyRequest(history, message, on_piece, should_stop)])[0]
@@ -349,6 +357,7 @@ def build_replier():
         character=settings.SHELDON_CHARACTER,
         max_candidates=settings.REPLY_CANDIDATES,
         scripted_candidates=settings.SCRIPTED_CANDIDATES,
+        max_sentences=settings.REPLY_MAX_SENTENCES,
     )
 
 

@@ -10,6 +10,7 @@ setting. Keys:
                  the reply is the best retrieved scripted line, whatever its score)
     scripted     retrieved scripted lines that compete with them (0: none)
     threshold    lowest selector score of a retrieved line (prompt and pool)
+    sentences    a reply ends after this many sentences (0: at the token limit)
     temperature, top_p, top_k, repetition_penalty   the generator's sampling
     fluency, length   the ranking's weights (inference.selection.RankWeights)
     adapter      `default` (the profile's), `none`, or a LoRA adapter folder
@@ -33,7 +34,10 @@ from .selection import RankWeights
 
 _SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float}
 _WEIGHT_KEYS = {"fluency": float, "length": float}
-_KEYS = {"candidates": int, "scripted": int, "threshold": float, "seed": int, **_SAMPLING_KEYS, **_WEIGHT_KEYS}
+_KEYS = {
+    "candidates": int, "scripted": int, "threshold": float, "sentences": int, "seed": int,
+    **_SAMPLING_KEYS, **_WEIGHT_KEYS,
+}
 _MODEL_KEYS = ("adapter", "retriever", "generator")
 BATCH = 8  # dialogues generated together
 
@@ -47,6 +51,7 @@ class SystemSpec:
     candidates: int
     scripted: int
     threshold: float
+    sentences: int
     sampling: dict
     adapter: str
     retriever: str
@@ -62,6 +67,7 @@ def parse_spec(spec: str) -> SystemSpec:
         "candidates": settings.REPLY_CANDIDATES,
         "scripted": settings.SCRIPTED_CANDIDATES,
         "threshold": settings.RETRIEVAL_THRESHOLD,
+        "sentences": settings.REPLY_MAX_SENTENCES,
         "seed": 1234,
         "adapter": profile.generator_adapter,
         "retriever": profile.retriever_model,
@@ -163,7 +169,7 @@ def _build(spec: SystemSpec, transcripts):
     return Replier(
         profile, backend, index=index, threshold=spec.threshold, history_turns=settings.HISTORY_TURNS,
         character=settings.SHELDON_CHARACTER, max_candidates=spec.candidates, scripted_candidates=spec.scripted,
-        weights=RankWeights(**spec.weights),
+        weights=RankWeights(**spec.weights), max_sentences=spec.sentences,
     )
 
 

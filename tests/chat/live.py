@@ -54,6 +54,10 @@ class LiveStack:
             "GENERATOR_ADAPTER": "none",
             "RETRIEVER_MODEL": "none",
             "MAX_NEW_TOKENS": str(MAX_NEW_TOKENS),
+            # One candidate streams token by token: these tests land stops, reloads and faults mid-stream.
+            # Sample-and-rank (a reply sent once chosen) is tested in tests/inference and tests/serving.
+            "REPLY_CANDIDATES": "1",
+            "REPLY_MAX_SENTENCES": "0",
             "CHAT_REPLY_STALE_SECONDS": str(STALE_SECONDS),
             "TEST_TOKEN_DELAY_SECONDS": str(TOKEN_DELAY_SECONDS),
             "INFERENCE_THREADS": "1",
@@ -131,4 +135,5 @@ def live_settings(settings, live_stack):
     settings.GENERATION_QUEUE = live_stack.queue
     settings.CHAT_REPLY_STALE_SECONDS = STALE_SECONDS
     settings.MAX_NEW_TOKENS = MAX_NEW_TOKENS
+    settings.REPLY_CANDIDATES, settings.REPLY_MAX_SENTENCES = 1, 0  # as the live worker: replies stream
     return settings

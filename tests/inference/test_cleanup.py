@@ -74,3 +74,21 @@ def test_nothing_streams_while_the_reply_could_still_be_an_echo():
     assert "".join(pieces) == "Fine, thank you."
 
 
+
+
+def test_a_row_ends_once_its_reply_holds_enough_sentences(tiny_chat):
+    """REPLY_MAX_SENTENCES: the row ends as at its end token, and the words after the last sentence go."""
+    from transformers import AutoTokenizer
+
+    from inference.backends import Row
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_chat))
+    cleaner = ReplyCleaner("Hi.", "Sheldon")
+    row = Row(cleaner.feed, is_complete=lambda: cleaner.sentences() >= 2)
+    for token_id in tokenizer("Sheldon: Hello there. How are you? I am fine.", add_special_tokens=False).input_ids:
+        row.accept(token_id, tokenizer, eos_ids=set())
+        if row.done:
+            break
+    assert row.ended and not row.stopped
+    assert "fine" not in tokenizer.decode(row.token_ids)  # no token after the second sentence was taken
+    assert cleaner.finish(cut_fragment=True) == "Hello there. How are you?"
