@@ -313,19 +313,23 @@ class Replier:
         fallback = not text and not stopped
         if fallback and job.request.on_piece is not None:
             job.request.on_piece(FALLBACK_REPLY)
-        ranking = {
-            "candidates": job.candidates,
-            "scripted_candidates": len(job.scripted),
-            "chosen": chosen.source,
-            "rejected": sum(1 for candidate in pool if candidate.rejected),
-        }
+        # `retrieved` is the scripted line the reply is, so the page shows it only then; the exchange
+        # that went into the prompt is recorded by its score.
+        parameters = {**self.backend.parameters, "prompt_hit_score": round(job.hit.score, 4) if job.hit else None}
+        if job.ranked:
+            parameters.update(
+                candidates=job.candidates,
+                scripted_candidates=len(job.scripted),
+                chosen=chosen.source,
+                rejected=sum(1 for candidate in pool if candidate.rejected),
+            )
         return Reply(
             text=FALLBACK_REPLY if fallback else text,
-            retrieved=chosen.hit or job.hit,
+            retrieved=chosen.hit,
             profile=self.profile.name,
             generator_model=self.profile.generator_model,
             retriever_model=self.profile.retriever_model,
-            parameters={**self.backend.parameters, **ranking} if job.ranked else dict(self.backend.parameters),
+            parameters=parameters,
             seconds=time.perf_counter() - job.started,
             new_tokens=job.new_tokens,
             fallback=fallback,

@@ -76,9 +76,11 @@ def test_the_real_offline_models_reply_through_both_commands(demo_exchanges, ind
         reply = record["reply"]
         assert reply.strip() and not reply.lower().startswith("sheldon")
         assert reply != FALLBACK_REPLY
-    # A scripted exchange's own question: retrieved with a score over the threshold.
-    assert records[2]["retrieved"]["text"].startswith("I slept seven hours")
-    assert records[2]["retrieved"]["score"] >= settings.RETRIEVAL_THRESHOLD
+    # A reply that is a scripted line says which; the others have none.
+    for record in records:
+        if record["retrieved"] is not None:
+            assert record["retrieved"]["text"] == record["reply"] and record["retrieved"]["episode"]
+            assert record["retrieved"]["score"] >= settings.RETRIEVAL_THRESHOLD
 
     output = run_chat(["Hey guys, what's up?", ""])
     first = output.split("Sheldon: ", 1)[1].split("\n", 1)[0]

@@ -71,12 +71,16 @@ def test_history_is_bounded_to_the_last_turns(tiny_chat_settings):
     assert prompts == [history[-2:]]
 
 
-def test_the_retrieved_exchange_is_reported(demo_exchanges, index_path, tiny_chat_settings, tiny_retriever):
+def test_the_retrieved_exchange_goes_into_the_prompt_and_its_score_into_the_record(
+    demo_exchanges, index_path, tiny_chat_settings, tiny_retriever
+):
     tiny_chat_settings.RETRIEVER_MODEL = str(tiny_retriever)
     tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0  # random weights: take the best whatever its score
+    tiny_chat_settings.SCRIPTED_CANDIDATES = 0  # the generated reply only: it is not the scripted line
     call_command("build_index", verbosity=0)
     reply = build_replier().reply([], "Do you want to come to the movies with us tonight?")
-    assert isinstance(reply.retrieved, Hit) and reply.retrieved.text and reply.retrieved.episode
+    assert reply.retrieved is None  # shown in the page only when the reply is the scripted line itself
+    assert isinstance(reply.parameters["prompt_hit_score"], float)
     assert reply.retriever_model == str(tiny_retriever)
 
 
