@@ -268,8 +268,9 @@
     const footer = element("div", "message-footer");
     const record = message.record || {};
     if (record.retrieved && record.retrieved.text) {
+      // A reply that is a scripted line names its episode; the line itself is shown only if it differs.
       const retrieved = element("figure", "retrieved");
-      retrieved.append(element("blockquote", "", record.retrieved.text));
+      if (record.retrieved.text !== message.text) retrieved.append(element("blockquote", "", record.retrieved.text));
       let source = `Scripted line · ${record.retrieved.episode || "unknown episode"}`;
       if (record.retrieved.scene) source += `, scene ${record.retrieved.scene}`;
       retrieved.append(element("figcaption", "", source));
