@@ -63,8 +63,9 @@ class RetrieverConfig:
     seed: int = option(42, "training's random state")
 
 
-def recall_at_k(model, pairs, ks=(1, 5), batch_size=64):
-    """{k: share of queries whose own answer ranks in the top k of all the pairs' answers}."""
+def recall_at_k(model, pairs, ks=(1, 5), batch_size=64, seed=0):
+    """{k: share of queries whose own answer ranks in the top k of all the pairs' answers}, and
+    {"hits@1/10": share whose own answer beats 9 others drawn at random} (how a response selector is judged)."""
     if not pairs:
         raise ValueError("Recall needs at least one validation pair.")
     queries = model.encode(
@@ -76,7 +77,14 @@ def recall_at_k(model, pairs, ks=(1, 5), batch_size=64):
     scores = queries @ answers.T
     own = scores.diagonal().unsqueeze(1)
     rank = (scores > own).sum(dim=1)  # answers scored above the true one
-    return {k: float((rank < k).float().mean()) for k in ks}
+    recall = {k: float((rank < k).float().mean()) for k in ks}
+    if len(pairs) >= 10:
+        generator = torch.Generator().manual_seed(seed)
+        # 9 others per query: a random draw among the rest (an offset of 1..n-1 never lands on itself).
+        offsets = torch.stack([torch.randperm(len(pairs) - 1, generator=generator)[:9] + 1 for _ in pairs])
+        others = (torch.arange(len(pairs)).unsqueeze(1) + offsets) % len(pairs)
+        recall["hits@1/10"] = float((own.squeeze(1).cpu() > scores.cpu().gather(1, others).max(1).values).float().mean())
+    return recall
 
 
 def train_retriever(model, pairs, config):

@@ -12,12 +12,22 @@ from inference.loading import read_retriever
 from training.retriever import Pair, RetrieverConfig, exchange_pairs, recall_at_k, train_linear_head, train_retriever
 
 
-def test_pairs_join_context_and_question_and_drop_repeated_answers():
+def test_pairs_join_the_last_context_line_and_question_and_drop_repeated_answers():
     exchanges = [
         ScriptExchange("Sheldon", "Ep", 1, "Why?", "Because.", context=("Hello.", "Hi.")),
         ScriptExchange("Sheldon", "Ep", 1, "Really?", "Because."),
     ]
-    assert exchange_pairs(exchanges) == [Pair("Hello. Hi. Why?", "Because.")]
+    assert exchange_pairs(exchanges) == [Pair("Hi. Why?", "Because.")]  # inference.prompts.selector_query
+
+
+def test_hits_at_1_of_10_counts_queries_whose_answer_beats_nine_others(tiny_retriever):
+    model = SentenceTransformer(str(tiny_retriever), device="cpu")
+    topics = ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot", "Leonard",
+              "Penny", "Amy", "Raj"]
+    own_words = [Pair(f"answer on {topic}", f"answer on {topic}") for topic in topics]
+    assert recall_at_k(model, own_words)["hits@1/10"] == 1.0  # each query is its own answer
+    shifted = [Pair(pair.query, own_words[(i + 1) % len(own_words)].answer) for i, pair in enumerate(own_words)]
+    assert recall_at_k(model, shifted)["hits@1/10"] < 1.0  # the true answer is now another's
 
 
 def test_training_pulls_queries_towards_their_answers(tiny_retriever):
@@ -76,7 +86,7 @@ def test_command_prints_recall_before_and_after_and_saves(tiny_retriever, demo_t
     printed = stdout.getvalue()
     assert "(before fine-tuning)" in printed and "(after fine-tuning)" in printed and printed.count("recall@5") == 2
     metrics = json.loads((output / "metrics.json").read_text())
-    assert set(metrics["recall_after"]) == {"1", "5"} and metrics["steps"] >= 1
+    assert set(metrics["recall_after"]) >= {"1", "5"} and metrics["steps"] >= 1
     assert (output / "loss_curve.png").is_file() and "recall" in (output / "README.md").read_text()
     saved = SentenceTransformer(str(output), device="cpu")
     assert saved.encode(["Bazinga!"]).shape == (1, 32)

@@ -126,7 +126,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def recall_line(when, recall):
-        return f"recall@1 {recall[1]:.3f}  recall@5 {recall[5]:.3f}  ({when} fine-tuning)"
+        hits = f"  hits@1/10 {recall['hits@1/10']:.3f}" if "hits@1/10" in recall else ""
+        return f"recall@1 {recall[1]:.3f}  recall@5 {recall[5]:.3f}{hits}  ({when} fine-tuning)"
 
     @staticmethod
     def card(output, metrics):
