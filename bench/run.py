@@ -178,8 +178,12 @@ def bench_stack(args, env, out_dir, workers, web_ports):
 def bench_reference(args, env, out_dir):
     port = args.reference_port
     # Two processes on two cores: one torch thread each, the fairest setting for it.
-    # The reference design kept nothing between requests: no prefix store either.
-    reference_env = {**env, "INFERENCE_THREADS": str(max(1, args.cores // 2)), "INFERENCE_PREFIX_CACHE": "0"}
+    # The reference design kept nothing between requests (no prefix store either) and generated one reply
+    # per request, to the token limit (no sample-and-rank, no sentence limit).
+    reference_env = {
+        **env, "INFERENCE_THREADS": str(max(1, args.cores // 2)), "INFERENCE_PREFIX_CACHE": "0",
+        "REPLY_CANDIDATES": "1", "REPLY_MAX_SENTENCES": "0",
+    }
     command = [str(BIN / "gunicorn"), "-w", "2", "-k", "gevent", "-b", f"127.0.0.1:{port}", "--timeout", "900",
                "bench.reference_server:app"]
     with running([("reference", command)], reference_env, [port], out_dir) as procs:
