@@ -1,0 +1,55 @@
+"""Reply systems for blind sheets: specs over the product's settings, replies from tiny models."""
+import pytest
+
+from data.corpus import DEMO_TRANSCRIPTS
+from data.pipeline import build_exchanges, episode_names, read_transcripts, split_episodes
+from inference.systems import SystemSpecError, build_system, parse_spec
+from training.blind import Item
+
+
+def test_a_spec_overrides_only_what_it_names(tiny_chat_settings):
+    tiny_chat_settings.REPLY_CANDIDATES = 4
+    spec = parse_spec("candidates=2, temperature=0.5, fluency=0.3, adapter=none, sentences=1")
+    assert (spec.candidates, spec.sentences, spec.adapter) == (2, 1, "")
+    assert spec.sampling == {"temperature": 0.5} and spec.weights == {"fluency": 0.3}
+    assert spec.scripted == tiny_chat_settings.SCRIPTED_CANDIDATES and spec.threshold == tiny_chat_settings.RETRIEVAL_THRESHOLD
+    assert parse_spec("").candidates == 4
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("candidates", "not key=value"),
+        ("colour=blue", "Unknown key 'colour'"),
+        ("candidates=two", "not a int"),
+        ("candidates=-1", "at least 0"),
+        ("candidates=0", "needs a retriever"),  # the tiny settings turn retrieval off
+    ],
+)
+def test_a_bad_spec_says_what_is_wrong(tiny_chat_settings, spec, message):
+    with pytest.raises(SystemSpecError, match=message):
+        parse_spec(spec)
+
+
+def demo_items(count):
+    lines = read_transcripts(DEMO_TRANSCRIPTS)
+    _, validation = split_episodes(episode_names(lines), seed=42)
+    exchanges = [e for e in build_exchanges(lines, "Sheldon") if e.episode in validation][:count]
+    return [
+        Item(n, e.episode, e.scene, tuple(("Leonard", text) for text in e.context), ("Penny", e.question), e.answer)
+        for n, e in enumerate(exchanges)
+    ]
+
+
+def test_systems_answer_every_item_generated_ranked_or_scripted(tiny_chat_settings, tiny_retriever, tmp_path):
+    tiny_chat_settings.VAR_DIR = tmp_path
+    tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0  # random weights: every retrieved line passes
+    items = demo_items(3)
+    assert len(items) == 3
+    ranked = build_system(f"candidates=2,scripted=2,retriever={tiny_retriever}", DEMO_TRANSCRIPTS)
+    assert len(ranked.replies(items)) == 3
+    scripted = build_system(f"candidates=0,retriever={tiny_retriever}", DEMO_TRANSCRIPTS).replies(items)
+    lines = read_transcripts(DEMO_TRANSCRIPTS)
+    train, validation = split_episodes(episode_names(lines), seed=42)
+    train_answers = {e.answer for e in build_exchanges(lines, "Sheldon") if e.episode in train}
+    assert all(text in train_answers for text in scripted)  # never a line of the validation episodes
