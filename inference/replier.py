@@ -193,7 +193,7 @@ class Replier:
     """
 
     def __init__(
-        self, profile, backend, index=None, threshold=0.89, history_turns=6, character="Sheldon",
+        self, profile, backend, index=None, threshold=0.5, history_turns=6, character="Sheldon",
         max_candidates=1, scripted_candidates=0, weights=RankWeights(), max_sentences=0,
     ):
         self.profile = profile

@@ -149,7 +149,7 @@ SHELDON_PROFILE = os.environ.get("SHELDON_PROFILE", "offline")
 RETRIEVER_MODEL = os.environ.get("RETRIEVER_MODEL", "")
 GENERATOR_MODEL = os.environ.get("GENERATOR_MODEL", "")
 GENERATOR_ADAPTER = os.environ.get("GENERATOR_ADAPTER", "")
-RETRIEVAL_THRESHOLD = float(os.environ.get("RETRIEVAL_THRESHOLD", "0.89"))
+RETRIEVAL_THRESHOLD = float(os.environ.get("RETRIEVAL_THRESHOLD", "0.5"))
 RETRIEVAL_INDEX_PATH = Path(os.environ.get("RETRIEVAL_INDEX_PATH", VAR_DIR / "index"))
 # Sample-and-rank: replies sampled per request when the worker is idle (fewer under load), and how
 # many retrieved scripted lines that passed the threshold compete with them (inference.selection).
