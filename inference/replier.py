@@ -194,7 +194,7 @@ class Replier:
 
     def __init__(
         self, profile, backend, index=None, threshold=0.5, history_turns=6, character="Sheldon",
-        max_candidates=1, scripted_candidates=0, weights=RankWeights(), max_sentences=0,
+        max_candidates=1, scripted_candidates=0, weights=None, max_sentences=0,
     ):
         self.profile = profile
         self.backend = backend
@@ -204,7 +204,7 @@ class Replier:
         self.character = character
         self.max_candidates = max(1, max_candidates)
         self.scripted_candidates = scripted_candidates if index is not None else 0
-        self.weights = weights
+        self.weights = weights or RankWeights()
         self.max_sentences = max_sentences  # a reply ends after this many sentences (0: at the token limit)
 
     def reply(self, history, message, on_piece=None, should_stop=None):

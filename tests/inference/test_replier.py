@@ -6,7 +6,7 @@ from django.core.management import call_command
 
 from inference.cleanup import streamed_as
 from inference.replier import FALLBACK_REPLY, ReplyRequest, Turn, build_replier, get_replier
-from inference.retrieval import Hit, IndexMissingError
+from inference.retrieval import IndexMissingError
 
 
 def test_a_reply_streams_its_text_and_carries_its_record(tiny_chat_settings, tiny_chat):
