@@ -21,7 +21,7 @@ from chat.models import Message
 from chat.warmup import STATUS_KEY
 
 from ..chat.live import REPO, VENV_BIN, free_port, live_stack  # noqa: F401  (fixtures)
-from .test_chat_features import logged_in_page, wait_for_reply
+from .test_chat_features import SCREENSHOTS, logged_in_page, wait_for_reply
 from .test_chat_page import browser, chromium  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.django_db(transaction=True)]
@@ -135,6 +135,7 @@ def test_the_page_says_sheldon_is_waking_up_until_the_models_are_loaded(
         detail = page.inner_text("#waking-up-detail")
         assert "loading the models (step 2 of 2)" in detail and "of about 40 s" in detail
         assert 25 <= page.evaluate("document.querySelector('#waking-up-progress').value") <= 95
+        page.screenshot(path=str(SCREENSHOTS / "waking-up.png"))
 
         # Loaded: the notice goes, and the reply is still waiting its turn.
         cache.set(
