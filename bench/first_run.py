@@ -98,14 +98,33 @@ class MakeRun:
                 last = at
         return times
 
-    def stop(self) -> None:
-        """Ctrl-C, as a person stops it."""
+    def stop(self) -> float | None:
+        """Ctrl-C, as a person stops it: seconds until `make run` ended, None if it had to be killed after 60 s."""
+        if self.process.poll() is not None:
+            return 0.0
+        pressed = time.monotonic()
         os.killpg(self.process.pid, signal.SIGINT)
         try:
             self.process.wait(timeout=60)
+            return round(time.monotonic() - pressed, 1)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+            return None
+
+
+def wait_for_free_port(port: int, timeout: float = 30) -> None:
+    """Until nothing listens on the port any more (a killed server's process may take a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                time.sleep(0.5)
+    raise RuntimeError(f"port {port} still taken {timeout:.0f} s after make run was stopped")
 
 
 async def first_reply(url: str) -> dict:
@@ -196,13 +215,16 @@ def main(argv=None) -> int:
         figures["first_run_phases_s"] = first.phases()
         print(f"first make run ready after {figures['first_run_ready_s']} s", flush=True)
         figures["first_reply"] = asyncio.run(first_reply(url))
+        print(f"first reply: {figures['first_reply']}", flush=True)
     finally:
-        first.stop()
+        figures["first_run_stop_s"] = first.stop()
+        print(f"first make run stopped by Ctrl-C after {figures['first_run_stop_s']} s", flush=True)
+    wait_for_free_port(port)
     second = MakeRun(clone, env, log)
     try:
         figures["second_run_ready_s"] = round(second.wait_for(READY, args.timeout), 1)
     finally:
-        second.stop()
+        figures["second_run_stop_s"] = second.stop()
 
     reply = figures["first_reply"]
     print()
@@ -214,6 +236,9 @@ def main(argv=None) -> int:
     print(f"| **first reply's first word after ready** | **{reply['first_word_s']}** |")
     print(f"| first reply complete ({reply['status']}) | {reply['reply_s']} |")
     print(f"| **second `make run` until ready** | **{figures['second_run_ready_s']}** |")
+    for run in ("first", "second"):
+        stopped = figures[f"{run}_run_stop_s"]
+        print(f"| {run} run: Ctrl-C until stopped | {stopped if stopped is not None else 'not within 60 s (killed)'} |")
     print(f"first reply's record: {reply['record']}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
