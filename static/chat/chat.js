@@ -623,6 +623,18 @@
     if (node) node.scrollIntoView({ block: "center" });
   }
 
+  // A search result in the conversation already open only changes the hash.
+  window.addEventListener("hashchange", async () => {
+    const match = location.hash.match(/^#message-(\d+)$/);
+    if (!match || !state.conversationId) return;
+    state.highlight = Number(match[1]);
+    try {
+      await showHighlighted();
+    } catch (error) {
+      showError(error.message);
+    }
+  });
+
   async function rate(messageId, score, comment) {
     try {
       const message = state.messages.get(messageId);

@@ -156,6 +156,13 @@ def test_search_export_errors_and_account_deletion(browser, server, amy):  # noq
     page.wait_for_url(f"{server}/c/{trains.pk}/#message-{found.pk}")
     page.wait_for_selector(f"#message-{found.pk}.highlight")
     assert page.locator(f"#message-{found.pk}").is_visible()
+    # A result in the conversation already open: only the hash changes, and the page follows it.
+    last = trains.messages.get(text="filler 59")
+    page.fill("#search-input", "filler 59")
+    page.wait_for_selector(f".search-result[href$='#message-{last.pk}']")
+    page.click(".search-result")
+    page.wait_for_selector(f"#message-{last.pk}.highlight")
+    assert page.locator(".message.highlight").count() == 1
 
     # Export: the sidebar's links download the user's conversations.
     with page.expect_download() as download:
