@@ -209,3 +209,39 @@ async def test_the_record_separates_queue_warm_up_and_generation(live_settings, 
     assert parts <= record["waited_seconds"] < parts + 2
     stored = await database_sync_to_async(Message.objects.get)(pk=done["id"])
     assert stored.waited_seconds == record["waited_seconds"]
+
+
+@pytest.mark.django_db
+def test_status_reports_each_step_of_loading_the_models(client, settings, tmp_path, monkeypatch):
+    from django.core.cache import cache
+
+    from chat import warmup
+    from inference import batching
+
+    settings.VAR_DIR = tmp_path
+    cache.delete(warmup.STATUS_KEY)
+    try:
+        unknown = client.get("/api/status/").json()  # no login needed
+        assert unknown["models"]["state"] == "unknown" and unknown["mode"] in ("embedded", "workers")
+
+        seen = []
+        monkeypatch.setattr(batching, "get_engine", lambda: seen.append(warmup.status()))
+        warmup.warm_up()
+        assert seen[0]["state"] == "loading" and seen[0]["step"] == "loading the models"
+        assert seen[0]["step_number"] == 2 and seen[0]["expected_seconds"] is None  # no earlier load
+        ready = client.get("/api/status/").json()["models"]
+        assert ready["state"] == "ready" and ready["error"] == ""
+        assert float((tmp_path / warmup.LAST_DURATION_FILE).read_text()) >= 0  # the next load's estimate
+
+        def broken():
+            raise OSError("no such model file")
+
+        monkeypatch.setattr(batching, "get_engine", broken)
+        with pytest.raises(OSError):
+            warmup.warm_up()
+        failed = client.get("/api/status/").json()["models"]
+        assert failed["state"] == "failed" and "no such model file" in failed["error"]
+        assert failed["expected_seconds"] is not None
+        assert client.post("/api/status/").status_code == 405
+    finally:
+        cache.delete(warmup.STATUS_KEY)
