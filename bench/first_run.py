@@ -61,6 +61,9 @@ class MakeRun:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # A bench started in the background (`&`, nohup) passes on SIGINT ignored, and
+            # Ctrl-C would then stop nothing: the run gets it back, as in a terminal.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.seen = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
