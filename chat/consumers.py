@@ -6,8 +6,10 @@ has the whole protocol). Every socket of a conversation joins its
 channel-layer group; the workers stream into that group, so all of the
 owner's open pages see the same reply.
 """
+
 import asyncio
 import json
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -18,14 +20,17 @@ from django.contrib.auth.models import AnonymousUser
 from . import services
 from .frames import error_frame, message_frame, reply_done_frame, send_now
 from .models import Conversation, Message
-from .notify import conversation_group, send_from_loop
+from .notify import conversation_group, send_from_loop, user_group
 from .services import ChatError
 from .sweeper import start_sweeper
 
 FRAME_TYPES = ("user_message", "edit", "stop", "regenerate")
-# Close codes: the conversation is not there or not this user's (the same
-# answer for both, so nobody can probe for other users' conversations).
+# Close codes, sent after the socket is accepted so that a browser sees them
+# (a socket closed before it opens is only a 1006 there): the conversation is
+# not there or not this user's (the same answer for both, so nobody can probe
+# for other users' conversations); not logged in, or logged out meanwhile.
 CLOSE_NOT_FOUND = 4404
+CLOSE_LOGGED_OUT = 4401
 # At most this many stop frames a second per socket (each costs a locked transaction).
 STOPS_PER_SECOND = 3
 # Stops being enforced in the background; kept so they are not garbage-collected.
@@ -57,12 +62,24 @@ def parse_frame(text_data: str | None) -> dict:
     return frame
 
 
-@database_sync_to_async
+def off_loop(function: Callable) -> Callable:
+    """`function` run on a thread of the executor pool, with Django's connection handling around it.
+
+    Not Channels' default of one shared thread for every socket of the
+    process: that thread was the bottleneck under many sockets. Each call here
+    is one self-contained piece of database work (its own transaction), with
+    no thread-local state carried between calls, so any thread will do.
+    `ASGI_THREADS` sizes the pool.
+    """
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
+@off_loop
 def owns_conversation(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> bool:
     return Conversation.objects.filter(pk=conversation_id, owner=user).exists()
 
 
-@database_sync_to_async
+@off_loop
 def replies_in_progress(conversation_id: int) -> list[dict]:
     replies = Message.objects.filter(conversation_id=conversation_id, status__in=Message.IN_PROGRESS)
     return [message_frame(reply) for reply in replies]
@@ -74,11 +91,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         self.group = conversation_group(self.conversation_id)
         self.recent_stops = []  # loop times of this socket's stop frames in the last second
-        if not self.user.is_authenticated or not await owns_conversation(self.user, self.conversation_id):
-            await self.close(code=CLOSE_NOT_FOUND)
+        if not self.user.is_authenticated:
+            await self.refuse(CLOSE_LOGGED_OUT)
+            return
+        if not await owns_conversation(self.user, self.conversation_id):
+            await self.refuse(CLOSE_NOT_FOUND)
             return
         # Join before reading the replies in progress, so no piece falls in between.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
         await self.accept()
         if settings.CELERY_TASK_ALWAYS_EAGER:
             # No broker: replies are generated on threads of this process, and
@@ -88,8 +109,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         for frame in await replies_in_progress(self.conversation_id):
             await self.send_frame(frame)
 
+    async def refuse(self, code: int) -> None:
+        await self.accept()
+        await self.close(code=code)
+
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.user.is_authenticated:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+
+    async def session_ended(self, event: dict) -> None:
+        """The user logged out (in any tab): this socket is theirs no more."""
+        await self.close(code=CLOSE_LOGGED_OUT)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -108,21 +139,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)  # deleted while open
 
     async def user_message(self, text: str) -> None:
-        question, reply = await database_sync_to_async(services.post_user_message)(
-            self.conversation_id, self.user, text
-        )
+        question, reply = await off_loop(services.post_user_message)(self.conversation_id, self.user, text)
         await self.to_group(message_frame(question))
         await self.to_group(message_frame(reply))
 
     async def edit(self, text: str) -> None:
-        question, reply = await database_sync_to_async(services.edit_last_message)(
-            self.conversation_id, self.user, text
-        )
+        question, reply = await off_loop(services.edit_last_message)(self.conversation_id, self.user, text)
         await self.to_group(message_frame(question))
         await self.to_group(message_frame(reply))
 
     async def regenerate(self) -> None:
-        reply = await database_sync_to_async(services.regenerate)(self.conversation_id, self.user)
+        reply = await off_loop(services.regenerate)(self.conversation_id, self.user)
         await self.to_group(message_frame(reply))
 
     async def stop(self) -> None:
@@ -131,7 +158,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if len(self.recent_stops) >= STOPS_PER_SECOND:
             raise ChatError("rate_limited", "Too many stops at once: the reply is stopping.")
         self.recent_stops.append(now)
-        reply = await database_sync_to_async(services.request_stop)(self.conversation_id, self.user)
+        reply = await off_loop(services.request_stop)(self.conversation_id, self.user)
         if reply.status == Message.Status.STOPPED:
             await self.to_group(reply_done_frame(reply))
         else:
@@ -143,7 +170,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def end_unanswered_stop(self, reply_id: int) -> None:
         """A worker acts on a stop within STOP_CHECK_SECONDS; one that is gone or hung is overruled."""
         await asyncio.sleep(settings.CHAT_STOP_GRACE_SECONDS)
-        ended = await database_sync_to_async(services.end_unanswered_stop)(reply_id)
+        ended = await off_loop(services.end_unanswered_stop)(reply_id)
         if ended is not None:
             await self.to_group(reply_done_frame(ended))
 
@@ -156,3 +183,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def chat_frame(self, event: dict) -> None:
         """A frame for this conversation's sockets, from a worker or another socket."""
         await self.send_frame(event["frame"])
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path: a clear 4404 instead of a server error."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)

@@ -27,6 +27,11 @@ def conversation_group(conversation_id: int) -> str:
     return f"conversation-{conversation_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Every socket of one user (closed when they log out)."""
+    return f"user-{user_id}"
+
+
 def frame_event(frame: dict) -> dict:
     return {"type": "chat.frame", "frame": frame}
 

@@ -17,6 +17,8 @@ $PY manage.py collectstatic --noinput -v 0
 # each step is skipped when nothing changed since the last run.
 $PY manage.py bootstrap
 
+# A pool of database connections per process (PostgreSQL only; ignored on SQLite).
+export DB_POOL_MAX_SIZE=${DB_POOL_MAX_SIZE:-16}
 started=$(date +%s)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT

@@ -7,12 +7,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sheldonsite.settings")
 # Django must be set up before the consumers (and their models) are imported.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from sheldonsite.websocket import SameOriginValidator, socket_auth_stack  # noqa: E402
 
 if settings.CELERY_TASK_ALWAYS_EAGER:
     # No workers (no REDIS_URL): this process generates the replies, so it
@@ -24,6 +23,6 @@ if settings.CELERY_TASK_ALWAYS_EAGER:
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(socket_auth_stack(URLRouter(websocket_urlpatterns))),
     }
 )

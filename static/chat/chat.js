@@ -699,8 +699,14 @@
     socket.addEventListener("message", (event) => handleFrame(JSON.parse(event.data)));
     socket.addEventListener("close", (event) => {
       if (state.socket !== socket) return; // a socket this page let go of
+      // Refusals that another try would not change: say why and stop reconnecting.
       if (event.code === 4404) {
         showError("This conversation does not exist or is not yours.");
+        return;
+      }
+      if (event.code === 4401) {
+        showConnection("You are logged out.");
+        showError("You are logged out: log in again to go on.");
         return;
       }
       showConnection("Reconnecting…");

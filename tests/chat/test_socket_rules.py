@@ -4,8 +4,9 @@ import os
 
 import pytest
 from channels.db import database_sync_to_async
+from django.test import Client
 
-from chat.consumers import CLOSE_NOT_FOUND
+from chat.consumers import CLOSE_LOGGED_OUT, CLOSE_NOT_FOUND
 from chat.models import Conversation, Message
 
 from .conftest import ChatSocket, session_cookie
@@ -98,13 +99,48 @@ async def test_sockets_to_other_users_conversations_are_refused(no_worker, make_
     mallory = await database_sync_to_async(make_user)("mallory")
     cookie = await database_sync_to_async(session_cookie)(mallory)
     refused = [
-        ChatSocket(conversation.pk, cookie),  # alice's conversation
-        ChatSocket(conversation.pk + 1000, cookie),  # no such conversation
-        ChatSocket(conversation.pk),  # not logged in
+        (ChatSocket(conversation.pk, cookie), CLOSE_NOT_FOUND),  # alice's conversation
+        (ChatSocket(conversation.pk + 1000, cookie), CLOSE_NOT_FOUND),  # no such conversation
+        (ChatSocket(conversation.pk), CLOSE_LOGGED_OUT),  # not logged in
     ]
-    for tab in refused:
-        connected, code = await tab.communicator.connect(timeout=5)
-        assert not connected and code == CLOSE_NOT_FOUND
+    for tab, code in refused:
+        # Accepted, then closed with the code: a browser sees it (a socket closed before it opens is a 1006 there).
+        assert await tab.connect()
+        assert await tab.communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": code}
+
+
+async def test_an_unknown_socket_path_is_closed_with_4404(no_worker, alice):
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    tab = ChatSocket(0, cookie)
+    tab.communicator.scope["path"] = "/ws/nothing-here/"
+    assert await tab.connect()
+    assert await tab.communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_NOT_FOUND}
+
+
+async def test_logging_out_closes_the_users_sockets(no_worker, alice, conversation):
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    tab = ChatSocket(conversation.pk, client.cookies["sessionid"].value)
+    assert await tab.connect()
+    await database_sync_to_async(client.post)("/accounts/logout/")
+    assert await tab.communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_LOGGED_OUT}
+    # And the same cookie opens no new one.
+    again = ChatSocket(conversation.pk, client.cookies["sessionid"].value)
+    assert await again.connect()
+    assert (await again.communicator.receive_output(timeout=5))["code"] == CLOSE_LOGGED_OUT
+
+
+async def test_sockets_from_another_port_or_scheme_are_refused(no_worker, alice, conversation):
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    for origin in ("http://localhost:9999", "https://localhost:8000"):
+        tab = ChatSocket(conversation.pk, cookie, origin=origin)
+        tab.communicator.scope["headers"].append((b"host", b"localhost:8000"))
+        connected, _ = await tab.communicator.connect(timeout=5)
+        assert not connected, origin
+    tab = ChatSocket(conversation.pk, cookie, origin="http://localhost:8000")
+    tab.communicator.scope["headers"].append((b"host", b"localhost:8000"))
+    assert await tab.connect()
+    await tab.close()
 
 
 async def test_sockets_from_other_origins_are_refused(no_worker, alice, conversation):
