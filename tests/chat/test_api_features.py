@@ -189,7 +189,8 @@ async def test_edit_replaces_the_last_message_and_answers_it_anew(no_worker, ope
             await database_sync_to_async(get_user_model().objects.create_user)("mallory", password="x-long-password-1")
         ),
     )
-    assert not await mallory_socket.connect()
+    assert await mallory_socket.connect()  # accepted, then closed: not hers
+    assert (await mallory_socket.communicator.receive_output(timeout=5))["code"] == 4404
     await tab.send({"type": "stop"})
     await tab.reply_done()
     await tab.close()
