@@ -33,7 +33,7 @@ class RankWeights:
     """How the parts of a candidate's score add up (measured on validation exchanges, docs/evaluation.md)."""
 
     selector: float = 1.0
-    fluency: float = 0.1
+    fluency: float = 0.3
     length: float = 0.03
     # A scripted line has no log-probability under the generator; this stands for it.
     fluency_of_scripted: float = -1.5
