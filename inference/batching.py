@@ -64,9 +64,8 @@ class BatchingEngine:
         guarded = _GuardedRequest(ReplyRequest(history, message, on_piece, should_stop))
         with self._in_progress_lock:
             self._in_progress += 1
-            candidates = self.candidates_for(self._in_progress)
         try:
-            job = self.replier.prepare([guarded.request], candidates)[0]
+            job = self.replier.prepare([guarded.request])[0]
         except BaseException:
             self._answered()
             raise
@@ -76,7 +75,10 @@ class BatchingEngine:
         return future
 
     def candidates_for(self, in_progress):
-        """Candidates to sample for a request when `in_progress` requests share the rows."""
+        """Candidates to sample for a request when `in_progress` requests share the rows.
+
+        Decided when the request joins the batch, not when it is submitted: the first request of a burst
+        then sees the whole burst waiting behind it."""
         return max(1, min(self.replier.max_candidates, self.max_batch // max(1, in_progress)))
 
     def _answered(self):
@@ -90,8 +92,8 @@ class BatchingEngine:
     def _arrivals(self, running):
         """The requests to start now: those waiting, while there are rows left in the batch.
 
-        An idle engine waits for a first request, then BATCH_WINDOW_MS for company.
-        A request takes a row per candidate; one that does not fit waits for the next step.
+        An idle engine waits for a first request, then BATCH_WINDOW_MS for company. Each arrival
+        then gets its candidates (`candidates_for` the requests in progress), a row each.
         """
         arrivals = []
         if not running:
@@ -107,10 +109,13 @@ class BatchingEngine:
                 arrivals.append(self._waiting.get_nowait())
             except queue.Empty:
                 break
+        candidates = self.candidates_for(self._in_progress)
+        for job, _, _ in arrivals:
+            job.candidates = candidates
         return arrivals
 
     def _has_room(self, running, arrivals):
-        return running + sum(job.candidates for job, _, _ in arrivals) < self.max_batch
+        return running + len(arrivals) < self.max_batch
 
     def _run(self):
         batch, futures = None, {}  # futures: id(request) -> (_GuardedRequest, Future)

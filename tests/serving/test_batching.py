@@ -176,7 +176,7 @@ def test_a_bad_request_is_refused_before_it_joins_a_batch(tiny_replier):
 
 
 def test_candidates_per_request_shrink_as_more_requests_share_the_rows(tiny_chat):
-    """Sample-and-rank under load: one person alone gets REPLY_CANDIDATES, sixteen at once one row each."""
+    """Sample-and-rank under load: one person alone gets REPLY_CANDIDATES, a burst of sixteen one row each."""
     folder = str(tiny_chat)
     backend = backend_for(load_generator(folder, ""), max_new_tokens=8)
     replier = Replier(Profile("test", "", folder, ""), backend, index=None, max_candidates=4)
@@ -186,12 +186,12 @@ def test_candidates_per_request_shrink_as_more_requests_share_the_rows(tiny_chat
     alone = engine.reply([Turn("user", "Hello.")], "Question?")
     assert len(alone.candidates) == 4 and alone.parameters["candidates"] == 4
 
-    # Sixteen requests within the idle engine's window: each is sized by the requests in progress
-    # when it came, and the first batch takes only the requests whose rows fit.
+    # Sixteen requests within the idle engine's window: sized when they join, with all sixteen in
+    # progress, one row each; all fit in the first batch.
     engine = BatchingEngine(replier, window_seconds=1.0, max_batch=16)
     futures = [engine.submit([], f"Question {i}?") for i in range(16)]
     replies = [future.result(timeout=120) for future in futures]
-    assert [len(reply.candidates) for reply in replies] == [engine.candidates_for(n) for n in range(1, 17)]
-    assert engine.batch_sizes[0] == 4  # 4 + 4 + 4 + 4 rows: the fifth request waits for room
+    assert [len(reply.candidates) for reply in replies] == [1] * 16
+    assert engine.batch_sizes[0] == 16
     assert all(reply.text for reply in replies)
     assert engine._in_progress == 0  # every answered request gave its rows back
