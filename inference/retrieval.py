@@ -169,6 +169,20 @@ def build_index(path, retriever_model, exchanges, batch_size=64, progress=False)
     return manifest
 
 
+def cached_index(folder, retriever_model, exchanges):
+    """The index of `exchanges` under `folder`, built on first use: one per retriever and data.
+
+    For evaluations, which index the training episodes only (the validation episodes' lines would
+    give the answers away).
+    """
+    data = fingerprint(exchanges)
+    key = hashlib.sha256(f"{retriever_model}\n{data}".encode()).hexdigest()[:16]
+    path = Path(folder) / f"index-{key}"
+    if staleness(read_manifest(path), retriever_model, data):
+        build_index(path, retriever_model, exchanges, progress=True)
+    return RetrievalIndex.load(path, retriever_model, data)
+
+
 class RetrievalIndex:
     """An index in memory with the retriever that embeds queries for it."""
 

@@ -20,9 +20,8 @@ setting. Keys:
 
 The retrieval index of a system holds the training episodes only (the
 validation episodes' lines would give the answers away); it is built once per
-retriever under VAR_DIR/eval-index/.
+retriever and data under VAR_DIR/evaluation/cache/.
 """
-import hashlib
 from dataclasses import dataclass, replace
 
 from django.conf import settings
@@ -174,8 +173,8 @@ def _build(spec: SystemSpec, transcripts):
 
 
 def training_index(retriever_model: str, transcripts):
-    """The retrieval index of the training episodes' exchanges, built on first use."""
-    from .retrieval import IndexedExchange, RetrievalIndex, build_index, fingerprint, read_manifest, staleness
+    """The retrieval index of the training episodes' exchanges (VAR_DIR/evaluation/cache/), built on first use."""
+    from .retrieval import IndexedExchange, cached_index
 
     lines = read_transcripts(transcripts)
     train, _ = split_episodes(episode_names(lines), seed=42)
@@ -184,8 +183,4 @@ def training_index(retriever_model: str, transcripts):
         for e in build_exchanges(lines, settings.SHELDON_CHARACTER)
         if e.episode in train
     ]
-    data = fingerprint(exchanges)
-    path = settings.VAR_DIR / "eval-index" / hashlib.sha256(retriever_model.encode()).hexdigest()[:16]
-    if staleness(read_manifest(path), retriever_model, data):
-        build_index(path, retriever_model, exchanges, progress=True)
-    return RetrievalIndex.load(path, retriever_model, data)
+    return cached_index(settings.VAR_DIR / "evaluation" / "cache", retriever_model, exchanges)

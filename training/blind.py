@@ -165,28 +165,6 @@ class OtherCharacterSystem:
         return replies
 
 
-class RetrievedSystem:
-    """The top-1 scripted line of the training episodes (never the item's own), retrieved
-    by the product's retrieval code: what retrieval alone would say."""
-
-    def __init__(
-        self, lines: list[ScriptLine], retriever_model: str, cache_dir: str | Path, character: str = "Sheldon"
-    ):
-        train, _ = split_episodes(episode_names(lines), seed=SPLIT_SEED)
-        self.exchanges = [e for e in build_exchanges(lines, character) if e.episode in train]
-        self.retriever_model = retriever_model
-        self.cache_dir = cache_dir
-
-    def replies(self, items: list[Item]) -> list[str]:
-        from training.evaluation import training_index
-
-        index = training_index(self.cache_dir, self.retriever_model, self.exchanges)
-        hits = index.search_many(
-            [[text for _, text in item.context] for item in items], [item.line[1] for item in items], k=1
-        )
-        return [found[0].text for found in hits]
-
-
 def parse_systems(pairs: list[str]) -> dict[str, str]:
     """`["base=scripted", ...]` -> {name: spec}, in order; clear errors for bad or repeated names."""
     systems = {}
@@ -208,15 +186,14 @@ def build_system(
     lines: list[ScriptLine],
     seed: int,
     character: str = "Sheldon",
-    retriever_model: str = "",
-    cache_dir: str | Path = "var/evaluation/cache",
     transcripts: str | Path | None = None,
 ) -> ReplySystem:
     """An object with `.replies(items) -> list[str]` for `spec`.
 
-    Built in: `scripted`, `other`, `retrieved` (optionally `retrieved:RETRIEVER`,
-    a sentence-transformers model; default the profile's retriever). Every other
-    spec goes to `inference.systems.build_system(spec, transcripts=transcripts)`.
+    Built in: `scripted`, `other`, `retrieved` (optionally `retrieved:RETRIEVER`, a sentence-transformers
+    model; default the profile's retriever): the best scripted line of the training episodes, which is
+    `inference.systems` with no generated candidate. Every other spec goes to
+    `inference.systems.build_system(spec, transcripts=transcripts)`.
     """
     kind, _, argument = spec.partition(":")
     if kind == "scripted" and not argument:
@@ -224,10 +201,7 @@ def build_system(
     if kind == "other" and not argument:
         return OtherCharacterSystem(lines, seed, character)
     if kind == "retrieved":
-        model = argument or retriever_model
-        if not model:
-            raise BlindError("`retrieved` needs a retriever model: write retrieved:MODEL or set RETRIEVER_MODEL.")
-        return RetrievedSystem(lines, model, cache_dir, character)
+        spec = "candidates=0" + (f",retriever={argument}" if argument else "")
     try:
         from inference.systems import build_system as build_inference_system
     except ImportError as error:

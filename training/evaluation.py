@@ -222,19 +222,10 @@ class Scorer:
 
 def training_index(cache_dir, retriever_model, exchanges):
     """A retrieval index of these (training) exchanges, built once and cached on disk."""
-    from inference.retrieval import IndexedExchange, RetrievalIndex, RetrievalIndexError, build_index, fingerprint
+    from inference.retrieval import IndexedExchange, cached_index
 
     indexed = [IndexedExchange(e.question, e.answer, e.episode, e.scene, tuple(e.context)) for e in exchanges]
-    # In order of context length, texts of similar length share a batch and
-    # little is padded: embedding runs several times faster. Search ignores order.
-    indexed.sort(key=lambda e: sum(len(line) for line in e.context))
-    data_fingerprint = fingerprint(indexed)
-    path = Path(cache_dir) / f"index-{data_fingerprint.split(':')[1][:16]}"
-    try:
-        return RetrievalIndex.load(path, retriever_model, data_fingerprint)
-    except RetrievalIndexError:  # missing, or built with another retriever
-        build_index(path, retriever_model, indexed, progress=True)
-        return RetrievalIndex.load(path, retriever_model, data_fingerprint)
+    return cached_index(cache_dir, retriever_model, indexed)
 
 
 def product_sampling(generator):

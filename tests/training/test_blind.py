@@ -138,26 +138,28 @@ def test_builtin_systems(transcripts):
     assert build_system("other", lines, 2).replies(items) != others
 
 
-def test_retrieved_is_a_scripted_line_of_a_training_episode(transcripts, tiny_retriever, tmp_path):
+def test_retrieved_is_a_scripted_line_of_a_training_episode(transcripts, tiny_retriever, settings, tmp_path):
+    settings.VAR_DIR = tmp_path  # the training episodes' index is built under VAR_DIR/evaluation/cache
     lines = read_transcripts(transcripts)
     train, _ = split_episodes(episode_names(lines), seed=42)
     items = pick_items(lines, 3)
-    replies = build_system(f"retrieved:{tiny_retriever}", lines, 1, cache_dir=tmp_path).replies(items)
+    replies = build_system(f"retrieved:{tiny_retriever}", lines, 1, transcripts=transcripts).replies(items)
     by_text = {line.text: line for line in lines}
     assert all(by_text[r].speaker == "Sheldon" and by_text[r].episode in train for r in replies)
+    settings.RETRIEVER_MODEL = "none"
     with pytest.raises(BlindError, match="retriever"):
-        build_system("retrieved", lines, 1, retriever_model="")
+        build_system("retrieved", lines, 1, transcripts=transcripts)
 
 
-def test_other_specs_go_to_inference_systems(transcripts):
-    lines = read_transcripts(transcripts)
-    try:
-        import inference.systems  # noqa: F401
-    except ImportError:
-        with pytest.raises(BlindError, match=r"inference\.systems\.build_system"):
-            build_system("smollm2-t0.7", lines, 1)
-    else:
-        pytest.skip("inference.systems exists: its own tests cover its specs")
+def test_other_specs_go_to_inference_systems(transcripts, settings, tiny_chat):
+    from inference.systems import ReplySystem
+
+    settings.GENERATOR_MODEL, settings.RETRIEVER_MODEL = str(tiny_chat), "none"
+    system = build_system("candidates=3,temperature=0.5", read_transcripts(transcripts), 1, transcripts=transcripts)
+    assert isinstance(system, ReplySystem) and system.spec.candidates == 3
+    assert system.spec.sampling == {"temperature": 0.5}
+    with pytest.raises(BlindError, match="not understood.*Unknown key 'colour'"):
+        build_system("colour=blue", read_transcripts(transcripts), 1, transcripts=transcripts)
 
 
 def test_every_system_must_answer_every_item_with_text():

@@ -56,20 +56,10 @@ class Command(BaseCommand):
             systems = parse_systems(options["system"])
             lines = read_transcripts(transcripts)
             items = pick_items(lines, options["exchanges"], options["seed"], character)
-            needs_retriever = any(spec.split(":")[0] == "retrieved" for spec in systems.values())
-            retriever = self.retriever() if needs_retriever else ""
             replies = collect_replies(
                 systems,
                 items,
-                lambda spec: build_system(
-                    spec,
-                    lines,
-                    options["seed"],
-                    character,
-                    retriever_model=retriever,
-                    cache_dir=settings.VAR_DIR / "evaluation" / "cache",
-                    transcripts=transcripts,
-                ),
+                lambda spec: build_system(spec, lines, options["seed"], character, transcripts=transcripts),
             )
             about = {
                 "specs": systems,
@@ -89,16 +79,3 @@ class Command(BaseCommand):
             f"of {transcripts}, {len(systems)} systems: {', '.join(systems)}."
         )
         self.stdout.write(self.style.SUCCESS(f"Give {output / SHEET} to each rater; keep {output / KEY} hidden."))
-
-    @staticmethod
-    def retriever():
-        """The profile's retriever, or "" when the profile cannot be loaded (then `retrieved` asks for one)."""
-        from django.core.exceptions import ImproperlyConfigured
-
-        from inference.loading import ModelNotFoundError
-        from inference.profiles import active_profile
-
-        try:
-            return active_profile().retriever_model
-        except (ModelNotFoundError, ImproperlyConfigured):
-            return ""
