@@ -1,18 +1,52 @@
 """Sign-up and account settings; login, logout and password change are Django's own views."""
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import LoginView, PasswordResetView
+from django.http import Http404
 from django.shortcuts import redirect, render
 
 from .forms import AccountSettingsForm, DeleteAccountForm
 from .models import AccountSettings
+from .throttle import allow, client_ip
+
+TOO_MANY = "Too many attempts from here: wait a few minutes and try again."
+
+
+class ThrottledLoginView(LoginView):
+    """Django's login, with attempts limited per address and per username (password guessing)."""
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")[:150].lower()
+        if not (
+            allow(f"login-ip:{client_ip(request)}", settings.LOGIN_RATE_LIMIT)
+            and allow(f"login-user:{username}", settings.LOGIN_USER_RATE_LIMIT)
+        ):
+            form = self.get_form()
+            form.add_error(None, TOO_MANY)
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+
+class MailedPasswordResetView(PasswordResetView):
+    """Password reset only where mail is set up (EMAIL_HOST); otherwise there is no such page."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if not settings.EMAIL_HOST:
+            raise Http404("Password reset needs mail, and none is set up.")
+        return super().dispatch(request, *args, **kwargs)
 
 
 def signup(request):
     if request.user.is_authenticated:
         return redirect("chat:index")
     form = UserCreationForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and not allow(f"signup-ip:{client_ip(request)}", settings.SIGNUP_RATE_LIMIT):
+        form.add_error(None, TOO_MANY)
+        return render(request, "registration/signup.html", {"form": form}, status=429)
     if form.is_bound and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")

@@ -234,6 +234,9 @@ def main(argv=None):
         "MAX_NEW_TOKENS": str(args.max_new_tokens),
         "GENERATION_SEED": str(args.seed),
         "CHAT_RATE_LIMIT": "100000/60",
+        # Every simulated user logs in from this machine's one address.
+        "CHAT_TOKEN_BUDGET": "100000000/60",
+        "LOGIN_RATE_LIMIT": "100000/60",
         "PYTHONUNBUFFERED": "1",
     }
     web_ports = [args.web_port, args.web_port + 1] if args.two_web else [args.web_port]

@@ -3,6 +3,7 @@
 Another user's conversation or message answers 404, exactly like one that
 does not exist.
 """
+
 import json
 from collections.abc import Callable
 from functools import wraps
@@ -85,12 +86,32 @@ def conversations(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         body = json_body(request)
         title = clean_title(body["title"]) if "title" in body else ""
+        if Conversation.objects.filter(owner=request.user).count() >= settings.CHAT_MAX_CONVERSATIONS:
+            raise BadRequest(
+                f"You have {settings.CHAT_MAX_CONVERSATIONS} conversations, the most one account may keep: "
+                "delete one to start another."
+            )
         conversation = Conversation.objects.create(
             owner=request.user, title=title, character=settings.SHELDON_CHARACTER
         )
         return JsonResponse(conversation_dict(conversation), status=201)
-    owned = Conversation.objects.filter(owner=request.user)
-    return JsonResponse({"conversations": [conversation_dict(c) for c in owned]})
+    # Most recently updated first, a page at a time: `?offset=` from the previous page's `next_offset`.
+    limit = min(positive_int(request.GET.get("limit", MAX_PAGE_SIZE), "limit"), MAX_PAGE_SIZE)
+    offset = request.GET.get("offset", "0")
+    if not offset.isdigit():
+        raise BadRequest("offset must be a whole number, 0 or more.")
+    offset = int(offset)
+    page = list(
+        Conversation.objects.filter(owner=request.user).order_by("-updated", "-id")[offset : offset + limit + 1]
+    )
+    has_more = len(page) > limit
+    return JsonResponse(
+        {
+            "conversations": [conversation_dict(c) for c in page[:limit]],
+            "has_more": has_more,
+            "next_offset": offset + limit if has_more else None,
+        }
+    )
 
 
 @json_api("GET", "PATCH", "DELETE")
@@ -141,9 +162,7 @@ def messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 @json_api("PUT")
 def rating(request: HttpRequest, message_id: int) -> HttpResponse:
-    message = get_object_or_404(
-        Message, pk=message_id, role=Message.Role.BOT, conversation__owner=request.user
-    )
+    message = get_object_or_404(Message, pk=message_id, role=Message.Role.BOT, conversation__owner=request.user)
     body = json_body(request)
     score = body.get("score")
     # bool is an int in Python; `true` is no score.

@@ -43,7 +43,7 @@ def parse_frame(text_data: str | None) -> dict:
         raise ChatError("bad_frame", "Frames are JSON text, not binary.")
     try:
         frame = json.loads(text_data)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser goes: not a frame of ours either
         raise ChatError("bad_json", "The frame is not valid JSON.") from None
     if not isinstance(frame, dict) or frame.get("type") not in FRAME_TYPES:
         raise ChatError("unknown_type", f"The frame needs a type, one of: {', '.join(FRAME_TYPES)}.")

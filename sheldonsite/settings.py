@@ -4,6 +4,7 @@ Every setting that differs between machines comes from an environment
 variable with a safe default; the README's settings table lists them all.
 """
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -22,15 +23,43 @@ def env_list(name, default):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def install_secret_key(path):
+    """This installation's own random key, made once and kept in VAR_DIR (readable by its owner only)."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(50)
+        try:
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+                file.write(key)
+        except FileExistsError:  # another process of this installation wrote it first
+            return path.read_text().strip()
+        return key
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and os.environ.get("SHELDON_REQUIRE_SECRET_KEY") == "1":
         raise RuntimeError("SECRET_KEY must be set in production.")
-    # A development key: fine on localhost, never for a public deployment.
-    SECRET_KEY = "dev-only-insecure-key-set-SECRET_KEY-in-production"
+    # Never a key known from the source: one per installation (processes sharing VAR_DIR share it).
+    SECRET_KEY = install_secret_key(VAR_DIR / "secret-key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# One switch for a deployment behind HTTPS: redirect to HTTPS, HSTS, cookies
+# only over HTTPS, and the proxy's X-Forwarded-Proto trusted for the scheme.
+# `manage.py check --deploy` is clean with it (tests/faults/test_deploy_settings.py).
+SECURE_DEPLOYMENT = env_bool("SECURE_DEPLOYMENT", False)
+if SECURE_DEPLOYMENT:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container health check speaks plain HTTP
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "daphne",
@@ -106,6 +135,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Attempts per seconds: log-ins per client address and per username, sign-ups per address.
+LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "20/300")
+LOGIN_USER_RATE_LIMIT = os.environ.get("LOGIN_USER_RATE_LIMIT", "10/300")
+SIGNUP_RATE_LIMIT = os.environ.get("SIGNUP_RATE_LIMIT", "5/3600")
+# Mail (password reset is offered only with it).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
 LOGIN_REDIRECT_URL = "chat:index"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -190,6 +225,8 @@ INFERENCE_PREFIX_CACHE = env_bool("INFERENCE_PREFIX_CACHE", True)
 INFERENCE_PREFIX_CACHE_TOKENS = int(os.environ.get("INFERENCE_PREFIX_CACHE_TOKENS", "8192"))
 
 # Chat limits.
+# Most conversations one account may keep (the list is paged, at most 200 a page).
+CHAT_MAX_CONVERSATIONS = int(os.environ.get("CHAT_MAX_CONVERSATIONS", "500"))
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "2000"))
 CHAT_RATE_LIMIT = os.environ.get("CHAT_RATE_LIMIT", "20/60")  # messages / seconds per user
 # Tokens / seconds per user: what the user's replies cost the workers (chat.services.token_cost).

@@ -27,6 +27,15 @@ def service_reachable(url, default_port):
         return False
 
 
+@pytest.fixture(autouse=True)
+def no_account_throttles(settings):
+    """Tests log in and sign up from one address, over and over (tests/faults/test_account_abuse.py sets limits)."""
+    from tests.chat.live import UNTHROTTLED
+
+    for name, value in UNTHROTTLED.items():
+        setattr(settings, name, value)
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     url = os.environ.get("REDIS_URL", "")

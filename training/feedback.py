@@ -128,9 +128,14 @@ def _csv_rows(path):
         raise FeedbackError(f"{path} is not a readable CSV file: {error}") from error
 
 
+# A text cell starting with one of these is a formula to a spreadsheet (CSV injection): the
+# export writes it after an apostrophe, which spreadsheets show as text and the reader drops.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
 def _csv_value(text, kind):
     if kind is str:
-        return text
+        return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
     if text == "":
         return None
     if kind == "json":
@@ -148,6 +153,8 @@ def csv_cell(value):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value
 
 

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +25,9 @@ VENV_BIN = Path(sys.executable).parent
 MAX_NEW_TOKENS = 40
 TOKEN_DELAY_SECONDS = 0.06
 STALE_SECONDS = 5
+
+
+UNTHROTTLED = {"LOGIN_RATE_LIMIT": "1000000/1", "LOGIN_USER_RATE_LIMIT": "1000000/1", "SIGNUP_RATE_LIMIT": "1000000/1"}
 
 
 def free_port():
@@ -49,6 +53,11 @@ class LiveStack:
             "DATABASE_URL": database_url(),
             "REDIS_URL": redis_url,
             "VAR_DIR": str(var_dir),
+            # This process's key, so the sessions it makes are valid in the processes it starts.
+            "SECRET_KEY": django_settings.SECRET_KEY,
+            # Tests log in and sign up from one address, over and over: no throttles here
+            # (tests/faults/test_account_abuse.py tests them).
+            **UNTHROTTLED,
             "GENERATION_QUEUE": self.queue,
             "GENERATOR_MODEL": str(generator_folder),
             "GENERATOR_ADAPTER": "none",

@@ -32,6 +32,7 @@ def message_count(conversation):
     "frame, code",
     [
         ("this is not json", "bad_json"),
+        ("[" * 2000 + "]" * 2000, "bad_json"),  # nested deeper than the parser goes
         ("[1, 2]", "unknown_type"),
         ({"text": "no type"}, "unknown_type"),
         ({"type": "delete_everything"}, "unknown_type"),

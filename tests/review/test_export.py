@@ -63,6 +63,23 @@ def test_jsonl_and_csv_read_back_identically(transcripts, tmp_path):
     assert read_export(jsonl, include_unconsented=True) == read_export(csv, include_unconsented=True)
 
 
+def test_csv_export_writes_no_spreadsheet_formulas(transcripts, tmp_path):
+    from chat.models import Message
+
+    formulas = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2", "@SUM(A1)", "'=quoted"]
+    for text, message in zip(formulas, Message.objects.filter(role="user").order_by("id"), strict=False):
+        message.text = text
+        message.save(update_fields=["text"])
+    output, _ = export(tmp_path, "all.csv", "--all")
+    with output.open(newline="") as handle:
+        cells = [row["text"] for row in csv.DictReader(handle)]
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells)
+    assert '\'=HYPERLINK("http://evil.example","x")' in cells
+    # The reader gives the texts back as they were.
+    texts = {row["text"] for row in read_export(output, include_unconsented=True)}
+    assert set(formulas) <= texts
+
+
 # The columns of the first exports, as files written then have them.
 FIRST_EXPORT = (
     "conversation_id conversation_title character owner_id owner_allows_training message_id role text status created "

@@ -1,4 +1,7 @@
 """Everything `make run` needs before serving; fast when nothing changed."""
+import os
+import secrets
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -8,7 +11,20 @@ from data.corpus import DEMO_EPISODE_PREFIX, DEMO_NOTICE, find_transcripts
 from data.models import Episode
 
 DEMO_USERNAME = "demo"
-DEMO_PASSWORD = "bazinga-demo"
+# The demo account's password: generated for each installation, kept here (owner-readable only)
+# so that every `make run` can print it; never a password known from the source.
+DEMO_PASSWORD_FILE = "demo-password"
+
+
+def demo_password() -> tuple[str, bool]:
+    """This installation's demo password, and whether it was made just now."""
+    path = settings.VAR_DIR / DEMO_PASSWORD_FILE
+    if path.exists():
+        return path.read_text().strip(), False
+    password = secrets.token_urlsafe(12)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(password)
+    return password, True
 
 
 class Command(BaseCommand):
@@ -26,9 +42,13 @@ class Command(BaseCommand):
         call_command("build_index")
 
         User = get_user_model()
-        if not User.objects.filter(username=DEMO_USERNAME).exists():
-            User.objects.create_user(DEMO_USERNAME, password=DEMO_PASSWORD)
+        password, new = demo_password()
+        demo = User.objects.filter(username=DEMO_USERNAME).first()
+        if demo is None:
+            User.objects.create_user(DEMO_USERNAME, password=password)
             self.stdout.write(self.style.SUCCESS("Created the demo account."))
-        self.stdout.write(
-            self.style.SUCCESS(f"Demo login: username {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r}")
-        )
+        elif new or not demo.check_password(password):
+            # An account from before generated passwords (or a lost password file) gets the new one.
+            demo.set_password(password)
+            demo.save(update_fields=["password"])
+        self.stdout.write(self.style.SUCCESS(f"Demo login: username {DEMO_USERNAME!r}, password {password!r}"))

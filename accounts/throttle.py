@@ -1,0 +1,28 @@
+"""Fixed-window counters in the cache (Redis when REDIS_URL is set, so all web processes share them)."""
+
+from django.core.cache import cache
+from django.http import HttpRequest
+
+
+def per_window(setting: str) -> tuple[int, int]:
+    """(count, seconds) from a setting such as "10/300"."""
+    count, seconds = setting.split("/")
+    return int(count), int(seconds)
+
+
+def allow(key: str, limit: str) -> bool:
+    """Count one more attempt under `key`; False once the window's `limit` is used up."""
+    count, seconds = per_window(limit)
+    key = f"throttle:{key}"
+    cache.add(key, 0, seconds)  # starts the window; does nothing if it is running
+    try:
+        used = cache.incr(key)
+    except ValueError:  # the window ended between the two calls
+        cache.set(key, 1, seconds)
+        used = 1
+    return used <= count
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The peer's address (behind a proxy, the proxy's: let it limit per client, or set its real-IP header)."""
+    return request.META.get("REMOTE_ADDR", "unknown")

@@ -1,0 +1,116 @@
+"""Account abuse: throttled log-ins and sign-ups, a generated demo password and secret key, the deployment switch."""
+
+import os
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.django_db
+
+
+def from_address():
+    """A client from an address of its own, so earlier runs' counters (in the shared cache) do not count."""
+    return Client(REMOTE_ADDR=f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}")
+
+
+def test_password_guessing_is_throttled_per_address_and_per_username(settings, django_user_model):
+    settings.LOGIN_RATE_LIMIT, settings.LOGIN_USER_RATE_LIMIT = "5/300", "3/300"
+    victim = f"victim-{uuid.uuid4().hex[:8]}"
+    django_user_model.objects.create_user(victim, password="the-right-password-1")
+    attacker = from_address()
+    answers = [attacker.post("/accounts/login/", {"username": f"u{n}", "password": "x"}).status_code for n in range(6)]
+    assert answers == [200] * 5 + [429]  # wrong passwords, then refused without checking
+    # Per username, from many addresses: the fourth try is refused even with the right password.
+    for _ in range(3):
+        assert from_address().post("/accounts/login/", {"username": victim, "password": "wrong"}).status_code == 200
+    refused = from_address().post("/accounts/login/", {"username": victim, "password": "the-right-password-1"})
+    assert refused.status_code == 429 and b"Too many attempts" in refused.content
+
+
+def test_sign_ups_are_throttled_per_address(settings):
+    settings.SIGNUP_RATE_LIMIT = "2/3600"
+    client = from_address()
+    for _ in range(2):
+        name = f"throwaway-{uuid.uuid4().hex[:8]}"
+        answer = client.post(
+            "/accounts/signup/", {"username": name, "password1": "Cooper-73-prime", "password2": "Cooper-73-prime"}
+        )
+        assert answer.status_code == 302
+        client.post("/accounts/logout/")
+    third = client.post(
+        "/accounts/signup/", {"username": "third-one", "password1": "Cooper-73-prime", "password2": "Cooper-73-prime"}
+    )
+    assert third.status_code == 429 and b"Too many attempts" in third.content
+
+
+def test_password_reset_is_offered_only_with_mail(client, settings):
+    settings.EMAIL_HOST = ""
+    assert client.get("/accounts/password_reset/").status_code == 404
+    settings.EMAIL_HOST = "mail.example.com"
+    assert client.get("/accounts/password_reset/").status_code == 200
+
+
+def test_the_demo_password_is_generated_per_installation(settings, tmp_path):
+    from data.management.commands.bootstrap import demo_password
+
+    settings.VAR_DIR = tmp_path / "one"
+    settings.VAR_DIR.mkdir()
+    first, made = demo_password()
+    assert made and len(first) >= 16 and first != "bazinga-demo"
+    assert demo_password() == (first, False)  # the same on the next `make run`
+    assert stat.S_IMODE((settings.VAR_DIR / "demo-password").stat().st_mode) == 0o600
+    settings.VAR_DIR = tmp_path / "two"
+    settings.VAR_DIR.mkdir()
+    assert demo_password()[0] != first
+
+
+def settings_in_a_process(var_dir, code, **env):
+    environment = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"}
+    environment.update(VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="sheldonsite.settings", **env)
+    return subprocess.run([sys.executable, *code], cwd=REPO, env=environment, capture_output=True, text=True)
+
+
+PRINT_KEY = ["-c", "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"]
+
+
+def test_without_secret_key_each_installation_makes_its_own(tmp_path):
+    first = settings_in_a_process(tmp_path / "a", PRINT_KEY).stdout.strip()
+    again = settings_in_a_process(tmp_path / "a", PRINT_KEY).stdout.strip()
+    other = settings_in_a_process(tmp_path / "b", PRINT_KEY).stdout.strip()
+    assert len(first) >= 50 and first == again != other
+    assert stat.S_IMODE((tmp_path / "a" / "secret-key").stat().st_mode) == 0o600
+
+
+def test_check_deploy_is_clean_with_the_deployment_switch_only(tmp_path):
+    check = ["manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    switched = settings_in_a_process(tmp_path, check, SECURE_DEPLOYMENT="1", ALLOWED_HOSTS="chat.example.com")
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    plain = settings_in_a_process(tmp_path, check, ALLOWED_HOSTS="chat.example.com")
+    assert plain.returncode != 0 and "SECURE_SSL_REDIRECT" in plain.stdout + plain.stderr
+
+
+def test_conversations_are_capped_and_listed_a_page_at_a_time(settings, django_user_model):
+    settings.CHAT_MAX_CONVERSATIONS = 5
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("collector", password="a-long-password-42"))
+    created = [client.post("/api/conversations/", {}, content_type="application/json") for _ in range(6)]
+    assert [answer.status_code for answer in created] == [201] * 5 + [400]
+    assert "delete one" in created[-1].json()["error"]
+    first = client.get("/api/conversations/?limit=3").json()
+    second = client.get(f"/api/conversations/?limit=3&offset={first['next_offset']}").json()
+    assert (len(first["conversations"]), first["has_more"], len(second["conversations"]), second["has_more"]) == (
+        3,
+        True,
+        2,
+        False,
+    )
+    ids = [c["id"] for c in first["conversations"] + second["conversations"]]
+    assert len(set(ids)) == 5
+    assert client.get("/api/conversations/?offset=-1").status_code == 400
