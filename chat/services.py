@@ -12,6 +12,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.throttle import per_window
+
 from .models import Conversation, Message
 from .tasks import queue_reply, send_reply_task
 
@@ -25,12 +27,6 @@ class ChatError(Exception):
         super().__init__(detail)
         self.code = code
         self.detail = detail
-
-
-def per_window(setting: str) -> tuple[int, int]:
-    """(amount, seconds) from a setting such as CHAT_RATE_LIMIT, e.g. "20/60"."""
-    amount, seconds = setting.split("/")
-    return int(amount), int(seconds)
 
 
 def token_cost(text: str) -> int:
