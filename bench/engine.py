@@ -1,0 +1,160 @@
+"""The decoding engine alone, side by side: tokens per second and first-token latency at 1, 4 and 16
+concurrent rows, peak memory, and this machine's limits measured by the same script.
+
+    .venv/bin/python bench/engine.py [--rows 1 4 16] [--new-tokens 40] [--engines int8 float32] [--repeat 3]
+
+Every engine gets the same prompts (the offline profile's chat model with the shipped adapter, the
+persona prompt, one message each) and generates exactly --new-tokens tokens per row (the end token is
+ignored), so their work is equal. Each configuration runs --repeat times, interleaved; the table gives
+the median and the range. The limits: memory copy bandwidth (a 512 MiB numpy copy) and the float32
+matmul rate of torch with the engine's thread count; from them, the decode rate one stream could reach
+if each step only had to read the weights once.
+"""
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sheldonsite.settings")
+
+MESSAGES = [
+    "Hi Sheldon, how are you?", "Can you explain string theory simply?", "What do you think of Penny?",
+    "Do you want to come to the movies tonight?", "Why do you always sit in that spot?",
+    "Is it true you have an IQ of 187?", "What is your favourite train?", "Leonard says you are annoying.",
+]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--new-tokens", type=int, default=40)
+    parser.add_argument("--engines", nargs="+", default=["int8", "float32"], choices=["int8", "float32"])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the worker default is 1)")
+    return parser.parse_args(argv)
+
+
+def memory_bandwidth_gb_s():
+    import numpy as np
+
+    source = np.ones(512 * 1024 * 1024 // 8)
+    target = np.empty_like(source)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - started)
+    return 2 * source.nbytes / best / 1e9  # read and write
+
+
+def matmul_gflop_s():
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * 1024**3 / best / 1e9
+
+
+def weights_bytes(model):
+    """Bytes a decode step reads: int8 linear weights at one byte a value, every other parameter as stored."""
+    total = 0
+    for module in model.modules():
+        if callable(getattr(module, "weight", None)):  # a dynamically quantised Linear: weight() unpacks it
+            total += module.weight().numel()
+        else:
+            total += sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
+    return total
+
+
+class Engine:
+    """The product's decoder over one form of the generator, with prompts ready as token ids."""
+
+    def __init__(self, name):
+        from django.conf import settings
+
+        from inference.backends import backend_for
+        from inference.loading import load_generator
+        from inference.profiles import active_profile
+
+        settings.INFERENCE_QUANTIZE = "int8" if name == "int8" else "none"
+        profile = active_profile()
+        self.name = name
+        self.backend = backend_for(load_generator(profile.generator_model, profile.generator_adapter), 0)
+        self.weights_bytes = weights_bytes(self.backend.model)
+        self.prompts = [
+            self.backend.tokenizer(self.backend.prompt([], message, None), add_special_tokens=False).input_ids
+            for message in MESSAGES
+        ]
+
+    def run(self, rows, new_tokens):
+        """(tokens per second over all rows, seconds to the first token of each row, median)."""
+        from inference.backends import Row
+        from inference.decoding import DecodeBatch, Sampling
+
+        backend = self.backend
+        batch = DecodeBatch(
+            backend.model, backend.tokenizer, Sampling(**backend.sampling), new_tokens, eos_ids=set(),
+            prefixes=backend.prefix_store(),
+        )
+        started = time.perf_counter()
+        first = {}
+        rows_made = [Row(lambda piece, n=n: first.setdefault(n, time.perf_counter() - started)) for n in range(rows)]
+        batch.add([self.prompts[n % len(self.prompts)] for n in range(rows)], rows_made)
+        while batch:
+            batch.step()
+        seconds = time.perf_counter() - started
+        tokens = sum(len(row.token_ids) for row in rows_made)
+        return tokens / seconds, statistics.median(first.values()) if first else float("nan")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import django
+
+    django.setup()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"Machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s)", flush=True)
+    bandwidth, gflops = memory_bandwidth_gb_s(), matmul_gflop_s()
+    print(f"Limits: memory copy {bandwidth:.1f} GB/s, float32 matmul {gflops:.1f} GFLOP/s", flush=True)
+    engines = [Engine(name) for name in args.engines]
+    for engine in engines:
+        engine.run(1, 4)  # warm-up: the persona's cache, the allocator
+    results = {(engine.name, rows): [] for engine in engines for rows in args.rows}
+    for _ in range(args.repeat):
+        for rows in args.rows:
+            for engine in engines:  # interleaved, so a noisy moment hits every engine alike
+                results[(engine.name, rows)].append(engine.run(rows, args.new_tokens))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\n{args.new_tokens} new tokens per row, {args.repeat} runs each: median [min, max]; "
+          f"process peak memory {peak_mib:,.0f} MiB (all engines loaded)\n")
+    print("| engine | rows | tokens/s, all rows | first token s | weights MB | one stream at the bandwidth limit, tokens/s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for engine in engines:
+        ceiling = bandwidth * 1e9 / engine.weights_bytes
+        for rows in args.rows:
+            rates = [rate for rate, _ in results[(engine.name, rows)]]
+            firsts = [first for _, first in results[(engine.name, rows)]]
+            print(f"| {engine.name} | {rows} | {statistics.median(rates):.1f} [{min(rates):.1f}, {max(rates):.1f}] "
+                  f"| {statistics.median(firsts):.3f} | {engine.weights_bytes / 1e6:.0f} | {ceiling:.0f} |")
+    baseline = engines[0].name
+    for engine in engines[1:]:
+        for rows in args.rows:
+            ratios = [a[0] / b[0] for a, b in zip(results[(engine.name, rows)], results[(baseline, rows)])]
+            print(f"{engine.name} / {baseline} at {rows} rows: {statistics.median(ratios):.2f}x "
+                  f"[{min(ratios):.2f}, {max(ratios):.2f}]")
+
+
+if __name__ == "__main__":
+    main()
