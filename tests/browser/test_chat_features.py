@@ -6,6 +6,7 @@ and the phone layout. The screenshots of docs/screenshots/ are taken here.
 """
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from .test_chat_page import PHONE, browser, chromium  # noqa: F401  (fixtures)
 SCREENSHOTS = REPO / "docs" / "screenshots"
 PASSWORD = "Farrah-Fowler-42"
 DESKTOP = {"width": 1280, "height": 800}
+SHOWN_AT = datetime(2026, 11, 27, 19, 30, tzinfo=UTC)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.django_db(transaction=True)]
 
@@ -250,9 +252,14 @@ def test_dark_mode_phone_and_screenshots(browser, server, amy):  # noqa: F811
     chosen = conversation.messages.get(role="bot", is_chosen=True, reply_to__text__startswith="What")
     Rating.objects.create(message=chosen, user=amy, score=5, comment="Exactly him.")
     Conversation.objects.create(owner=amy, title="Trains, the best of all transport")
+    # Fixed times on the messages and in the browser: a second run takes the same pictures,
+    # so the committed PNGs change only when the page does.
+    for minute, message in enumerate(conversation.messages.order_by("id")):
+        Message.objects.filter(pk=message.pk).update(created=SHOWN_AT + timedelta(minutes=minute))
     url = f"{server}/c/{conversation.pk}/"
 
     light = logged_in_page(browser, server, amy, viewport=DESKTOP, color_scheme="light")
+    light.clock.set_fixed_time(SHOWN_AT + timedelta(minutes=30))
     light.goto(url)
     light.wait_for_selector(".alt-position")
     light_background = light.eval_on_selector("html", "node => getComputedStyle(node).backgroundColor")
@@ -262,6 +269,7 @@ def test_dark_mode_phone_and_screenshots(browser, server, amy):  # noqa: F811
 
     # Dark mode follows the system setting, with no switch to find.
     dark = logged_in_page(browser, server, amy, viewport=DESKTOP, color_scheme="dark")
+    dark.clock.set_fixed_time(SHOWN_AT + timedelta(minutes=30))
     dark.goto(url)
     dark.wait_for_selector(".alt-position")
     dark_background = dark.eval_on_selector("html", "node => getComputedStyle(node).backgroundColor")
@@ -271,6 +279,7 @@ def test_dark_mode_phone_and_screenshots(browser, server, amy):  # noqa: F811
     dark.screenshot(path=str(SCREENSHOTS / "chat-dark.png"))
 
     phone = logged_in_page(browser, server, amy, viewport=PHONE, color_scheme="light", is_mobile=True, has_touch=True)
+    phone.clock.set_fixed_time(SHOWN_AT + timedelta(minutes=30))
     phone.goto(url)
     phone.wait_for_selector(".alt-position")
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

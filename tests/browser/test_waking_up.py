@@ -21,7 +21,7 @@ from chat.models import Message
 from chat.warmup import STATUS_KEY
 
 from ..chat.live import REPO, VENV_BIN, free_port, live_stack  # noqa: F401  (fixtures)
-from .test_chat_features import SCREENSHOTS, logged_in_page, wait_for_reply
+from .test_chat_features import logged_in_page, wait_for_reply
 from .test_chat_page import browser, chromium  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.django_db(transaction=True)]
@@ -55,7 +55,9 @@ def test_a_taken_port_gets_a_clear_message():
         port = taken.getsockname()[1]
         result = subprocess.run([*READINESS, "port-free", "127.0.0.1", str(port)], capture_output=True, text=True)
     assert result.returncode == 1
-    assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr and f"PORT={port + 1} make run" in result.stderr
+    assert (
+        f"Port {port} on 127.0.0.1 is already in use" in result.stderr and f"PORT={port + 1} make run" in result.stderr
+    )
     assert subprocess.run([*READINESS, "port-free", "127.0.0.1", str(port)]).returncode == 0  # free again
 
 
@@ -104,6 +106,7 @@ def test_the_page_says_sheldon_is_waking_up_until_the_models_are_loaded(
     live_stack,  # noqa: F811
     sheldon,
     tmp_path,
+    test_output,
 ):
     # A web process whose replies nobody takes yet, while the workers' report says "loading".
     env = {**live_stack.env, "GENERATION_QUEUE": NOBODY}
@@ -135,7 +138,7 @@ def test_the_page_says_sheldon_is_waking_up_until_the_models_are_loaded(
         detail = page.inner_text("#waking-up-detail")
         assert "loading the models (step 2 of 2)" in detail and "of about 40 s" in detail
         assert 25 <= page.evaluate("document.querySelector('#waking-up-progress').value") <= 95
-        page.screenshot(path=str(SCREENSHOTS / "waking-up.png"))
+        page.screenshot(path=str(test_output / "waking-up.png"))  # its seconds differ each run: not in docs/
 
         # Loaded: the notice goes, and the reply is still waiting its turn.
         cache.set(
