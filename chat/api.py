@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from . import services, warmup
+from . import frames, services, warmup
 from .export import conversations_json, conversations_markdown
 from .models import Conversation, Message, Rating
 from .serializers import conversation_dict, message_dict, rating_dict
@@ -184,6 +184,8 @@ def choose(request: HttpRequest, message_id: int) -> HttpResponse:
         reply = services.choose_reply(message_id, request.user)
     except Message.DoesNotExist:
         raise Http404 from None
+    # The owner's other open pages switch too (a frame carries no rating: each page keeps its own).
+    frames.send(reply.conversation_id, frames.message_frame(reply))
     own_rating = Rating.objects.filter(message=reply, user=request.user).first()
     return JsonResponse(message_dict(reply, own_rating))
 

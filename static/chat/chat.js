@@ -492,6 +492,8 @@
     const stick = nearBottom();
     state.unsent = null; // the server stored a message: the conversation is not empty
     const known = state.messages.get(message.id);
+    // Frames carry no rating (the API's answers do): keep the one this page knows.
+    if (known && known.rating && message.role === "bot" && message.rating === null) message.rating = known.rating;
     if (message.role === "user" && known && known.text !== message.text) {
       // Edited and resent: the server deleted the replies to the old text.
       for (const other of [...state.messages.values()]) {

@@ -246,3 +246,16 @@ def test_status_reports_each_step_of_loading_the_models(client, settings, tmp_pa
         assert client.post("/api/status/").status_code == 405
     finally:
         cache.delete(warmup.STATUS_KEY)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_choosing_an_alternative_tells_the_owners_open_pages(no_worker, open_socket, alice, three_alternatives):  # noqa: F811
+    _, (first, _, _) = three_alternatives
+    tab = await open_socket()
+    client = await database_sync_to_async(logged_in)(alice)
+    response = await database_sync_to_async(client.post)(f"/api/messages/{first.pk}/choose/")
+    assert response.status_code == 200
+    frame = (await tab.until(lambda f: f["type"] == "message"))[-1]
+    assert (frame["message"]["id"], frame["message"]["is_chosen"]) == (first.pk, True)
+    await tab.close()
