@@ -46,11 +46,19 @@ def sweep_once() -> None:
 
 
 def _run() -> None:
+    failing = False
     while True:
         try:
             sweep_once()
-        except Exception:
-            logger.exception("The reply sweep failed; trying again in %.0f s", sweep_interval())
+            if failing:
+                logger.info("The reply sweep works again")
+            failing = False
+        except Exception as error:
+            if failing:  # the traceback once per outage, then one line a round
+                logger.warning("The reply sweep still fails (%s); trying again in %.0f s", error, sweep_interval())
+            else:
+                logger.exception("The reply sweep failed; trying again in %.0f s", sweep_interval())
+            failing = True
         time.sleep(sweep_interval())
 
 
