@@ -90,8 +90,8 @@ def test_command_writes_table_csv_replies_and_plot(tiny_models, tmp_path):
         ("retrieval alone", "", "", "True"),
         ("base", "0.2", "0.1", "False"),
         ("base", "0.2", "0.1", "True"),
-        ("base", "0.7", "0.9", "False"),
-        ("base", "0.7", "0.9", "True"),
+        ("base", "0.4", "0.9", "False"),  # `default`: the product's chat sampling
+        ("base", "0.4", "0.9", "True"),
     ]
     assert all(r["n"] == "4" for r in rows)
     scripted = rows[0]
@@ -137,9 +137,9 @@ def test_command_writes_table_csv_replies_and_plot(tiny_models, tmp_path):
         ("retrieval alone", "", "True"),
         ("base", "0.2", "False"),
         ("base", "0.2", "True"),
+        ("base", "0.4", "False"),
+        ("base", "0.4", "True"),
         ("base", "0.5", "False"),
-        ("base", "0.7", "False"),
-        ("base", "0.7", "True"),
     ]
     assert len((merged / "replies.jsonl").read_text().splitlines()) == 7 * 4
     assert (merged / "metrics.png").is_file()
