@@ -9,7 +9,6 @@ minute; the first load saves a converted copy (safetensors) under
 `VAR_DIR/models/`, keyed by the file's name, size and modification time, so
 every later process starts in seconds.
 """
-import importlib.util
 import json
 import logging
 import shutil
@@ -268,13 +267,13 @@ def save_head(model, folder, base):
 
 
 def _base_of(base):
-    """A head's base encoder: a model name, or `package:NAME` for a model folder inside an installed package."""
+    """A head's base encoder: a model name, or `package:NAME` for the model folder inside an installed package."""
     if not base.startswith("package:"):
         return base
-    spec = importlib.util.find_spec(base.removeprefix("package:"))
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"the head's base package {base.removeprefix('package:')} is not installed")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+    from .profiles import package_folder  # profiles imports this module
+
+    package = base.removeprefix("package:")
+    return str(package_folder(package, package.replace("_", "-")) / "model")
 
 
 def _with_head(model, folder):

@@ -282,10 +282,14 @@ class Replier:
         if stopped or not job.ranked:
             chosen = job.generated[0]
         else:
-            similarities = (
-                self.index.similarities(job.query, [c.text for c in pool]) if job.query is not None else [0.0] * len(pool)
+            # A scripted line's search score is already its cosine with the query: only the generated are embedded.
+            generated = (
+                list(self.index.similarities(job.query, [c.text for c in job.generated]))
+                if job.query is not None
+                else [0.0] * len(job.generated)
             )
-            chosen = choose(pool, list(similarities), job.request.message, self.weights)
+            similarities = generated + [hit.score for hit in job.scripted]
+            chosen = choose(pool, similarities, job.request.message, self.weights)
             if chosen.text and job.request.on_piece is not None:
                 job.request.on_piece(chosen.text)
         return self.record(job, chosen, pool, stopped)
@@ -294,10 +298,10 @@ class Replier:
         """An empty ReplyBatch: prepared requests join it between generation steps."""
         return ReplyBatch(self)
 
-    def reply_many(self, requests):
-        """Reply to every request, generated together."""
+    def reply_many(self, requests, candidates=None):
+        """Reply to every request, generated together (`candidates` each: see `prepare`)."""
         batch = self.open_batch()
-        batch.add(self.prepare(requests))
+        batch.add(self.prepare(requests, candidates))
         replies = {}
         while batch:
             replies.update((id(request), reply) for request, reply in batch.step())

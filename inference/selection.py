@@ -4,9 +4,10 @@ The candidates of one request are the replies the generator sampled for it and
 the scripted lines of his that retrieval found. Each gets a score:
 
     selector   cosine of (dialogue, candidate) under the response selector, the
-               bi-encoder fine-tuned to pick his true next line among others
+               retriever's bi-encoder (a scripted line's is its search score)
     + fluency  the generator's mean token log-probability (generated ones only;
-               a scripted line is fluent by construction and gets FLUENCY_OF_SCRIPTED)
+               a scripted line is fluent by construction and gets
+               `RankWeights.fluency_of_scripted` instead)
     + length   the log-density of the candidate's word count under the length
                of his real lines (log-normal)
 

@@ -131,13 +131,7 @@ class ReplySystem:
             return [found[0].text for found in hits]
         texts = []
         for start in range(0, len(requests), BATCH):
-            chunk = requests[start : start + BATCH]
-            batch = replier.open_batch()
-            batch.add(replier.prepare(chunk, self.spec.candidates))
-            replies = {}
-            while batch:
-                replies.update((id(request), reply) for request, reply in batch.step())
-            texts += [replies[id(request)].text for request in chunk]
+            texts += [reply.text for reply in replier.reply_many(requests[start : start + BATCH], self.spec.candidates)]
         return texts
 
 

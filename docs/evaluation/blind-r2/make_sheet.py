@@ -56,17 +56,11 @@ def main(out, count, seed):
     ]
     pools = []
     for start in range(0, len(requests), 8):
-        chunk = requests[start : start + 8]
-        batch = replier.open_batch()
-        batch.add(replier.prepare(chunk, 8))
-        done = {}
-        while batch:
-            done.update((id(request), reply) for request, reply in batch.step())
-        for request in chunk:
+        for reply in replier.reply_many(requests[start : start + 8], 8):
             pools.append([
                 {"text": c.text, "source": c.source, "rejected": c.rejected, "sim": c.scores["selector"],
                  "lp": c.mean_log_probability, "len": length_score(c.text)}
-                for c in done[id(request)].candidates
+                for c in reply.candidates
             ])
         print(f"{len(pools)}/{len(items)} items", flush=True)
     with open(out + ".pools.json", "w") as file:
