@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from . import affinity
 from .generation import (
     IN_PROGRESS_ELSEWHERE,
     GenerationAbandoned,
@@ -35,18 +36,20 @@ GENERATE_REPLY = "chat.tasks.generate_reply"
 def queue_reply(bot_message_id: int) -> None:
     """Generate the reply once the current transaction commits (a worker must find the row).
 
-    With a broker the task goes by name to GENERATION_QUEUE; without one
-    (no REDIS_URL) it runs on a thread of this process.
+    With a broker the task goes by name to the worker that holds the
+    conversation's last turn, or to GENERATION_QUEUE (`affinity.queue_for`);
+    without one (no REDIS_URL) it runs on a thread of this process.
     """
     if settings.CELERY_TASK_ALWAYS_EAGER:
         transaction.on_commit(lambda: _generate_in_this_process(bot_message_id))
     else:
-        transaction.on_commit(lambda: send_reply_task(bot_message_id))
+        transaction.on_commit(lambda: send_reply_task(bot_message_id, affinity.queue_for(bot_message_id)))
 
 
-def send_reply_task(bot_message_id: int) -> None:
-    """Send the task by name to GENERATION_QUEUE (the web process never imports its code)."""
-    current_app.send_task(GENERATE_REPLY, args=[bot_message_id], queue=settings.GENERATION_QUEUE)
+def send_reply_task(bot_message_id: int, queue: str | None = None) -> None:
+    """Send the task by name (the web process never imports its code) to `queue`, by default
+    GENERATION_QUEUE: the sweep's resends go there, whatever worker the first send was meant for."""
+    current_app.send_task(GENERATE_REPLY, args=[bot_message_id], queue=queue or settings.GENERATION_QUEUE)
 
 
 def _generate_in_this_process(bot_message_id: int) -> None:

@@ -225,6 +225,9 @@ MAX_NEW_TOKENS = int(os.environ.get("MAX_NEW_TOKENS", "60"))
 MAX_PROMPT_TOKENS = int(os.environ.get("MAX_PROMPT_TOKENS", "768"))
 HISTORY_TURNS = int(os.environ.get("HISTORY_TURNS", "6"))
 GENERATION_QUEUE = os.environ.get("GENERATION_QUEUE", "cpu")
+# A conversation's next turn goes to the worker that answered its last one, which holds that turn's
+# key-value cache (chat/affinity.py); off (on the web or on the worker): every reply goes to GENERATION_QUEUE.
+WORKER_AFFINITY = env_bool("WORKER_AFFINITY", True)
 # Dynamic batching in each worker (inference/batching.py).
 BATCH_WINDOW_MS = int(os.environ.get("BATCH_WINDOW_MS", "30"))
 BATCH_MAX_SIZE = int(os.environ.get("BATCH_MAX_SIZE", "16"))

@@ -76,16 +76,22 @@ class LiveStack:
         self.workers_started = 0
 
     def start_worker(self):
-        """A fresh worker process; returns once it is ready for tasks."""
+        """A fresh worker process on the session's queue; returns once it is ready for tasks."""
+        self.worker = self.spawn_worker(self.queue)
+
+    def spawn_worker(self, queue, **env):
+        """A worker process consuming `queue` (its sweep resends there), ready for tasks; the caller stops it."""
         self.workers_started += 1
         log = open(self.log_dir / f"worker-{self.workers_started}.log", "w")
-        self.worker = subprocess.Popen(
-            [str(VENV_BIN / "celery"), "-A", "tests.chat.worker_app", "worker", "-Q", self.queue,
-             "--pool", "threads", "--concurrency", "4", "-n", f"{self.queue}-{self.workers_started}@%h",
+        worker = subprocess.Popen(
+            [str(VENV_BIN / "celery"), "-A", "tests.chat.worker_app", "worker", "-Q", queue,
+             "--pool", "threads", "--concurrency", "4", "-n", f"{queue}-{self.workers_started}@%h",
              "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO, env={**self.env, "GENERATION_QUEUE": queue, **env}, stdout=log, stderr=subprocess.STDOUT,
         )
-        self._wait_for_log(log.name, "ready.", self.worker, timeout=90)
+        self._wait_for_log(log.name, "ready.", worker, timeout=90)
+        worker.node = f"{queue}-{self.workers_started}@{socket.gethostname()}"  # Celery's %h
+        return worker
 
     def kill_worker(self):
         """SIGKILL: the worker dies at once, mid-task, acknowledging nothing."""
