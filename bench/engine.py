@@ -1,14 +1,18 @@
-"""The decoding engine alone, side by side: tokens per second and first-token latency at 1, 4 and 16
-concurrent rows, peak memory, and this machine's limits measured by the same script.
+"""The decoding engines side by side: tokens per second and first-token latency at 1, 4 and 16 concurrent
+rows, peak memory, and this machine's limits measured by the same script.
 
-    .venv/bin/python bench/engine.py [--rows 1 4 16] [--new-tokens 40] [--engines int8 float32] [--repeat 3]
+    .venv/bin/python bench/engine.py [--rows 1 4 16] [--new-tokens 40] [--engines torch-int8 openvino] [--repeat 3]
 
-Every engine gets the same prompts (the offline profile's chat model with the shipped adapter, the
-persona prompt, one message each) and generates exactly --new-tokens tokens per row (the end token is
-ignored), so their work is equal. Each configuration runs --repeat times, interleaved; the table gives
-the median and the range. The limits: memory copy bandwidth (a 512 MiB numpy copy) and the float32
-matmul rate of torch with the engine's thread count; from them, the decode rate one stream could reach
-if each step only had to read the weights once.
+Engines: `openvino` (the serving default on CPU: OpenVINO GenAI's continuous batching, int8 weights),
+`torch-float32` (the torch engine, served on CUDA and for seq2seq models) and `torch-int8` (the baseline:
+the torch engine with torch's dynamic int8 linear layers, the serving path until 2026-11-30; torch has
+deprecated that API, so it lives here only). Every engine gets the same prompts (the offline profile's chat
+model with the shipped adapter, the persona prompt, one message each) and generates exactly --new-tokens
+tokens per row (end tokens are ignored), so their work is equal. Each configuration runs --repeat times,
+interleaved; the table gives the median and the range, and each engine's ratio to the first one is taken
+run by run. The limits: memory copy bandwidth (a 512 MiB numpy copy) and the float32 matmul rate of torch
+with the engines' thread count; from them, the decode rate one stream could reach if each step only had
+to read the weights once.
 """
 import argparse
 import os
@@ -33,9 +37,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--new-tokens", type=int, default=40)
-    parser.add_argument("--engines", nargs="+", default=["int8", "float32"], choices=["int8", "float32"])
+    parser.add_argument("--engines", nargs="+", default=["torch-int8", "openvino"], choices=list(ENGINES))
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the worker default is 1)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per engine (the worker default is 1)")
     return parser.parse_args(argv)
 
 
@@ -65,47 +69,65 @@ def matmul_gflop_s():
     return 2 * 1024**3 / best / 1e9
 
 
-def weights_bytes(model):
-    """Bytes a decode step reads: int8 linear weights at one byte a value, every other parameter as stored."""
+def weights_bytes(generator):
+    """Bytes a decode step reads: the export's weights file, or the torch model's parameters as stored
+    (a dynamically quantised Linear's weight() unpacks it: one byte a value)."""
+    if generator.engine == "openvino":
+        from inference.loading import openvino_export
+
+        return (openvino_export(generator.name, generator.adapter) / "openvino_model.bin").stat().st_size
     total = 0
-    for module in model.modules():
-        if callable(getattr(module, "weight", None)):  # a dynamically quantised Linear: weight() unpacks it
+    for module in generator.model.modules():
+        if callable(getattr(module, "weight", None)):
             total += module.weight().numel()
         else:
             total += sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
     return total
 
 
+def torch_int8(model):
+    """The baseline: per-channel dynamic int8 linear layers (torch.ao's deprecated API)."""
+    import torch
+
+    quantization = torch.ao.quantization
+    per_channel = {torch.nn.Linear: quantization.per_channel_dynamic_qconfig}
+    return quantization.quantize_dynamic(model, per_channel, dtype=torch.qint8)
+
+
+# name -> (INFERENCE_ENGINE, change to the loaded torch model)
+ENGINES = {"openvino": ("openvino", None), "torch-int8": ("torch", torch_int8), "torch-float32": ("torch", None)}
+
+
 class Engine:
-    """The product's decoder over one form of the generator, with prompts ready as token ids."""
+    """One engine serving the offline profile's generator, with prompts ready as text."""
 
     def __init__(self, name):
+        from dataclasses import replace
+
         from django.conf import settings
 
         from inference.backends import backend_for
         from inference.loading import load_generator
         from inference.profiles import active_profile
 
-        settings.INFERENCE_QUANTIZE = "int8" if name == "int8" else "none"
+        engine, change = ENGINES[name]
+        settings.INFERENCE_ENGINE = engine
         profile = active_profile()
+        generator = load_generator(profile.generator_model, profile.generator_adapter)
+        if change is not None:
+            generator = replace(generator, model=change(generator.model))
         self.name = name
-        self.backend = backend_for(load_generator(profile.generator_model, profile.generator_adapter), 0)
-        self.weights_bytes = weights_bytes(self.backend.model)
-        self.prompts = [
-            self.backend.tokenizer(self.backend.prompt([], message, None), add_special_tokens=False).input_ids
-            for message in MESSAGES
-        ]
+        self.backend = backend_for(generator, 0)
+        self.backend.eos_ids = set()  # every row runs to its token limit: equal work for every engine
+        self.weights_bytes = weights_bytes(generator)
+        self.prompts = [self.backend.prompt([], message, None) for message in MESSAGES]
 
     def run(self, rows, new_tokens):
         """(tokens per second over all rows, seconds to the first token of each row, median)."""
         from inference.backends import Row
-        from inference.decoding import DecodeBatch, Sampling
 
-        backend = self.backend
-        batch = DecodeBatch(
-            backend.model, backend.tokenizer, Sampling(**backend.sampling), new_tokens, eos_ids=set(),
-            prefixes=backend.prefix_store(),
-        )
+        self.backend.max_new_tokens = new_tokens
+        batch = self.backend.open_batch()
         started = time.perf_counter()
         first = {}
         rows_made = [Row(lambda piece, n=n: first.setdefault(n, time.perf_counter() - started)) for n in range(rows)]
@@ -123,8 +145,10 @@ def main(argv=None):
 
     django.setup()
     import torch
+    from django.conf import settings
 
     torch.set_num_threads(args.threads)
+    settings.INFERENCE_THREADS = args.threads
     print(f"Machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s)", flush=True)
     bandwidth, gflops = memory_bandwidth_gb_s(), matmul_gflop_s()
     print(f"Limits: memory copy {bandwidth:.1f} GB/s, float32 matmul {gflops:.1f} GFLOP/s", flush=True)

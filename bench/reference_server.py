@@ -21,6 +21,12 @@ from inference.replier import Turn, get_replier  # noqa: E402
 
 app = Flask(__name__)
 replier = get_replier()  # loaded in each worker process, as the reference did
+if os.environ.get("REFERENCE_TORCH_INT8") == "1":
+    # The engine the reference was measured with until the product moved to OpenVINO: torch with dynamic
+    # int8 linear layers (bench/engine.py's baseline), so its figures stay comparable across days.
+    from bench.engine import torch_int8  # noqa: E402
+
+    replier.backend.model = torch_int8(replier.backend.model)
 
 
 @app.post("/reply")

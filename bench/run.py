@@ -99,7 +99,7 @@ def running(commands, env, ports, log_dir):
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def stack_commands(workers, web_ports, concurrency):
+def stack_commands(workers, web_ports, concurrency, queue="cpu"):
     commands = [
         (f"daphne-{port}", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "sheldonsite.asgi:application"])
         for port in web_ports
@@ -108,7 +108,7 @@ def stack_commands(workers, web_ports, concurrency):
         commands.append(
             (
                 f"worker-{index}",
-                [str(BIN / "celery"), "-A", "sheldonsite", "worker", "-Q", "cpu", "--pool", "threads",
+                [str(BIN / "celery"), "-A", "sheldonsite", "worker", "-Q", queue, "--pool", "threads",
                  "--concurrency", str(concurrency), "-n", f"bench{index}@%h", "--loglevel", "INFO"],
             )
         )
@@ -183,6 +183,8 @@ def bench_reference(args, env, out_dir):
     reference_env = {
         **env, "INFERENCE_THREADS": str(max(1, args.cores // 2)), "INFERENCE_PREFIX_CACHE": "0",
         "REPLY_CANDIDATES": "1", "REPLY_MAX_SENTENCES": "0",
+        # The reference's engine: torch with int8 linear layers, as in every earlier run of this benchmark.
+        "INFERENCE_ENGINE": "torch", "REFERENCE_TORCH_INT8": "1",
     }
     command = [str(BIN / "gunicorn"), "-w", "2", "-k", "gevent", "-b", f"127.0.0.1:{port}", "--timeout", "900",
                "bench.reference_server:app"]
@@ -214,6 +216,7 @@ def parse_args(argv=None):
     parser.add_argument("--concurrency", type=int, default=32, help="task threads per stack worker")
     parser.add_argument("--worker-threads", type=int, default=1,
                         help="torch threads per stack worker (one beats two where the web tier shares the cores)")
+    parser.add_argument("--queue", default="cpu", choices=["cpu", "gpu"], help="the queue the stack's workers serve")
     parser.add_argument("--two-workers", action="store_true", help="also run the stack with two worker processes")
     parser.add_argument("--two-web", action="store_true", help="serve the stack from two daphne processes")
     parser.add_argument("--skip-reference", action="store_true")

@@ -301,7 +301,7 @@ class DecodeBatch:
             input_ids=self.last_tokens[:, None],
             attention_mask=attention_mask,
             position_ids=self.positions[:, None],
-            cache=self.cache,
+            past_key_values=self.cache,
             use_cache=True,
         )
         self.attention_mask = attention_mask
@@ -325,7 +325,7 @@ class DecodeBatch:
             input_ids=torch.tensor(input_ids, device=device),
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache,
+            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
         )
@@ -337,7 +337,7 @@ class DecodeBatch:
             _Sequence(row, NGramTable(size, ids) if size else None, ids, cached=len(ids))
             for row, ids in zip(rows, prompt_ids)
         ]
-        self._merge(sequences, output.cache, attention_mask, attention_mask.sum(-1), seen)
+        self._merge(sequences, output.past_key_values, attention_mask, attention_mask.sum(-1), seen)
         self._advance(output.logits[:, -1], first=len(self.sequences) - len(rows))
 
     def _advance(self, logits, first=0):

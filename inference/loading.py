@@ -8,7 +8,14 @@ GGUF files are dequantised by transformers on load, which takes half a
 minute; the first load saves a converted copy (safetensors) under
 `VAR_DIR/models/`, keyed by the file's name, size and modification time, so
 every later process starts in seconds.
+
+Chat models on CPU are served by OpenVINO GenAI (`INFERENCE_ENGINE`): the
+model, its adapter merged in, is exported once with int8 weights to
+`VAR_DIR/models/openvino/` (optimum-intel's exporter), keyed by what it was
+made from, and every later process loads the export in a second. Seq2seq
+models and CUDA devices use torch.
 """
+import hashlib
 import json
 import logging
 import shutil
@@ -39,9 +46,20 @@ class ModelNotFoundError(RuntimeError):
     """A model that cannot be loaded; the message says which one and how to fix it."""
 
 
+class Engine:
+    """What runs a generator: `INFERENCE_ENGINE`'s values."""
+
+    OPENVINO = "openvino"  # OpenVINO GenAI, int8 weights: chat models on CPU
+    TORCH = "torch"  # torch, full precision: seq2seq models, CUDA, and the engine benchmark's baseline
+
+
 @dataclass(frozen=True)
 class Generator:
-    """A loaded generator: the model, its tokenizer, and which kind of model it is."""
+    """A loaded generator: the model, its tokenizer, which kind of model it is and what runs it.
+
+    `model` is a torch model for `Engine.TORCH` and an
+    `openvino_genai.ContinuousBatchingPipeline` for `Engine.OPENVINO`.
+    """
 
     name: str
     adapter: str
@@ -49,6 +67,8 @@ class Generator:
     tokenizer: object
     is_seq2seq: bool
     load_seconds: float
+    engine: str = Engine.TORCH
+    eos_ids: frozenset = frozenset()
 
 
 def device():
@@ -147,14 +167,39 @@ def convert_gguf(gguf_path):
 # --- Generators ------------------------------------------------------------
 
 
-def load_generator(name, adapter=""):
+def load_generator(name: str, adapter: str = "") -> Generator:
     """The generator `name` (with the LoRA adapter folder `adapter`), loaded once per process."""
     with _lock:
-        # The quantisation setting is part of what was loaded.
-        key = (name, adapter, settings.INFERENCE_QUANTIZE)
+        # The engine setting is part of what was loaded.
+        key = (name, adapter, settings.INFERENCE_ENGINE)
         if key not in _generators:
             _generators[key] = _load_generator(name, adapter)
         return _generators[key]
+
+
+def engine_for(name: str) -> str:
+    """The engine that serves the generator `name` under `INFERENCE_ENGINE` ("auto": OpenVINO for a
+    chat model on CPU, torch for a seq2seq model or on CUDA, which OpenVINO's CPU engine does not use)."""
+    choice = settings.INFERENCE_ENGINE.lower()
+    if choice not in ("auto", Engine.OPENVINO, Engine.TORCH):
+        raise ImproperlyConfigured(f"INFERENCE_ENGINE={settings.INFERENCE_ENGINE!r}: use auto, openvino or torch.")
+    if choice == "auto":
+        return Engine.TORCH if device().type != "cpu" or _is_seq2seq(name) else Engine.OPENVINO
+    if choice == Engine.OPENVINO and _is_seq2seq(name):
+        raise ImproperlyConfigured(f"INFERENCE_ENGINE=openvino serves chat models only; {name!r} is seq2seq.")
+    return choice
+
+
+def _is_seq2seq(name):
+    from transformers import AutoConfig
+
+    if name.endswith(".gguf"):
+        return False  # GGUF files hold decoder-only models
+    _check_local("generator", name, "GENERATOR_MODEL")
+    try:
+        return bool(getattr(AutoConfig.from_pretrained(_source(name)), "is_encoder_decoder", False))
+    except (OSError, ValueError) as error:
+        raise _not_found("generator", name, "GENERATOR_MODEL", error) from error
 
 
 def read_generator(name):
@@ -165,7 +210,7 @@ def read_generator(name):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     _check_local("generator", name, "GENERATOR_MODEL")
-    source = str(convert_gguf(name)) if name.endswith(".gguf") else _source(name)
+    source = _generator_source(name)
     try:
         config = AutoConfig.from_pretrained(source)
         is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
@@ -180,35 +225,116 @@ def read_generator(name):
 def _load_generator(name, adapter):
     configure_threads()
     started = time.perf_counter()
-    model, tokenizer, is_seq2seq = read_generator(name)
-    if adapter:
-        model = _apply_adapter(model, adapter)
-    model.to(device()).eval()
-    model = _quantized(model)
+    engine = engine_for(name)
+    if engine == Engine.OPENVINO:
+        folder = openvino_export(name, adapter)
+        model, tokenizer, is_seq2seq = _openvino_pipeline(folder), _tokenizer(folder), False
+    else:
+        model, tokenizer, is_seq2seq = read_generator(name)
+        if adapter:
+            model = _apply_adapter(model, adapter)
+        model.to(device()).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     seconds = time.perf_counter() - started
-    logger.info("Loaded generator %s%s in %.1f s", name, f" + {adapter}" if adapter else "", seconds)
-    return Generator(name, adapter, model, tokenizer, is_seq2seq, seconds)
+    logger.info("Loaded generator %s%s (%s) in %.1f s", name, f" + {adapter}" if adapter else "", engine, seconds)
+    return Generator(name, adapter, model, tokenizer, is_seq2seq, seconds, engine, _eos_ids(name, adapter, tokenizer))
 
 
-def _quantized(model):
-    """int8 dynamic quantisation of the linear layers on CPU, when INFERENCE_QUANTIZE=int8.
+def _tokenizer(folder):
+    from transformers import AutoTokenizer
 
-    Per output channel: one scale per row of each weight. One scale per
-    matrix cost the shipped chat model a quarter of its relevance in
-    evaluate_generator; per channel keeps it within noise (docs/evaluation.md).
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def _eos_ids(name, adapter, tokenizer):
+    """The tokens that end a reply: the generation config's, else the tokenizer's end token."""
+    from transformers import GenerationConfig
+
+    source = openvino_export(name, adapter) if engine_for(name) == Engine.OPENVINO else _generator_source(name)
+    try:
+        eos = GenerationConfig.from_pretrained(source).eos_token_id
+    except OSError:  # no generation_config.json
+        eos = None
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return frozenset(eos if isinstance(eos, list) else [eos])
+
+
+def _generator_source(name):
+    return str(convert_gguf(name)) if name.endswith(".gguf") else _source(name)
+
+
+# --- OpenVINO ------------------------------------------------------------
+
+# Part of an export's key: a change of the export's form makes every process export again.
+OPENVINO_EXPORT_FORMAT = 2
+
+
+def openvino_export(name: str, adapter: str = "") -> Path:
+    """The OpenVINO export of generator `name` with `adapter` merged in, int8 weights; made once.
+
+    Keyed by the model's and the adapter's files (path, size, time), so a
+    retrained adapter gets a new export. Written beside the target and
+    renamed, so a concurrent process never sees half a folder.
     """
-    import torch
+    folder = settings.VAR_DIR / "models" / "openvino" / _export_key(name, adapter)
+    if (folder / "openvino_model.xml").is_file():
+        return folder
+    import nncf
+    import openvino
+    from optimum.exporters.openvino import export_from_model
 
-    choice = settings.INFERENCE_QUANTIZE.lower()
-    if choice in ("", "none") or device().type != "cpu":
-        return model
-    if choice != "int8":
-        raise ImproperlyConfigured(f"INFERENCE_QUANTIZE={settings.INFERENCE_QUANTIZE!r}: use int8 or none.")
-    quantization = torch.ao.quantization
-    per_channel = {torch.nn.Linear: quantization.per_channel_dynamic_qconfig}
-    return quantization.quantize_dynamic(model, per_channel, dtype=torch.qint8)
+    logger.info("Exporting %s%s to OpenVINO (int8 weights) in %s, once", name, f" + {adapter}" if adapter else "", folder)
+    model, tokenizer, _ = read_generator(name)
+    if adapter:
+        model = _apply_adapter(model, adapter)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        export_from_model(model.eval(), staging, task="text-generation-with-past", preprocessors=[tokenizer])
+        tokenizer.save_pretrained(staging)
+        # int8 weights, a scale per output channel (as the torch int8 path measured in docs/evaluation.md);
+        # activations stay float.
+        xml = staging / "openvino_model.xml"
+        compressed = nncf.compress_weights(openvino.Core().read_model(xml), mode=nncf.CompressWeightsMode.INT8_ASYM)
+        openvino.save_model(compressed, staging / "int8.xml")
+        (staging / "int8.xml").replace(xml)
+        (staging / "int8.bin").replace(staging / "openvino_model.bin")
+        staging.rename(folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _export_key(name, adapter):
+    def identity(path):
+        if not path:
+            return ""
+        path = Path(path).expanduser()
+        if not path.exists():
+            return str(path)  # a hub id
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        return [(str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+
+    made_from = json.dumps([OPENVINO_EXPORT_FORMAT, name, identity(name), adapter, identity(adapter)])
+    label = Path(name).stem if is_local_path(name) else name.replace("/", "--")
+    return f"{label}-{hashlib.sha256(made_from.encode()).hexdigest()[:12]}"
+
+
+def _openvino_pipeline(folder):
+    """A continuous-batching pipeline over the export: its own scheduler, paged key-value cache and prefix cache."""
+    import openvino_genai
+
+    scheduler = openvino_genai.SchedulerConfig()
+    scheduler.enable_prefix_caching = settings.INFERENCE_PREFIX_CACHE
+    scheduler.max_num_seqs = max(1, settings.BATCH_MAX_SIZE)
+    scheduler.cache_size = settings.INFERENCE_KV_CACHE_GB
+    properties = {"INFERENCE_NUM_THREADS": settings.INFERENCE_THREADS} if settings.INFERENCE_THREADS > 0 else {}
+    return openvino_genai.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
 
 
 def _apply_adapter(model, adapter):

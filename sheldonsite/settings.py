@@ -231,12 +231,16 @@ WORKER_AFFINITY = env_bool("WORKER_AFFINITY", True)
 # Dynamic batching in each worker (inference/batching.py).
 BATCH_WINDOW_MS = int(os.environ.get("BATCH_WINDOW_MS", "30"))
 BATCH_MAX_SIZE = int(os.environ.get("BATCH_MAX_SIZE", "16"))
-# torch threads per process (0: torch's default, one per core). One is fastest where the web tier
+# What runs the generator (inference.loading.Engine): "auto" (default) serves chat models on CPU with
+# OpenVINO GenAI and int8 weights (exported once), seq2seq models and CUDA with torch; "openvino" or
+# "torch" to choose. docs/bench has the side-by-side figures.
+INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "auto")
+# Threads per process for the engine (0: its default, one per core). One is fastest where the web tier
 # shares the cores (docs/bench); scale with more worker processes instead.
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "1"))
-# "int8" (default): dynamic per-channel int8 quantisation of the generator's linear layers on CPU
-# (2x faster, quality within noise: docs/evaluation.md); "none": full precision. GPUs ignore it.
-INFERENCE_QUANTIZE = os.environ.get("INFERENCE_QUANTIZE", "int8")
+# OpenVINO: gigabytes of paged key-value cache per worker, shared by the running rows and the prefix
+# cache (SmolLM2-135M: about 23 KiB a token, so 1 GB holds some 45,000 tokens).
+INFERENCE_KV_CACHE_GB = max(1, int(os.environ.get("INFERENCE_KV_CACHE_GB", "1")))
 # Chat models: a prompt starts from the stored key-value cache of its longest known beginning
 # (the persona's prompt, computed once; a conversation's previous turn) instead of computing it.
 INFERENCE_PREFIX_CACHE = env_bool("INFERENCE_PREFIX_CACHE", True)

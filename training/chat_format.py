@@ -1,7 +1,7 @@
 """How a training sample is shown to each kind of generator.
 
 Training must show a model the prompts it will get at reply time, so these
-follow `inference.backends` exactly:
+follow `inference.prompts` exactly:
 
     chat_messages(sample, own_lines)   # causal chat models: persona system prompt + turns
     seq2seq_input(sample)              # T5 family: `context: ...</s>question: ...`
@@ -9,7 +9,7 @@ follow `inference.backends` exactly:
 Plain Python (no Django), so training runs anywhere, a GPU box included.
 """
 
-from inference.backends import persona_messages
+from inference.prompts import persona_messages, seq2seq_prompt
 
 
 def chat_messages(sample, own_lines=frozenset()):
@@ -26,4 +26,4 @@ def chat_messages(sample, own_lines=frozenset()):
 
 def seq2seq_input(sample):
     """The encoder's input text, as the reference design's prompt without a retrieved line."""
-    return f"context: {' '.join(sample.context)}</s>question: {sample.question}"
+    return seq2seq_prompt(sample.context, sample.question)

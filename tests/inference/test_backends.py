@@ -1,8 +1,9 @@
 """Both backends with tiny models built from configs: prompts, batches, streaming, stopping."""
 import pytest
 
-from inference.backends import PERSONA, REFERENCE_SAMPLING, Row, backend_for, cut_to_tokens
+from inference.backends import REFERENCE_SAMPLING, Row, backend_for, cut_to_tokens
 from inference.loading import load_generator
+from inference.prompts import PERSONA
 from inference.replier import Turn
 from inference.retrieval import Hit
 

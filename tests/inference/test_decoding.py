@@ -38,8 +38,8 @@ class RecordingBatch(DecodeBatch):
 
 @pytest.fixture
 def full_precision_chat(tiny_chat, settings):
-    # int8 scales activations per input tensor: padded and unpadded rows would differ by rounding.
-    settings.INFERENCE_QUANTIZE = "none"
+    # The torch engine, in full precision: padded and unpadded rows compute the same.
+    settings.INFERENCE_ENGINE = "torch"
     return backend_for(load_generator(str(tiny_chat)), max_new_tokens=6, prefix_cache_tokens=4096)
 
 

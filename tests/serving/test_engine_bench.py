@@ -1,4 +1,4 @@
-"""bench/engine.py runs the product's decoder side by side and prints its table (tiny model here)."""
+"""bench/engine.py runs the engines side by side and prints its table (tiny model here)."""
 import os
 import subprocess
 import sys
@@ -16,6 +16,6 @@ def test_the_engine_benchmark_prints_rates_limits_and_ratios(tiny_chat, tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Limits: memory copy" in out and "GFLOP/s" in out
-    rows = [line for line in out.splitlines() if line.startswith(("| int8 |", "| float32 |"))]
+    rows = [line for line in out.splitlines() if line.startswith(("| torch-int8 |", "| openvino |"))]
     assert len(rows) == 4  # two engines at two row counts
-    assert "float32 / int8 at 2 rows:" in out
+    assert "openvino / torch-int8 at 2 rows:" in out

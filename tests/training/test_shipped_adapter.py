@@ -6,9 +6,9 @@ import pytest
 import torch
 from django.test import override_settings
 
-from inference.backends import PERSONA
 from inference.loading import load_generator
 from inference.profiles import SHIPPED_ADAPTER, active_profile
+from inference.prompts import PERSONA
 
 
 def test_shipped_adapter_is_small_and_documented():
@@ -24,7 +24,8 @@ def test_shipped_adapter_is_small_and_documented():
 
 
 @pytest.mark.slow
-@override_settings(SHELDON_PROFILE="offline", GENERATOR_MODEL="", GENERATOR_ADAPTER="")
+# The torch engine: the test compares the adapted model's logits with the base model's.
+@override_settings(SHELDON_PROFILE="offline", GENERATOR_MODEL="", GENERATOR_ADAPTER="", INFERENCE_ENGINE="torch")
 def test_offline_profile_loads_the_shipped_adapter_and_replies():
     profile = active_profile()
     assert profile.generator_adapter == str(SHIPPED_ADAPTER)

@@ -1,0 +1,27 @@
+"""The CUDA path: on a GPU the torch engine serves chat models (OpenVINO's engine is the CPU's), and replies.
+
+Runs where CUDA exists (the `gpu` queue's workers; bench/gpu.sh on a GPU machine); skipped elsewhere.
+"""
+import pytest
+import torch
+
+from inference.backends import CausalChatBackend, Row, backend_for
+from inference.loading import Engine, engine_for, load_generator
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA device here: this machine serves with OpenVINO on CPU; the test runs on a GPU machine",
+)
+
+
+def test_a_gpu_serves_chat_models_with_the_torch_engine_on_the_device(tiny_chat, settings):
+    settings.INFERENCE_ENGINE = "auto"
+    assert engine_for(str(tiny_chat)) == Engine.TORCH
+    generator = load_generator(str(tiny_chat))
+    assert next(generator.model.parameters()).device.type == "cuda"
+    backend = backend_for(generator, max_new_tokens=6, prefix_cache_tokens=1024)
+    assert isinstance(backend, CausalChatBackend)
+    backend.eos_ids = set()
+    rows = [Row(lambda piece: None) for _ in range(3)]
+    backend.generate([backend.prompt([], message, None) for message in ("Hi.", "Physics?", "Bazinga!")], rows)
+    assert [len(row.token_ids) for row in rows] == [6, 6, 6]

@@ -1,0 +1,70 @@
+"""Which engine serves a generator, and the OpenVINO engine's export: int8 weights, made once, replies."""
+import pytest
+
+from inference.backends import OpenVINOChatBackend, Row, backend_for
+from inference.cleanup import streamed_as
+from inference.loading import Engine, engine_for, load_generator, openvino_export
+from inference.profiles import Profile
+from inference.replier import Replier
+
+
+def test_auto_serves_chat_models_with_openvino_and_seq2seq_with_torch(tiny_chat, tiny_t5, settings):
+    settings.INFERENCE_ENGINE = "auto"
+    assert engine_for(str(tiny_chat)) == Engine.OPENVINO
+    assert engine_for(str(tiny_t5)) == Engine.TORCH
+
+
+def test_openvino_is_refused_for_a_seq2seq_model_and_unknown_engines_are_refused(tiny_t5, settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.INFERENCE_ENGINE = "openvino"
+    with pytest.raises(ImproperlyConfigured, match="chat models only"):
+        engine_for(str(tiny_t5))
+    settings.INFERENCE_ENGINE = "onnx"
+    with pytest.raises(ImproperlyConfigured, match="auto, openvino or torch"):
+        engine_for(str(tiny_t5))
+
+
+def test_the_openvino_export_has_int8_weights_is_made_once_and_replies(tiny_chat, settings):
+    import openvino
+
+    settings.INFERENCE_ENGINE = "openvino"
+    folder = openvino_export(str(tiny_chat))
+    made = (folder / "openvino_model.xml").stat().st_mtime_ns
+    assert openvino_export(str(tiny_chat)) == folder and (folder / "openvino_model.xml").stat().st_mtime_ns == made
+    model = openvino.Core().read_model(folder / "openvino_model.xml")
+    weight_types = {op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
+    assert "i8" in weight_types or "u8" in weight_types, weight_types
+
+    generator = load_generator(str(tiny_chat), "")
+    backend = backend_for(generator, max_new_tokens=12)
+    assert isinstance(backend, OpenVINOChatBackend)
+    replier = Replier(Profile("test", "", str(tiny_chat), ""), backend)
+    pieces = []
+    reply = replier.reply([], "Hello there.", on_piece=pieces.append)
+    assert not reply.fallback and reply.new_tokens > 0, "the engine generated nothing"
+    assert reply.text and streamed_as("".join(pieces), reply.text)
+
+
+def test_the_openvino_engine_takes_the_products_sampling_and_stops_each_row(tiny_chat, settings):
+    settings.INFERENCE_ENGINE = "openvino"
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=8)
+    backend.eos_ids = set()
+    stop_now = Row(lambda piece: None, should_stop=lambda: True)
+    runs = [Row(lambda piece: None) for _ in range(2)]
+    # The chat sampling (repetition penalty 1.2 as presence and frequency penalties), end to end.
+    backend.generate([backend.prompt([], message, None) for message in ("Hi.", "Trains?", "Bazinga!")], [stop_now, *runs])
+    assert stop_now.stopped and stop_now.token_ids == []
+    assert [len(row.token_ids) for row in runs] == [8, 8]
+    assert all(row.log_probability < 0 for row in runs), "the sampled tokens' log-probabilities are kept"
+
+
+def test_a_changed_adapter_gets_a_new_export(tiny_chat, tmp_path, settings):
+    from inference.loading import _export_key
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"one")
+    first = _export_key(str(tiny_chat), str(adapter))
+    (adapter / "adapter_model.safetensors").write_bytes(b"longer")
+    assert _export_key(str(tiny_chat), str(adapter)) != first
