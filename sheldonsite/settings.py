@@ -239,8 +239,8 @@ INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "auto")
 # shares the cores (docs/bench); scale with more worker processes instead.
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "1"))
 # OpenVINO: gigabytes of paged key-value cache per worker, shared by the running rows and the prefix
-# cache (SmolLM2-135M: about 23 KiB a token, so 1 GB holds some 45,000 tokens).
-INFERENCE_KV_CACHE_GB = max(1, int(os.environ.get("INFERENCE_KV_CACHE_GB", "1")))
+# cache (SmolLM2-135M: about 23 KiB a token, so 1 GB holds some 45,000 tokens); 0: grown as needed.
+INFERENCE_KV_CACHE_GB = max(0, int(os.environ.get("INFERENCE_KV_CACHE_GB", "0")))
 # Chat models: a prompt starts from the stored key-value cache of its longest known beginning
 # (the persona's prompt, computed once; a conversation's previous turn) instead of computing it.
 INFERENCE_PREFIX_CACHE = env_bool("INFERENCE_PREFIX_CACHE", True)

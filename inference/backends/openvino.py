@@ -61,7 +61,7 @@ class _OpenVINOBatch:
         self.backend = backend
         self.pipeline = backend.model
         self.config = backend.generation_config()
-        self.rows = {}  # request id -> (handle, Row)
+        self.rows = {}  # request id -> (handle, Row, prompt tokens)
 
     def __len__(self):
         return len(self.rows)
@@ -78,14 +78,14 @@ class _OpenVINOBatch:
             # Seeded from torch's generator, so torch.manual_seed makes a run repeatable on either engine.
             self.config.rng_seed = int(torch.randint(2**31 - 1, ()))
             handle = self.pipeline.add_request(request_id, openvino.Tensor(numpy.array([ids], dtype=numpy.int64)), self.config)
-            self.rows[request_id] = (handle, row)
+            self.rows[request_id] = (handle, row, len(ids))
 
     def step(self):
         from openvino_genai import GenerationStatus
 
         if self.pipeline.has_non_finished_requests():
             self.pipeline.step()
-        for request_id, (handle, row) in list(self.rows.items()):
+        for request_id, (handle, row, prompt_tokens) in list(self.rows.items()):
             if row.should_stop is not None and row.should_stop():
                 row.stopped = True  # a stop takes effect before the next piece is shown
             elif handle.can_read():
@@ -97,7 +97,8 @@ class _OpenVINOBatch:
                 handle.stop()  # ended by the clean-up (its sentence cap) or stopped: free its rows now
             if row.done or status != GenerationStatus.RUNNING:
                 if status == GenerationStatus.IGNORED:
-                    logger.warning("OpenVINO could not schedule a prompt of %d characters", len(row.decoded))
+                    # Too long for the key-value cache: the row ends empty and the replier falls back.
+                    logger.warning("OpenVINO could not schedule a prompt of %d tokens", prompt_tokens)
                 row.finished = True
                 del self.rows[request_id]
 
