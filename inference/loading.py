@@ -123,7 +123,8 @@ def converted_gguf_folder(gguf_path):
     """Where the converted copy of a GGUF file lives (it may not exist yet)."""
     gguf_path = Path(gguf_path).expanduser().resolve()
     stat = gguf_path.stat()
-    return settings.VAR_DIR / "models" / f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    # -v3: converted with the plain tokenizer of `gguf_tokenizer` (earlier copies may hold a broken one).
+    return settings.VAR_DIR / "models" / f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}-v3"
 
 
 def gguf_tokenizer(gguf_path):
@@ -134,7 +135,34 @@ def gguf_tokenizer(gguf_path):
     if (converted / "config.json").is_file():
         return AutoTokenizer.from_pretrained(converted)
     gguf_path = Path(gguf_path).expanduser().resolve()
-    return AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    return _plain_tokenizer(AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name), gguf_path)
+
+
+def _plain_tokenizer(tokenizer, gguf_path):
+    """The GGUF's tokenizer as a plain fast tokenizer, with the file's own special tokens.
+
+    transformers 5.5 reads a GPT-2-style GGUF vocabulary into a CodeLlama tokenizer class with CodeLlama's
+    special tokens (end token `<|im_start|>`), and a saved copy of it reloads with a SentencePiece
+    pre-tokenizer that splits words wrongly. The vocabulary and merges it read are right: they are kept
+    in a plain tokenizer, with byte-level decoding, no BOS added and the special tokens the file names.
+    """
+    from gguf import GGUFReader
+    from tokenizers import decoders, processors
+    from transformers import PreTrainedTokenizerFast
+
+    fields = GGUFReader(gguf_path).fields
+
+    def token(key):
+        field = fields.get(f"tokenizer.ggml.{key}_token_id")
+        return tokenizer.convert_ids_to_tokens(int(field.parts[field.data[0]][0])) if field else None
+
+    backend = tokenizer.backend_tokenizer
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B:1")  # the file adds no BOS
+    special = {"bos_token": token("bos"), "eos_token": token("eos"), "unk_token": token("unknown"), "pad_token": token("padding")}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, chat_template=tokenizer.chat_template, **{k: v for k, v in special.items() if v}
+    )
 
 
 def convert_gguf(gguf_path):
@@ -268,7 +296,7 @@ def _generator_source(name):
 # --- OpenVINO ------------------------------------------------------------
 
 # Part of an export's key: a change of the export's form makes every process export again.
-OPENVINO_EXPORT_FORMAT = 2
+OPENVINO_EXPORT_FORMAT = 3
 
 
 def openvino_export(name: str, adapter: str = "") -> Path:
