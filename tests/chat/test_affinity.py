@@ -64,8 +64,10 @@ async def eventually(check, timeout):
 
 async def test_next_turns_go_to_the_worker_that_holds_the_conversation(two_workers, open_socket, live_settings):
     # Both are up and announce their own queue, so the shared queue would alternate between them.
-    for process in two_workers.processes:
-        assert alive(process.node) == {"pid": process.pid, "queue": own_queue(process.node)}
+    def both_announced():
+        return all(alive(p.node) == {"pid": p.pid, "queue": own_queue(p.node)} for p in two_workers.processes)
+
+    await eventually(both_announced, timeout=ALIVE_SECONDS)
     tab = await open_socket()
     replies = [await turn(tab, text) for text in ("Hello.", "How are you?", "Trains?", "What is your favourite number?")]
     assert len({reply["record"]["worker"] for reply in replies}) == 1, [reply["record"] for reply in replies]
