@@ -99,7 +99,7 @@ def running(commands, env, ports, log_dir):
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def stack_commands(workers, web_ports, concurrency, queue="cpu"):
+def stack_commands(workers, web_ports, concurrency, queue="cpu", app="sheldonsite"):
     commands = [
         (f"daphne-{port}", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "sheldonsite.asgi:application"])
         for port in web_ports
@@ -108,7 +108,7 @@ def stack_commands(workers, web_ports, concurrency, queue="cpu"):
         commands.append(
             (
                 f"worker-{index}",
-                [str(BIN / "celery"), "-A", "sheldonsite", "worker", "-Q", queue, "--pool", "threads",
+                [str(BIN / "celery"), "-A", app, "worker", "-Q", queue, "--pool", "threads",
                  "--concurrency", str(concurrency), "-n", f"bench{index}@%h", "--loglevel", "INFO"],
             )
         )
@@ -226,13 +226,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def bench_env(args):
+    """The processes' environment: this one's, the benchmark's model settings, no throttles."""
     for name in ("DATABASE_URL", "REDIS_URL"):
         if not os.environ.get(name):
             sys.exit(f"{name} must be set: the benchmark runs the real stack (make bench sets both)")
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    env = {
+    return {
         **os.environ,
         "MAX_NEW_TOKENS": str(args.max_new_tokens),
         "GENERATION_SEED": str(args.seed),
@@ -244,6 +243,12 @@ def main(argv=None):
         "LOGIN_USER_RATE_LIMIT": "100000/60",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    env = bench_env(args)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
     web_ports = [args.web_port, args.web_port + 1] if args.two_web else [args.web_port]
     results = bench_stack(args, env, args.output_dir, 1, web_ports)
     if args.two_workers:
