@@ -27,9 +27,11 @@ from django.core.cache import cache
 
 from .models import Message
 
-# Celery sends a heartbeat every 2 s: three missed ones and a worker counts as gone.
-ALIVE_SECONDS = 7
+# Celery sends a heartbeat every 2 s: five missed ones and a worker counts as gone.
+ALIVE_SECONDS = 10
 ALIVE_KEY = "sheldon:worker-alive:{}"
+# Announced by every worker alike: some worker lived within ALIVE_SECONDS (GET /api/status/).
+SOME_ALIVE_KEY = "sheldon:some-worker-alive"
 
 # This worker process's node name and own queue ("" with affinity off); set as the worker starts.
 _this_worker = {"node": None, "queue": ""}
@@ -42,6 +44,10 @@ def own_queue(node: str) -> str:
 def alive(node: str) -> dict | None:
     """What the worker `node` last announced ({"pid", "queue"}), or None once it is gone."""
     return cache.get(ALIVE_KEY.format(node))
+
+
+def some_worker_alive() -> bool:
+    return cache.get(SOME_ALIVE_KEY) is not None
 
 
 def queue_for(bot_message_id: int) -> str:
@@ -76,16 +82,20 @@ def consume_own_queue(sender: str, instance: object, **kwargs: object) -> None:
 
 @heartbeat_sent.connect
 def announce(**kwargs: object) -> None:
+    """This worker lives (at each heartbeat, and once its models are loaded)."""
     if _this_worker["node"]:
-        cache.set(
-            ALIVE_KEY.format(_this_worker["node"]),
-            {"pid": os.getpid(), "queue": _this_worker["queue"]},
+        cache.set_many(
+            {
+                ALIVE_KEY.format(_this_worker["node"]): {"pid": os.getpid(), "queue": _this_worker["queue"]},
+                SOME_ALIVE_KEY: _this_worker["node"],
+            },
             ALIVE_SECONDS,
         )
 
 
 @worker_shutdown.connect
 def withdraw(**kwargs: object) -> None:
-    """Sent once the worker has stopped consuming (after its last heartbeat)."""
+    """Sent once the worker has stopped consuming (after its last heartbeat). SOME_ALIVE_KEY stays
+    until it expires: other workers may live."""
     if _this_worker["node"]:
         cache.delete(ALIVE_KEY.format(_this_worker["node"]))

@@ -131,3 +131,5 @@ def load_models_at_start(**kwargs: object) -> None:
         warm_up()
     except Exception:  # each reply will then fail with the reason, and the page offers a retry
         logger.exception("The worker could not load its models")
+    # Heartbeats pause while the models load, which may outlast ALIVE_SECONDS: "ready" and alive together.
+    affinity.announce()

@@ -6,7 +6,9 @@ background thread as it starts (`sheldonsite/asgi.py`). Either way the progress
 goes to the cache (Redis when REDIS_URL is set, so web processes see what the
 workers report; this process's memory otherwise) and `GET /api/status/`
 reads it: the page shows "Sheldon is waking up…" while a message waits for the
-models, and scripts/run.sh prints "ready" only once they are loaded.
+models, and scripts/run.sh prints "ready" only once they are loaded. With
+workers, "ready" also needs a live worker: once every one is gone, the state
+is "no_worker" (they announce themselves at each heartbeat, chat/affinity.py).
 """
 
 import logging
@@ -15,6 +17,8 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+
+from . import affinity
 
 logger = logging.getLogger(__name__)
 
@@ -95,14 +99,17 @@ def status() -> dict:
             "expected_seconds": None,
             "error": "",
         }
-    step = report["step"]
+    step, state = report["step"], report["state"]
+    # A worker said it loaded the models; that holds only while some worker lives (chat/affinity.py).
+    if state == "ready" and not settings.CELERY_TASK_ALWAYS_EAGER and not affinity.some_worker_alive():
+        state = "no_worker"
     return {
-        "state": report["state"],
+        "state": state,
         "started": report["started"],  # Unix time: a report left by an earlier run is older than this run
         "step": STEPS[step] if step < len(STEPS) else None,
         "step_number": min(step + 1, len(STEPS)),
         "steps": len(STEPS),
-        "elapsed_seconds": round(time.time() - report["started"], 1) if report["state"] == "loading" else None,
+        "elapsed_seconds": round(time.time() - report["started"], 1) if state == "loading" else None,
         "expected_seconds": report["expected_seconds"],
         "error": report["error"],
     }

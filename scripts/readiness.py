@@ -53,6 +53,8 @@ def wait_until_ready(host: str, port: int, since: float) -> int:
                 print("Waiting for the server to answer…", flush=True)
             elif models["state"] == "unknown":
                 print("Waiting for the worker to start loading the models…", flush=True)
+            elif models["state"] == "no_worker":
+                print("The models were loaded, but no worker runs now: waiting for one…", flush=True)
             else:
                 expected = f" of about {models['expected_seconds']:.0f} s" if models["expected_seconds"] else ""
                 print(

@@ -572,6 +572,13 @@
       showError(models.error);
       return;
     }
+    if (models.state === "no_worker") {
+      // Every worker is gone: the message waits in the queue until one starts again.
+      els.wakingDetail.textContent = "no worker is running; your message waits until one starts";
+      els.wakingProgress.removeAttribute("value");
+      els.waking.hidden = false;
+      return;
+    }
     const elapsed = models.elapsed_seconds || 0;
     let detail = `${models.step} (step ${models.step_number} of ${models.steps}), ${Math.round(elapsed)} s`;
     if (models.expected_seconds) {

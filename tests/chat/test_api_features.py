@@ -220,6 +220,9 @@ def test_status_reports_each_step_of_loading_the_models(client, settings, tmp_pa
     from inference import batching
 
     settings.VAR_DIR = tmp_path
+    # This process loads the models itself, as the embedded web process does (tests/chat/test_worker_status.py:
+    # with workers, "ready" also needs a live one).
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     cache.delete(warmup.STATUS_KEY)
     try:
         unknown = client.get("/api/status/").json()  # no login needed
