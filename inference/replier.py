@@ -22,10 +22,11 @@ from django.conf import settings
 
 from .backends import Row, backend_for
 from .cleanup import ReplyCleaner
+from .likelihood import dialogue_pmi, scoring_model
 from .loading import load_generator
 from .profiles import active_profile
 from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
-from .selection import Candidate, RankWeights, choose
+from .selection import Candidate, RankWeights, choose, rejection
 
 __all__ = ["Hit", "Reply", "ReplyBatch", "ReplyJob", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
 
@@ -205,6 +206,10 @@ class Replier:
         self.max_candidates = max(1, max_candidates)
         self.scripted_candidates = scripted_candidates if index is not None else 0
         self.weights = weights or RankWeights()
+        if self.weights.pmi:
+            if backend.generator.is_seq2seq:
+                raise ValueError("The pmi weight needs a chat (decoder-only) generator; this one is seq2seq.")
+            scoring_model(backend.generator)  # loaded now rather than during the first reply
         self.max_sentences = max_sentences  # a reply ends after this many sentences (0: at the token limit)
 
     def reply(self, history, message, on_piece=None, should_stop=None):
@@ -289,10 +294,19 @@ class Replier:
                 else [0.0] * len(job.generated)
             )
             similarities = generated + [hit.score for hit in job.scripted]
-            chosen = choose(pool, similarities, job.request.message, self.weights)
+            pmis = self.pmis(job, pool) if self.weights.pmi else None
+            chosen = choose(pool, similarities, job.request.message, self.weights, pmis)
             if chosen.text and job.request.on_piece is not None:
                 job.request.on_piece(chosen.text)
         return self.record(job, chosen, pool, stopped)
+
+    def pmis(self, job, pool):
+        """Each candidate's pmi with the dialogue; one the hard filters leave out is not scored (0.0)."""
+        message = job.request.message
+        allowed = [candidate for candidate in pool if not rejection(candidate.text, message)]
+        history = self.bounded(job.request.history)
+        found = dict(zip(map(id, allowed), dialogue_pmi(self.backend, history, message, [c.text for c in allowed])))
+        return [found.get(id(candidate), 0.0) for candidate in pool]
 
     def open_batch(self):
         """An empty ReplyBatch: prepared requests join it between generation steps."""

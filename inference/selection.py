@@ -10,6 +10,10 @@ the scripted lines of his that retrieval found. Each gets a score:
                `RankWeights.fluency_of_scripted` instead)
     + length   the log-density of the candidate's word count under the length
                of his real lines (log-normal)
+    + pmi      (when weighted) how much likelier the generator finds it after the
+               dialogue than after the persona alone, per token
+               (`inference.likelihood.dialogue_pmi`): generic lines that fit
+               any dialogue score low, replies that answer it high
 
 and candidates that fail a hard filter (an echo, a broken word, a repeated
 phrase, content the show would not air) are left out. When every candidate
@@ -40,6 +44,8 @@ class RankWeights:
     fluency_of_scripted: float = -1.5
     # Every scripted line is his; a generated one must beat it by this margin to be chosen.
     scripted_bonus: float = 0.0
+    # Pointwise mutual information of candidate and dialogue; 0 skips its scoring pass.
+    pmi: float = 0.0
 
 
 @dataclass
@@ -96,14 +102,23 @@ def length_score(text: str) -> float:
     return -((math.log(words) - LENGTH_LOG_MEAN) ** 2) / (2 * LENGTH_LOG_SPREAD**2)
 
 
-def choose(candidates: list[Candidate], selector_scores: list[float], message: str, weights: RankWeights) -> Candidate:
+def choose(
+    candidates: list[Candidate],
+    selector_scores: list[float],
+    message: str,
+    weights: RankWeights,
+    pmi_scores: list[float] | None = None,
+) -> Candidate:
     """The best candidate; each candidate's `scores` and `rejected` are filled in.
 
-    `selector_scores`: the selector's cosine for each candidate, same order.
+    `selector_scores`: the selector's cosine for each candidate, same order;
+    `pmi_scores`: each one's pointwise mutual information with the dialogue
+    (None: no pmi part).
     """
     if not candidates:
         raise ValueError("There is no candidate to choose from.")
-    for candidate, similarity in zip(candidates, selector_scores, strict=True):
+    pmis = [None] * len(candidates) if pmi_scores is None else pmi_scores
+    for candidate, similarity, pmi in zip(candidates, selector_scores, pmis, strict=True):
         candidate.rejected = rejection(candidate.text, message)
         fluency = (
             candidate.mean_log_probability if candidate.mean_log_probability is not None else weights.fluency_of_scripted
@@ -115,6 +130,8 @@ def choose(candidates: list[Candidate], selector_scores: list[float], message: s
         }
         if candidate.source == "scripted":
             candidate.scores["scripted"] = weights.scripted_bonus
+        if pmi is not None:
+            candidate.scores["pmi"] = weights.pmi * pmi
     allowed = [c for c in candidates if not c.rejected] or [c for c in candidates if c.rejected != "content"]
     if not allowed:
         return Candidate("", "generated", rejected="content")

@@ -12,7 +12,8 @@ setting. Keys:
     threshold    lowest selector score of a retrieved line (prompt and pool)
     sentences    a reply ends after this many sentences (0: at the token limit)
     temperature, top_p, top_k, repetition_penalty   the generator's sampling
-    fluency, length   the ranking's weights (inference.selection.RankWeights)
+    fluency, length, pmi   the ranking's weights (inference.selection.RankWeights; pmi: the
+                 candidate's pointwise mutual information with the dialogue, 0 = off)
     adapter      `default` (the profile's), `none`, or a LoRA adapter folder
     retriever    `default` (the profile's), `none`, or a sentence-transformers folder
     generator    `default` (the profile's) or a model folder / hub id / .gguf file
@@ -32,7 +33,7 @@ from .profiles import DISABLED, active_profile
 from .selection import RankWeights
 
 _SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float}
-_WEIGHT_KEYS = {"fluency": float, "length": float}
+_WEIGHT_KEYS = {"fluency": float, "length": float, "pmi": float}
 _KEYS = {
     "candidates": int, "scripted": int, "threshold": float, "sentences": int, "seed": int,
     **_SAMPLING_KEYS, **_WEIGHT_KEYS,

@@ -71,3 +71,19 @@ def test_fluency_and_length_break_ties_and_scripted_lines_get_their_stand_in_flu
 def test_nothing_to_choose_from_is_an_error():
     with pytest.raises(ValueError, match="no candidate"):
         scored([], [])
+
+
+def test_the_pmi_part_prefers_the_reply_that_depends_on_what_was_said():
+    """Equal in every other part, the candidate with the higher pmi wins once pmi is weighed; a scripted
+    line gets its pmi as a generated one does; with no pmi scores there is no pmi part."""
+    weights = RankWeights(pmi=0.5)
+    generic = Candidate("That is a fascinating question, Penny.", "scripted")
+    answer = Candidate("Penny is a waitress, Penny thinks.", "scripted")
+    assert choose([generic, answer], [0.4, 0.4], "What do you think of Penny?", weights, [0.1, 0.9]) is answer
+    assert answer.scores["pmi"] == pytest.approx(0.45) and generic.scores["pmi"] == pytest.approx(0.05)
+    # Without the weight the same scores leave the choice to the other parts (here: the first of a tie).
+    assert choose([generic, answer], [0.4, 0.4], "What do you think of Penny?", RankWeights(), [0.1, 0.9]) is generic
+    # A better selector score is outweighed by the pmi difference times the weight.
+    assert choose([generic, answer], [0.6, 0.4], "What do you think of Penny?", weights, [-0.5, 0.9]) is answer
+    scored([generic], [0.4])
+    assert "pmi" not in generic.scores

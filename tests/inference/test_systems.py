@@ -53,3 +53,28 @@ def test_systems_answer_every_item_generated_ranked_or_scripted(tiny_chat_settin
     train, validation = split_episodes(episode_names(lines), seed=42)
     train_answers = {e.answer for e in build_exchanges(lines, "Sheldon") if e.episode in train}
     assert all(text in train_answers for text in scripted)  # never a line of the validation episodes
+
+
+def test_a_pmi_weight_ranks_every_candidate_by_its_pmi_with_the_dialogue(tiny_chat_settings, tiny_retriever, tmp_path):
+    """`pmi=W`: each candidate's pmi part is W times its dialogue_pmi; the choice is the best total."""
+    from inference.likelihood import dialogue_pmi
+    from inference.replier import ReplyRequest, Turn
+
+    tiny_chat_settings.VAR_DIR = tmp_path
+    tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0  # random weights: every retrieved line passes
+    assert parse_spec("pmi=0.5").weights == {"pmi": 0.5}
+    replier = build_system(f"candidates=2,scripted=2,pmi=0.5,retriever={tiny_retriever}", DEMO_TRANSCRIPTS).replier()
+    history = [Turn("user", "Sheldon, I can't find my keys.")]
+    [reply] = replier.reply_many([ReplyRequest(history, "Where did you put them?")])
+    texts = [candidate.text for candidate in reply.candidates]
+    assert len(texts) == 4
+    expected = dialogue_pmi(replier.backend, history, "Where did you put them?", texts)
+    for candidate, pmi in zip(reply.candidates, expected, strict=True):
+        # A candidate the hard filters leave out is not scored.
+        assert candidate.scores["pmi"] == pytest.approx(0.0 if candidate.rejected else 0.5 * pmi, abs=1e-4)
+    assert reply.chosen is max((c for c in reply.candidates if not c.rejected), key=lambda c: c.score)
+
+
+def test_a_pmi_weight_needs_a_chat_generator(tiny_chat_settings, tiny_t5):
+    with pytest.raises(ValueError, match="pmi weight needs a chat"):
+        build_system(f"pmi=0.5,generator={tiny_t5}", DEMO_TRANSCRIPTS).replier()
