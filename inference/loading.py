@@ -255,9 +255,10 @@ def _load_generator(name, adapter):
     started = time.perf_counter()
     engine = engine_for(name)
     if engine == Engine.OPENVINO:
-        folder = openvino_export(name, adapter)
-        model, tokenizer, is_seq2seq = _openvino_pipeline(folder), _tokenizer(folder), False
+        source = openvino_export(name, adapter)
+        model, tokenizer, is_seq2seq = _openvino_pipeline(source), _tokenizer(source), False
     else:
+        source = _generator_source(name)
         model, tokenizer, is_seq2seq = read_generator(name)
         if adapter:
             model = _apply_adapter(model, adapter)
@@ -266,7 +267,7 @@ def _load_generator(name, adapter):
         tokenizer.pad_token = tokenizer.eos_token
     seconds = time.perf_counter() - started
     logger.info("Loaded generator %s%s (%s) in %.1f s", name, f" + {adapter}" if adapter else "", engine, seconds)
-    return Generator(name, adapter, model, tokenizer, is_seq2seq, seconds, engine, _eos_ids(name, adapter, tokenizer))
+    return Generator(name, adapter, model, tokenizer, is_seq2seq, seconds, engine, _eos_ids(source, tokenizer))
 
 
 def _tokenizer(folder):
@@ -275,11 +276,11 @@ def _tokenizer(folder):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def _eos_ids(name, adapter, tokenizer):
-    """The tokens that end a reply: the generation config's, else the tokenizer's end token."""
+def _eos_ids(source, tokenizer):
+    """The tokens that end a reply: the generation config's in `source` (the folder or hub id the
+    generator was loaded from), else the tokenizer's end token."""
     from transformers import GenerationConfig
 
-    source = openvino_export(name, adapter) if engine_for(name) == Engine.OPENVINO else _generator_source(name)
     try:
         eos = GenerationConfig.from_pretrained(source).eos_token_id
     except OSError:  # no generation_config.json
@@ -329,12 +330,13 @@ def openvino_export(name: str, adapter: str = "") -> Path:
         openvino.save_model(compressed, staging / "int8.xml")
         (staging / "int8.xml").replace(xml)
         (staging / "int8.bin").replace(staging / "openvino_model.bin")
-        staging.rename(folder)
-    except OSError:  # another process finished first
-        shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    try:
+        staging.rename(folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
