@@ -124,13 +124,18 @@ class Engine:
 
     def run(self, rows, new_tokens):
         """(tokens per second over all rows, seconds to the first token of each row, median)."""
-        from inference.backends import Row
+        from inference.requests import Sequence
 
         self.backend.max_new_tokens = new_tokens
-        batch = self.backend.open_batch()
-        started = time.perf_counter()
         first = {}
-        rows_made = [Row(lambda piece, n=n: first.setdefault(n, time.perf_counter() - started)) for n in range(rows)]
+
+        def on_step(sequences):
+            for sequence in sequences:
+                first.setdefault(id(sequence), time.perf_counter() - started)
+
+        batch = self.backend.open_batch(on_step)
+        started = time.perf_counter()
+        rows_made = [Sequence() for _ in range(rows)]
         batch.add([self.prompts[n % len(self.prompts)] for n in range(rows)], rows_made)
         while batch:
             batch.step()

@@ -35,7 +35,7 @@ def main(argv=None):
     from data.corpus import find_transcripts
     from data.pipeline import read_transcripts
     from inference.likelihood import dialogue_pmi
-    from inference.replier import ReplyRequest, Turn
+    from inference.replier import RequestState, Turn
     from inference.systems import build_system
     from training.blind import pick_items
 
@@ -51,7 +51,7 @@ def main(argv=None):
     for item in items:
         history = replier.bounded([Turn("bot" if who == "Sheldon" else "user", text) for who, text in item.context])
         started = time.perf_counter()
-        reply = replier.reply_many([ReplyRequest(history, item.line[1])])[0]
+        reply = replier.reply_many([RequestState(history, item.line[1])])[0]
         replying.append(time.perf_counter() - started)
         texts = [candidate.text for candidate in reply.candidates]
         started = time.perf_counter()

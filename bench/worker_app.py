@@ -20,25 +20,25 @@ from inference.loading import TOKENIZER_LOCK
 from sheldonsite.celery import app  # noqa: F401  (celery -A finds the app here)
 
 _redis = redis.Redis.from_url(os.environ["REDIS_URL"])
-_computed = []  # (prompt ids, Row) of every row this worker's pipeline took; Row.token_ids: its reply so far
+_computed = []  # (prompt ids, Sequence) of every row this worker's pipeline took; its token_ids: the reply so far
 _lock = threading.Lock()
 _add = _OpenVINOBatch.add
 
 
-def _tallied_add(self, prompts, rows):
+def _tallied_add(self, prompts, sequences):
     with TOKENIZER_LOCK:
         prompt_ids = self.backend.tokenizer(prompts, add_special_tokens=False).input_ids
     with _lock:
         # Rows added together (a request's candidates) are computed together: each counts only earlier ones.
-        earlier = [ids + row.token_ids for ids, row in _computed]
-        for ids, row in zip(prompt_ids, rows):
-            shared = max((len(os.path.commonprefix([ids, sequence])) for sequence in earlier), default=0)
+        earlier = [ids + sequence.token_ids for ids, sequence in _computed]
+        for ids, sequence in zip(prompt_ids, sequences):
+            shared = max((len(os.path.commonprefix([ids, known])) for known in earlier), default=0)
             # The engine computes at least a prompt's last token (its logits give the first reply token).
             reused = min(shared, len(ids) - 1)
             tally = _redis.pipeline().hincrby(TALLY_KEY, "rows", 1).hincrby(TALLY_KEY, "prompt_tokens", len(ids))
             tally.hincrby(TALLY_KEY, "reused_tokens", reused).execute()
-            _computed.append((ids, row))
-    _add(self, prompts, rows)
+            _computed.append((ids, sequence))
+    _add(self, prompts, sequences)
 
 
 _OpenVINOBatch.add = _tallied_add

@@ -10,7 +10,7 @@ BATCH_WINDOW_MS; while it runs, requests that arrive join it between two
 generation steps (continuous batching, for chat models; a seq2seq batch
 takes them once its generate call is over), up to BATCH_MAX_SIZE rows. Each
 reply streams to its own callbacks and leaves as soon as it is done; a stop
-requested for one reply, or a failing callback, ends only that row.
+requested for one reply, or a failing callback, ends only that reply's rows.
 
 A request is sampled as several candidates (sample-and-rank), as many as the
 rows allow: BATCH_MAX_SIZE shared among the requests in progress, at most
@@ -23,11 +23,12 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from django.conf import settings
 
-from .replier import ReplyRequest, get_replier
+from .replier import Replier, Reply, RequestState, Turn, get_replier
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _engine_lock = threading.Lock()
 
 
 class BatchingEngine:
-    def __init__(self, replier, window_seconds, max_batch):
+    def __init__(self, replier: Replier, window_seconds: float, max_batch: int) -> None:
         self.replier = replier
         self.window_seconds = window_seconds
         self.max_batch = max_batch
@@ -53,28 +54,32 @@ class BatchingEngine:
         self._thread = threading.Thread(target=self._run, name="batching-engine", daemon=True)
         self._thread.start()
 
-    def submit(self, history, message, on_piece=None, should_stop=None):
+    def submit(
+        self, history: list[Turn], message: str, on_piece: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Future:
         """Queue a request; a Future of its Reply, generated in a batch with the requests around it.
 
         Retrieval and the prompt are done here, in the caller's thread, so the
         engine's thread only generates. The callbacks run on the engine's
         thread, between generation steps: they must be quick (no database or
-        network), or they hold up the batch.
+        network), or they hold up the batch. One that raises ends its own
+        request only, and the Future raises its error.
         """
-        guarded = _GuardedRequest(ReplyRequest(history, message, on_piece, should_stop))
+        request = RequestState(history, message, on_piece, should_stop)
         with self._in_progress_lock:
             self._in_progress += 1
         try:
-            job = self.replier.prepare([guarded.request])[0]
+            self.replier.prepare([request])
         except BaseException:
             self._answered()
             raise
         future = Future()
         future.add_done_callback(lambda _: self._answered())
-        self._waiting.put((job, guarded, future))
+        self._waiting.put((request, future))
         return future
 
-    def candidates_for(self, in_progress):
+    def candidates_for(self, in_progress: int) -> int:
         """Candidates to sample for a request when `in_progress` requests share the rows.
 
         Decided when the request joins the batch, not when it is submitted: the first request of a burst
@@ -85,7 +90,10 @@ class BatchingEngine:
         with self._in_progress_lock:
             self._in_progress -= 1
 
-    def reply(self, history, message, on_piece=None, should_stop=None):
+    def reply(
+        self, history: list[Turn], message: str, on_piece: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Reply:
         """Like `Replier.reply`: the Reply, once generated."""
         return self.submit(history, message, on_piece, should_stop).result()
 
@@ -110,67 +118,43 @@ class BatchingEngine:
             except queue.Empty:
                 break
         candidates = self.candidates_for(self._in_progress)
-        for job, _, _ in arrivals:
-            job.candidates = candidates
+        for request, _ in arrivals:
+            request.candidates = candidates
         return arrivals
 
     def _has_room(self, running, arrivals):
         return running + len(arrivals) < self.max_batch
 
     def _run(self):
-        batch, futures = None, {}  # futures: id(request) -> (_GuardedRequest, Future)
+        batch, futures = None, {}  # futures: id(request) -> Future
         while True:
             arrivals = self._arrivals(len(batch) if batch is not None else 0)
-            futures.update((id(job.request), (guarded, future)) for job, guarded, future in arrivals)
+            futures.update((id(request), future) for request, future in arrivals)
             try:
                 if batch is None:
                     batch = self.replier.open_batch()
                 if arrivals:
                     self.batch_sizes.append(len(arrivals))
-                    batch.add([job for job, _, _ in arrivals])
+                    batch.add([request for request, _ in arrivals])
                 finished = batch.step()
             except Exception as error:
                 # Not a bad request (those are refused in submit) but the model or the machine:
                 # the batch's state is not to be trusted. Every reply in it learns why, and the
                 # engine goes on with a new batch.
                 logger.exception("A batch of %d replies failed", len(futures))
-                for _, future in futures.values():
+                for future in futures.values():
                     future.set_exception(error)
                 batch, futures = None, {}
                 continue
-            for request, reply in finished:
-                guarded, future = futures.pop(id(request))
-                if guarded.error is not None:
-                    future.set_exception(guarded.error)
+            for request in finished:
+                future = futures.pop(id(request))
+                if request.error is not None:
+                    future.set_exception(request.error)
                 else:
-                    future.set_result(reply)
+                    future.set_result(request.reply)
 
 
-class _GuardedRequest:
-    """A request whose failing callback ends its own row, not the whole batch."""
-
-    def __init__(self, request):
-        self.original = request
-        self.error = None
-        self.request = ReplyRequest(request.history, request.message, self._on_piece, self._should_stop)
-
-    def _on_piece(self, text):
-        if self.error is None and self.original.on_piece is not None:
-            try:
-                self.original.on_piece(text)
-            except Exception as error:
-                self.error = error
-
-    def _should_stop(self):
-        if self.error is None and self.original.should_stop is not None:
-            try:
-                return bool(self.original.should_stop())
-            except Exception as error:
-                self.error = error
-        return self.error is not None
-
-
-def get_engine():
+def get_engine() -> BatchingEngine:
     """The process's engine, started on first use around the process's replier."""
     global _engine
     with _engine_lock:

@@ -18,7 +18,7 @@ stored sequence it starts with (the persona; in a conversation, the previous
 turn's prompt and reply as well).
 
 Sampling follows generate()'s for the same parameters: repetition penalty
-over the prompt and the reply, no repeated n-grams, then temperature, top-k
+(over the reply's own tokens: `prompt_ignore_length`), no repeated n-grams, then temperature, top-k
 and top-p; only the top-k candidates are sorted and drawn from, which gives
 the same distribution (top-p keeps a subset of the top k) without sorting
 the whole vocabulary.
@@ -26,10 +26,17 @@ the whole vocabulary.
 import os
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
+
+from .requests import Sequence
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class GrowingLayer(DynamicLayer):
@@ -241,12 +248,13 @@ class PrefixStore:
 
 
 @dataclass
-class _Sequence:
-    row: object  # backends.Row: the reply's tokens so far (row.token_ids)
+class _Slot:
+    """A sequence's place in the batch: what the decoder keeps for it besides the cache rows."""
+
+    sequence: Sequence
     ngrams: NGramTable | None
     prompt_ids: list
     cached: int  # how many tokens of the prompt and then the reply the key-value cache holds
-    generated: int = 0  # tokens sampled, an end-of-sequence token included
 
 
 class DecodeBatch:
@@ -254,29 +262,36 @@ class DecodeBatch:
 
     `prefixes`: a PrefixStore to start prompts from and to keep finished
     sequences in, or None (every prompt computed from its first token).
+    `on_step` is called with the sequences that got a token, after each
+    sampling (backends.base.GenerationBatch).
     """
 
-    def __init__(self, model, tokenizer, sampling, max_new_tokens, eos_ids, prefixes=None):
+    def __init__(
+        self, model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", sampling: Sampling,
+        max_new_tokens: int, eos_ids: set[int], prefixes: "PrefixStore | None" = None,
+        on_step: "Callable[[list[Sequence]], None] | None" = None,
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.sampling = sampling
         self.max_new_tokens = max_new_tokens
         self.eos_ids = eos_ids
         self.prefixes = prefixes
-        self.sequences = []
+        self.on_step = on_step
+        self.slots = []  # a _Slot per row, in the cache's row order
         self.cache = None  # of GrowingLayers, a row per sequence, left-padded
         self.attention_mask = None  # (rows, columns of the cache)
         self.positions = None  # (rows,) position id of each row's next token
         self.last_tokens = None  # (rows,) the token each row feeds in next
         self.seen = None  # (rows, vocabulary) tokens each row has had, for the repetition penalty
 
-    def __len__(self):
-        return len(self.sequences)
+    def __len__(self) -> int:
+        return len(self.slots)
 
     @torch.inference_mode()
-    def add(self, prompt_ids, rows):
+    def add(self, prompt_ids: list[list[int]], sequences: list[Sequence]) -> None:
         """Compute these prompts (lists of token ids) and sample their first token.
 
-        Each row's cache starts with the longest stored sequence its prompt
+        Each sequence's cache starts with the longest stored sequence its prompt
         begins with. Rows whose stored starts are equally long are computed
         together ([stored, padding, new tokens]), so that a long stored start
         never widens a short one's padding.
@@ -288,13 +303,15 @@ class DecodeBatch:
             groups.setdefault(min(length, len(ids) - 1), []).append(index)
         for length, indices in groups.items():
             self._prefill(
-                [prompt_ids[i] for i in indices], [rows[i] for i in indices], [starts[i][1] for i in indices], length
+                [prompt_ids[i] for i in indices], [sequences[i] for i in indices], [starts[i][1] for i in indices],
+                length,
             )
 
     @torch.inference_mode()
-    def step(self):
+    def step(self) -> None:
         """One more token for every row; rows that end, stop or reach the limit leave the batch."""
-        if not self.sequences:
+        self._drop_finished()  # finished from outside since the last step: a stop, the sentence cap
+        if not self.slots:
             return
         attention_mask = torch.cat([self.attention_mask, self.attention_mask.new_ones(len(self), 1)], dim=-1)
         output = self.model(
@@ -306,11 +323,11 @@ class DecodeBatch:
         )
         self.attention_mask = attention_mask
         self.positions = self.positions + 1
-        for sequence in self.sequences:
-            sequence.cached += 1
+        for slot in self.slots:
+            slot.cached += 1
         self._advance(output.logits[:, -1])
 
-    def _prefill(self, prompt_ids, rows, stored, length):
+    def _prefill(self, prompt_ids, sequences, stored, length):
         """Compute prompts whose first `length` tokens come from `stored` sequences, and join them."""
         device = self.model.device
         new_ids = [ids[length:] for ids in prompt_ids]
@@ -331,42 +348,38 @@ class DecodeBatch:
         )
         # The repetition penalty counts the reply's own tokens only: penalising the prompt's (the persona,
         # the user's words) pushed the model off common word pieces and broke words ("wasn tough").
-        seen = torch.zeros(len(rows), output.logits.shape[-1], dtype=torch.bool, device=device)
+        seen = torch.zeros(len(sequences), output.logits.shape[-1], dtype=torch.bool, device=device)
         size = self.sampling.no_repeat_ngram_size
-        sequences = [
-            _Sequence(row, NGramTable(size, ids) if size else None, ids, cached=len(ids))
-            for row, ids in zip(rows, prompt_ids)
+        slots = [
+            _Slot(sequence, NGramTable(size, ids) if size else None, ids, cached=len(ids))
+            for sequence, ids in zip(sequences, prompt_ids)
         ]
-        self._merge(sequences, output.past_key_values, attention_mask, attention_mask.sum(-1), seen)
-        self._advance(output.logits[:, -1], first=len(self.sequences) - len(rows))
+        self._merge(slots, output.past_key_values, attention_mask, attention_mask.sum(-1), seen)
+        self._advance(output.logits[:, -1], first=len(self.slots) - len(sequences))
 
     def _advance(self, logits, first=0):
-        """Sample the next token of rows `first:`, hand it to those not asked to stop, let finished rows go."""
-        sequences = self.sequences[first:]
-        ngrams = [sequence.ngrams for sequence in sequences]
+        """Sample the next token of rows `first:` and append it to their sequences; then `on_step`."""
+        slots = self.slots[first:]
+        ngrams = [slot.ngrams for slot in slots]
         log_probabilities = logits.float().log_softmax(-1)  # the model's own, before any sampling rule
         logits = self.sampling.adjust(logits.float(), self.seen[first:], ngrams)
         tokens = self.sampling.choose(logits)
         chosen_log_probabilities = log_probabilities.gather(-1, tokens[:, None]).squeeze(-1).tolist()
         self.last_tokens[first:] = tokens
         self.seen[torch.arange(first, len(self), device=tokens.device), tokens] = True
-        for sequence, token_id, log_probability in zip(sequences, tokens.tolist(), chosen_log_probabilities):
-            row = sequence.row
-            if row.should_stop is not None and row.should_stop():
-                row.stopped = True  # a stop takes effect before the next token is shown
-            else:
-                sequence.generated += 1
-                if sequence.ngrams is not None:
-                    sequence.ngrams.add(token_id)
-                row.accept(token_id, self.tokenizer, self.eos_ids, log_probability)
-            row.finished = row.done or sequence.generated >= self.max_new_tokens
+        for slot, token_id, log_probability in zip(slots, tokens.tolist(), chosen_log_probabilities):
+            if slot.ngrams is not None:
+                slot.ngrams.add(token_id)
+            slot.sequence.append(token_id, log_probability, self.eos_ids, self.max_new_tokens)
+        if self.on_step is not None:
+            self.on_step([slot.sequence for slot in slots])
         self._drop_finished()
 
-    def _merge(self, sequences, cache, attention_mask, positions, seen):
+    def _merge(self, slots, cache, attention_mask, positions, seen):
         """Append rows to the batch, padding the narrower side's cache on the left."""
-        last_tokens = positions.new_zeros(len(sequences))
-        if not self.sequences:
-            self.sequences, self.cache, self.attention_mask = sequences, cache, attention_mask
+        last_tokens = positions.new_zeros(len(slots))
+        if not self.slots:
+            self.slots, self.cache, self.attention_mask = slots, cache, attention_mask
             self.positions, self.last_tokens, self.seen = positions, last_tokens, seen
             return
         width = max(self.attention_mask.shape[-1], attention_mask.shape[-1])
@@ -374,20 +387,20 @@ class DecodeBatch:
         for index, (old, new) in enumerate(zip(self.cache.layers, cache.layers)):
             self.cache.layers[index] = GrowingLayer.of_rows([(old.keys, old.values), (new.keys, new.values)], width)
         self.attention_mask = torch.cat([_left_padded(self.attention_mask, width), _left_padded(attention_mask, width)])
-        self.sequences = self.sequences + sequences
+        self.slots = self.slots + slots
         self.positions = torch.cat([self.positions, positions])
         self.last_tokens = torch.cat([self.last_tokens, last_tokens])
         self.seen = torch.cat([self.seen, seen])
 
     def _drop_finished(self):
-        finished = [index for index, sequence in enumerate(self.sequences) if sequence.row.finished]
+        finished = [index for index, slot in enumerate(self.slots) if slot.sequence.finished]
         if not finished:
             return
         if self.prefixes is not None:
             for index in finished:
                 self._remember(index)
-        keep = [index for index, sequence in enumerate(self.sequences) if not sequence.row.finished]
-        self.sequences = [self.sequences[index] for index in keep]
+        keep = [index for index, slot in enumerate(self.slots) if not slot.sequence.finished]
+        self.slots = [self.slots[index] for index in keep]
         if not keep:
             self.cache = self.attention_mask = self.positions = self.last_tokens = self.seen = None
             return
@@ -402,14 +415,14 @@ class DecodeBatch:
 
     def _remember(self, index):
         """Store a finished row's tokens and their keys and values, without its padding."""
-        sequence = self.sequences[index]
+        slot = self.slots[index]
         columns = self.attention_mask[index].nonzero().squeeze(-1)
         layers = [
             (layer.keys[index : index + 1, :, columns], layer.values[index : index + 1, :, columns])
             for layer in self.cache.layers
         ]
         # [:cached]: a reply's last token, sampled at the token limit, never went through the model.
-        self.prefixes.remember((sequence.prompt_ids + sequence.row.token_ids)[: sequence.cached], layers)
+        self.prefixes.remember((slot.prompt_ids + slot.sequence.token_ids)[: slot.cached], layers)
 
 
 def _stacked_starts(stored, length):

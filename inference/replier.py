@@ -16,21 +16,25 @@ new requests can join while it runs (the batching engine's way).
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from .backends import Row, backend_for
+from .backends import Backend, backend_for
 from .cleanup import ReplyCleaner
 from .likelihood import dialogue_pmi, scoring_model
 from .loading import load_generator
-from .profiles import active_profile
+from .profiles import Profile, active_profile
+from .requests import FinishReason, RequestState, RequestStatus, Sequence, Turn
 from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
 from .selection import Candidate, RankWeights, choose, rejection
 
-__all__ = ["Hit", "Reply", "ReplyBatch", "ReplyJob", "ReplyRequest", "Replier", "Turn", "build_replier", "get_replier", "reset_replier"]
+__all__ = [
+    "FinishReason", "Hit", "Reply", "ReplyBatch", "RequestState", "RequestStatus", "Replier", "Turn", "build_replier",
+    "get_replier", "reset_replier",
+]
 
-ROLES = ("user", "bot")
 _END = object()  # ends a stream's queue of pieces
 # Said when the model gives nothing usable twice: in character, and marked fallback=True.
 FALLBACK_REPLY = (
@@ -39,34 +43,10 @@ FALLBACK_REPLY = (
 )
 
 
-@dataclass(frozen=True)
-class Turn:
-    role: str  # "user" or "bot"
-    text: str
-
-    def __post_init__(self):
-        if self.role not in ROLES:
-            raise ValueError(f"A turn's role must be one of {', '.join(ROLES)}, not {self.role!r}.")
-        if not isinstance(self.text, str):
-            raise ValueError(f"A turn's text must be a string, not {type(self.text).__name__}.")
-
-
-@dataclass
-class ReplyRequest:
-    history: list  # of Turn, oldest first
-    message: str
-    on_piece: object = None  # callable(str) or None
-    should_stop: object = None  # callable() -> bool, or None
-
-    def __post_init__(self):
-        if not isinstance(self.message, str) or not self.message.strip():
-            raise ValueError("The message to reply to is empty.")
-        if not all(isinstance(turn, Turn) for turn in self.history):
-            raise ValueError("The history must be a list of Turn(role, text).")
-
-
 @dataclass
 class Reply:
+    """What a finished request gives back (as vLLM's RequestOutput): the chosen text and its record."""
+
     text: str
     retrieved: Hit | None
     profile: str
@@ -81,108 +61,89 @@ class Reply:
     candidates: list = field(default_factory=list)  # every Candidate considered, with its scores
 
 
-class _Attempt:
-    """One generated candidate for one request: its row and its clean-up.
-
-    A job with one candidate and nothing else to choose from streams its
-    attempt as it is generated; a ranked job's attempts stream nothing, and the
-    chosen reply is sent once it is chosen.
-    """
-
-    def __init__(self, job, character, max_sentences=0, first=True):
-        self.job = job
-        self.first = first
-        self.max_sentences = max_sentences  # the row ends after this many sentences (0: never early)
-        self.cleaner = ReplyCleaner(
-            job.request.message, character, on_piece=None if job.ranked else job.request.on_piece
-        )
-        self.row = Row(self.cleaner.feed, job.request.should_stop, self._complete if max_sentences else None)
-
-    def _complete(self):
-        return self.cleaner.sentences() >= self.max_sentences
-
-    def text(self):
-        # An unfinished last sentence is cut whether the token limit or the
-        # model ended it mid-way (a merged adapter may end on "And do you");
-        # a stopped reply keeps exactly the text the person saw.
-        return self.cleaner.finish(cut_fragment=not self.row.stopped)
-
-
-@dataclass
-class ReplyJob:
-    """A request ready to generate (`Replier.prepare`): its retrieval, prompt, candidates and start.
-
-    `hit` is the scripted exchange put into the prompt (the best one, when it
-    passed the threshold); `scripted` are the scripted lines that compete with
-    the `candidates` generated ones; `query` is the dialogue's selector vector.
-    """
-
-    request: ReplyRequest
-    hit: Hit | None
-    prompt: str
-    started: float
-    candidates: int = 1
-    scripted: list = field(default_factory=list)
-    query: object = None
-    new_tokens: int = 0
-    generated: list = field(default_factory=list)  # of Candidate, as their attempts finish
-
-    @property
-    def ranked(self):
-        """Whether the reply is chosen among several candidates (else it streams as it is generated)."""
-        return self.candidates + len(self.scripted) > 1
-
-
 class ReplyBatch:
     """Requests being replied to together; more can join between steps (`Replier.open_batch`).
 
         batch = replier.open_batch()
         batch.add(replier.prepare(requests))
         while batch:
-            for request, reply in batch.step():
-                ...
+            for request in batch.step():
+                request.reply  # or request.error
+            ...
+
+    The backend's batch appends tokens to each request's sequences; after
+    each decode step `process_outputs` turns the new tokens into text (detokenised,
+    cleaned, streamed unless the reply is ranked) and finishes a sequence that
+    was asked to stop or has its sentences. A step ends the requests whose
+    sequences have all finished, with their Reply.
     """
 
-    def __init__(self, replier):
+    def __init__(self, replier: "Replier") -> None:
         self.replier = replier
-        self.generation = replier.backend.open_batch()
-        self.attempts = []
+        self.tokenizer = replier.backend.tokenizer
+        self.generation = replier.backend.open_batch(self.process_outputs)
+        self.sequences: list[Sequence] = []  # running
 
-    def __len__(self):
-        return len(self.attempts)
+    def __len__(self) -> int:
+        return len(self.sequences)
 
-    def add(self, jobs):
-        """Start generating these prepared requests: `job.candidates` rows each."""
-        self._start([self._attempt(job) for job in jobs for _ in range(job.candidates)])
+    def add(self, requests: list[RequestState]) -> None:
+        """Start generating these prepared requests: `request.candidates` sequences each."""
+        for request in requests:
+            request.status = RequestStatus.RUNNING
+        self._start([self._sequence(request) for request in requests for _ in range(request.candidates)])
 
-    def step(self):
-        """One generation step: the (request, Reply) pairs it finished."""
+    def step(self) -> list[RequestState]:
+        """One generation step: the requests it finished."""
         self.generation.step()
         running, retries, finished = [], [], []
-        for attempt in self.attempts:
-            if not attempt.row.finished:
-                running.append(attempt)
+        for sequence in self.sequences:
+            if not sequence.finished:
+                running.append(sequence)
                 continue
-            job, text, row = attempt.job, attempt.text(), attempt.row
-            job.new_tokens += len(row.token_ids)
-            if not text and not row.stopped and attempt.first and not job.ranked:
-                # A lone empty reply (nothing, a label only, an echo) is retried once.
-                retries.append(self._attempt(job, first=False))
+            request = sequence.request
+            # An unfinished last sentence is cut whether the token limit or the model ended it mid-way
+            # (a merged adapter may end on "And do you"); a stopped reply keeps exactly the text shown.
+            text = sequence.cleaner.finish(cut_fragment=not sequence.stopped)
+            request.new_tokens += len(sequence.token_ids)
+            if not text and not sequence.stopped and not request.retried and not request.ranked:
+                request.retried = True  # a lone empty reply (nothing, a label only, an echo) is sampled once more
+                retries.append(self._sequence(request))
                 continue
-            job.generated.append(Candidate(text, "generated", row.mean_log_probability, stopped=row.stopped))
-            if len(job.generated) == job.candidates:
-                finished.append((job.request, self.replier.finish(job)))
-        self.attempts = running
+            request.generated.append(
+                Candidate(text, "generated", sequence.mean_log_probability, stopped=sequence.stopped)
+            )
+            if len(request.generated) == request.candidates:
+                self.replier.finish(request)
+                finished.append(request)
+        self.sequences = running
         self._start(retries)
         return finished
 
-    def _attempt(self, job, first=True):
-        return _Attempt(job, self.replier.character, self.replier.max_sentences, first)
+    def _sequence(self, request: RequestState) -> Sequence:
+        # A ranked request's sequences show nothing: the chosen reply is shown once chosen.
+        on_piece = None if request.ranked else request.show
+        return Sequence(request, ReplyCleaner(request.message, self.replier.character, on_piece))
 
-    def _start(self, attempts):
-        if attempts:
-            self.generation.add([attempt.job.prompt for attempt in attempts], [attempt.row for attempt in attempts])
-            self.attempts += attempts
+    def _start(self, sequences: list[Sequence]) -> None:
+        if sequences:
+            self.generation.add([sequence.request.prompt for sequence in sequences], sequences)
+            self.sequences += sequences
+
+    def process_outputs(self, sequences: list[Sequence]) -> None:
+        """After a decode step: each sequence's new tokens become text, or it stops (before the text is shown)."""
+        max_sentences = self.replier.max_sentences
+        for sequence in sequences:
+            if sequence.stopped:
+                continue
+            if sequence.request.stop_requested():
+                sequence.finish(FinishReason.STOPPED)
+                continue
+            piece = sequence.new_text(self.tokenizer)
+            if piece:
+                sequence.cleaner.feed(piece)
+                if max_sentences and sequence.cleaner.sentences() >= max_sentences:
+                    sequence.finish(FinishReason.END)
 
 
 class Replier:
@@ -194,9 +155,10 @@ class Replier:
     """
 
     def __init__(
-        self, profile, backend, index=None, threshold=0.5, history_turns=6, character="Sheldon",
-        max_candidates=1, scripted_candidates=0, weights=None, max_sentences=0,
-    ):
+        self, profile: Profile, backend: Backend, index: RetrievalIndex | None = None, threshold: float = 0.5,
+        history_turns: int = 6, character: str = "Sheldon", max_candidates: int = 1, scripted_candidates: int = 0,
+        weights: RankWeights | None = None, max_sentences: int = 0,
+    ) -> None:
         self.profile = profile
         self.backend = backend
         self.index = index
@@ -212,10 +174,15 @@ class Replier:
             scoring_model(backend.generator)  # loaded now rather than during the first reply
         self.max_sentences = max_sentences  # a reply ends after this many sentences (0: at the token limit)
 
-    def reply(self, history, message, on_piece=None, should_stop=None):
-        return self.reply_many([ReplyRequest(history, message, on_piece, should_stop)])[0]
+    def reply(
+        self, history: list[Turn], message: str, on_piece: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Reply:
+        return self.reply_many([RequestState(history, message, on_piece, should_stop)])[0]
 
-    def stream(self, history, message, should_stop=None):
+    def stream(
+        self, history: list[Turn], message: str, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[str]:
         """Yield the reply's pieces as they are generated; the generator returns the Reply.
 
         `reply = yield from replier.stream(...)` in a generator, or read
@@ -223,7 +190,7 @@ class Replier:
         """
         pieces = queue.Queue()
         abandoned = threading.Event()
-        request = ReplyRequest(
+        request = RequestState(
             history,
             message,
             on_piece=pieces.put,
@@ -251,23 +218,23 @@ class Replier:
             raise outcome["error"]
         return outcome["reply"]
 
-    def prepare(self, requests, candidates=None):
-        """A ReplyJob for each request: retrieval (one batch for all) and prompt, done before generating.
+    def prepare(self, requests: list[RequestState], candidates: int | None = None) -> list[RequestState]:
+        """Ready each request to generate: retrieval (one batch for all) and prompt; returns them.
 
         `candidates`: replies to sample for each (default `max_candidates`).
         """
         started = time.perf_counter()
         candidates = self.max_candidates if candidates is None else max(1, candidates)
         histories = [self.bounded(request.history) for request in requests]
-        jobs = []
         for request, history, (hits, query) in zip(requests, histories, self._retrieve(histories, requests)):
             passed = [hit for hit in hits if hit.score >= self.threshold]
-            hit = passed[0] if passed else None
-            prompt = self.backend.prompt(history, request.message, hit)
-            jobs.append(
-                ReplyJob(request, hit, prompt, started, candidates, passed[: self.scripted_candidates], query)
-            )
-        return jobs
+            request.hit = passed[0] if passed else None
+            request.scripted = passed[: self.scripted_candidates]
+            request.query = query
+            request.prompt = self.backend.prompt(history, request.message, request.hit)
+            request.started = started
+            request.candidates = candidates
+        return requests
 
     def _retrieve(self, histories, requests):
         """For each request (its best scripted hits, its query vector): one embedding batch for all."""
@@ -279,65 +246,70 @@ class Replier:
         hits = self.index.search_many(dialogues, messages, k=max(1, self.scripted_candidates), queries=queries)
         return list(zip(hits, queries))
 
-    def finish(self, job):
-        """The Reply of a job whose candidates are all generated: the best one, sent if it was not streamed."""
-        scripted = [Candidate(hit.text, "scripted", hit=hit) for hit in job.scripted]
-        pool = job.generated + scripted
-        stopped = any(candidate.stopped for candidate in job.generated)
-        if stopped or not job.ranked:
-            chosen = job.generated[0]
+    def finish(self, request: RequestState) -> None:
+        """End a request whose candidates are all generated: its Reply is the best one, shown if it was not streamed."""
+        scripted = [Candidate(hit.text, "scripted", hit=hit) for hit in request.scripted]
+        pool = request.generated + scripted
+        stopped = any(candidate.stopped for candidate in request.generated)
+        if stopped or not request.ranked:
+            chosen = request.generated[0]
         else:
             # A scripted line's search score is already its cosine with the query: only the generated are embedded.
             generated = (
-                list(self.index.similarities(job.query, [c.text for c in job.generated]))
-                if job.query is not None
-                else [0.0] * len(job.generated)
+                list(self.index.similarities(request.query, [c.text for c in request.generated]))
+                if request.query is not None
+                else [0.0] * len(request.generated)
             )
-            similarities = generated + [hit.score for hit in job.scripted]
-            pmis = self.pmis(job, pool) if self.weights.pmi else None
-            chosen = choose(pool, similarities, job.request.message, self.weights, pmis)
-            if chosen.text and job.request.on_piece is not None:
-                job.request.on_piece(chosen.text)
-        return self.record(job, chosen, pool, stopped)
+            similarities = generated + [hit.score for hit in request.scripted]
+            pmis = self.pmis(request, pool) if self.weights.pmi else None
+            chosen = choose(pool, similarities, request.message, self.weights, pmis)
+            if chosen.text:
+                request.show(chosen.text)
+        request.reply = self.record(request, chosen, pool, stopped)
+        request.status = RequestStatus.FINISHED
 
-    def pmis(self, job, pool):
+    def pmis(self, request: RequestState, pool: list[Candidate]) -> list[float]:
         """Each candidate's pmi with the dialogue; one the hard filters leave out is not scored (0.0)."""
-        message = job.request.message
+        message = request.message
         allowed = [candidate for candidate in pool if not rejection(candidate.text, message)]
-        history = self.bounded(job.request.history)
+        history = self.bounded(request.history)
         found = dict(zip(map(id, allowed), dialogue_pmi(self.backend, history, message, [c.text for c in allowed])))
         return [found.get(id(candidate), 0.0) for candidate in pool]
 
-    def open_batch(self):
+    def open_batch(self) -> ReplyBatch:
         """An empty ReplyBatch: prepared requests join it between generation steps."""
         return ReplyBatch(self)
 
-    def reply_many(self, requests, candidates=None):
-        """Reply to every request, generated together (`candidates` each: see `prepare`)."""
+    def reply_many(self, requests: list[RequestState], candidates: int | None = None) -> list[Reply]:
+        """Reply to every request, generated together (`candidates` each: see `prepare`).
+
+        A callback that raised ends its request, and the error is raised here once all are done."""
         batch = self.open_batch()
         batch.add(self.prepare(requests, candidates))
-        replies = {}
         while batch:
-            replies.update((id(request), reply) for request, reply in batch.step())
-        return [replies[id(request)] for request in requests]
+            batch.step()
+        for request in requests:
+            if request.error is not None:
+                raise request.error
+        return [request.reply for request in requests]
 
-    def bounded(self, history):
+    def bounded(self, history: list[Turn]) -> list[Turn]:
         """The history turns the reply sees: the last HISTORY_TURNS."""
         return list(history)[-self.history_turns :] if self.history_turns > 0 else []
 
-    def record(self, job, chosen, pool, stopped):
-        """The Reply of a finished job; an empty, unstopped one becomes the fallback line."""
+    def record(self, request: RequestState, chosen: Candidate, pool: list[Candidate], stopped: bool) -> Reply:
+        """The Reply of a finished request; an empty, unstopped one becomes the fallback line."""
         text = chosen.text
         fallback = not text and not stopped
-        if fallback and job.request.on_piece is not None:
-            job.request.on_piece(FALLBACK_REPLY)
+        if fallback:
+            request.show(FALLBACK_REPLY)
         # `retrieved` is the scripted line the reply is, so the page shows it only then; the exchange
         # that went into the prompt is recorded by its score.
-        parameters = {**self.backend.parameters, "prompt_hit_score": round(job.hit.score, 4) if job.hit else None}
-        if job.ranked:
+        parameters = {**self.backend.parameters, "prompt_hit_score": round(request.hit.score, 4) if request.hit else None}
+        if request.ranked:
             parameters.update(
-                candidates=job.candidates,
-                scripted_candidates=len(job.scripted),
+                candidates=request.candidates,
+                scripted_candidates=len(request.scripted),
                 chosen=chosen.source,
                 rejected=sum(1 for candidate in pool if candidate.rejected),
             )
@@ -348,8 +320,8 @@ class Replier:
             generator_model=self.profile.generator_model,
             retriever_model=self.profile.retriever_model,
             parameters=parameters,
-            seconds=time.perf_counter() - job.started,
-            new_tokens=job.new_tokens,
+            seconds=time.perf_counter() - request.started,
+            new_tokens=request.new_tokens,
             fallback=fallback,
             stopped=stopped,
             chosen=chosen,
@@ -357,7 +329,7 @@ class Replier:
         )
 
 
-def build_replier():
+def build_replier() -> Replier:
     """A replier from the settings: profile, overrides, index, limits."""
     profile = active_profile()
     generator = load_generator(profile.generator_model, profile.generator_adapter)
@@ -387,7 +359,7 @@ _replier = None
 _replier_lock = threading.Lock()
 
 
-def get_replier():
+def get_replier() -> Replier:
     """The process's replier, built on first use (models load once)."""
     global _replier
     with _replier_lock:
@@ -396,7 +368,7 @@ def get_replier():
         return _replier
 
 
-def reset_replier():
+def reset_replier() -> None:
     """Forget the process's replier: the next get_replier() reads the settings again."""
     global _replier
     with _replier_lock:

@@ -114,13 +114,13 @@ class ReplySystem:
         """Sheldon's reply to each item's last line, given the lines before it."""
         import torch
 
-        from .replier import ReplyRequest, Turn
+        from .replier import RequestState, Turn
 
         replier = self.replier()
         torch.manual_seed(self.spec.seed)
         character = settings.SHELDON_CHARACTER
         requests = [
-            ReplyRequest(
+            RequestState(
                 [Turn("bot" if speaker == character else "user", text) for speaker, text in item.context],
                 item.line[1],
             )

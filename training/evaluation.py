@@ -292,14 +292,14 @@ def generated_replies(replier, condition, exchanges, character, seed, batch_size
     """
     from transformers import set_seed
 
-    from inference.replier import ReplyRequest, Turn
+    from inference.replier import RequestState, Turn
 
     set_seed(seed)  # every condition samples from the same random state
     replies = Replies(condition)
     for start in range(0, len(exchanges), batch_size):
         batch = exchanges[start : start + batch_size]
         requests = [
-            ReplyRequest(
+            RequestState(
                 [Turn("bot" if turn.speaker == character else "user", turn.text) for turn in exchange.history],
                 exchange.question,
             )

@@ -1,13 +1,19 @@
 """Causal chat models on torch: the chat template with the persona, continuous batching (decoding.DecodeBatch)
 and a prefix store of key-value caches. Served on CUDA, and on CPU when INFERENCE_ENGINE=torch."""
 import threading
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..decoding import DecodeBatch, PrefixStore, Sampling, growing_cache
 from ..loading import TOKENIZER_LOCK
 from ..prompts import persona_messages
-from .base import Backend, count_tokens, cut_to_tokens
+from ..requests import Sequence, Turn
+from .base import Backend, OnStep, count_tokens, cut_to_tokens
+
+if TYPE_CHECKING:
+    from ..loading import Generator
+    from ..retrieval import Hit
 
 # Chat models repeat less by themselves; the reference's penalty 2.0 garbles them. Temperature 0.4:
 # with sample-and-rank, blind-rated fit +0.28 over 0.7 on 40 validation exchanges (docs/evaluation.md, round 3).
@@ -24,14 +30,17 @@ CHAT_SAMPLING = {
 class CausalChatBackend(Backend):
     sampling = CHAT_SAMPLING
 
-    def __init__(self, generator, max_new_tokens, prefix_cache_tokens=None, prompt_budget=None):
+    def __init__(
+        self, generator: "Generator", max_new_tokens: int, prefix_cache_tokens: int | None = None,
+        prompt_budget: int | None = None,
+    ) -> None:
         super().__init__(generator, max_new_tokens)
         self.prefix_cache_tokens = prefix_cache_tokens  # finished sequences kept; None: no prefix cache at all
         self.prompt_budget = prompt_budget  # tokens; None: unbounded
         self._prefixes = None
         self._prefixes_lock = threading.Lock()
 
-    def prompt(self, history, message, hit):
+    def prompt(self, history: list[Turn], message: str, hit: "Hit | None") -> str:
         """The chat prompt, never over `prompt_budget` tokens.
 
         The oldest history turns are left out first; a message that still does
@@ -62,11 +71,11 @@ class CausalChatBackend(Backend):
                 return text
             message = shorter
 
-    def open_batch(self):
-        """A continuous batch: rows join and leave at every step, each prompt starting from the prefix store."""
-        return _ChatBatch(self, self.prefix_store())
+    def open_batch(self, on_step: OnStep | None = None) -> "_ChatBatch":
+        """A continuous batch: sequences join and leave at every step, each prompt starting from the prefix store."""
+        return _ChatBatch(self, self.prefix_store(), on_step)
 
-    def prefix_store(self):
+    def prefix_store(self) -> PrefixStore | None:
         """The backend's PrefixStore, the persona's prompt computed into it once; None if prefix caching is off."""
         if self.prefix_cache_tokens is None:
             return None
@@ -88,13 +97,13 @@ class CausalChatBackend(Backend):
 class _ChatBatch(DecodeBatch):
     """A DecodeBatch that takes prompts as text."""
 
-    def __init__(self, backend, prefixes):
+    def __init__(self, backend: CausalChatBackend, prefixes: PrefixStore | None, on_step: OnStep | None) -> None:
         super().__init__(
             backend.model, backend.tokenizer, Sampling(**backend.sampling), backend.max_new_tokens,
-            backend.eos_ids, prefixes,
+            backend.eos_ids, prefixes, on_step,
         )
 
-    def add(self, prompts, rows):
+    def add(self, prompts: list[str], sequences: list[Sequence]) -> None:
         with TOKENIZER_LOCK:
             prompt_ids = self.tokenizer(prompts, add_special_tokens=False).input_ids
-        super().add(prompt_ids, rows)
+        super().add(prompt_ids, sequences)

@@ -2,9 +2,15 @@
 key-value cache and prefix cache; the prompt is the torch chat backend's."""
 import itertools
 import logging
+from typing import TYPE_CHECKING
 
 from ..loading import TOKENIZER_LOCK
+from ..requests import FinishReason, Sequence
+from .base import OnStep
 from .chat import CausalChatBackend
+
+if TYPE_CHECKING:
+    import openvino_genai
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +31,13 @@ class OpenVINOChatBackend(CausalChatBackend):
     and tokens out.
     """
 
-    def open_batch(self):
-        return _OpenVINOBatch(self)
+    def open_batch(self, on_step: OnStep | None = None) -> "_OpenVINOBatch":
+        return _OpenVINOBatch(self, on_step)
 
-    def prefix_store(self):
+    def prefix_store(self) -> None:
         return None  # the pipeline keeps its own
 
-    def generation_config(self):
+    def generation_config(self) -> "openvino_genai.GenerationConfig":
         """The pipeline's generation config for one row: the backend's sampling, one sequence, log-probabilities."""
         import openvino_genai
 
@@ -55,52 +61,68 @@ class OpenVINOChatBackend(CausalChatBackend):
 
 
 class _OpenVINOBatch:
-    """Rows in flight in the pipeline; a step runs one pipeline step and hands each row its new tokens."""
+    """Sequences in flight in the pipeline; a step runs one pipeline step and appends each one's new tokens."""
 
-    def __init__(self, backend):
+    def __init__(self, backend: OpenVINOChatBackend, on_step: OnStep | None) -> None:
         self.backend = backend
         self.pipeline = backend.model
         self.config = backend.generation_config()
-        self.rows = {}  # request id -> (handle, Row, prompt tokens)
+        self.on_step = on_step
+        self.running = {}  # request id -> (handle, Sequence, prompt tokens)
 
-    def __len__(self):
-        return len(self.rows)
+    def __len__(self) -> int:
+        return len(self.running)
 
-    def add(self, prompts, rows):
+    def add(self, prompts: list[str], sequences: list[Sequence]) -> None:
         import numpy
         import openvino
         import torch
 
         with TOKENIZER_LOCK:
             prompt_ids = self.backend.tokenizer(prompts, add_special_tokens=False).input_ids
-        for ids, row in zip(prompt_ids, rows):
+        for ids, sequence in zip(prompt_ids, sequences):
             request_id = next(_request_ids)
             # Seeded from torch's generator, so torch.manual_seed makes a run repeatable on either engine.
             self.config.rng_seed = int(torch.randint(2**31 - 1, ()))
             handle = self.pipeline.add_request(request_id, openvino.Tensor(numpy.array([ids], dtype=numpy.int64)), self.config)
-            self.rows[request_id] = (handle, row, len(ids))
+            self.running[request_id] = (handle, sequence, len(ids))
 
-    def step(self):
+    def step(self) -> None:
         from openvino_genai import GenerationStatus
 
+        self._release_finished()  # finished from outside since the last step: a stop, the sentence cap
         if self.pipeline.has_non_finished_requests():
             self.pipeline.step()
-        for request_id, (handle, row, prompt_tokens) in list(self.rows.items()):
-            if row.should_stop is not None and row.should_stop():
-                row.stopped = True  # a stop takes effect before the next piece is shown
-            elif handle.can_read():
+        changed = []
+        backend = self.backend
+        for handle, sequence, prompt_tokens in self.running.values():
+            if handle.can_read():
+                changed.append(sequence)
                 for output in handle.read().values():
                     for token_id, log_probability in zip(output.generated_ids, output.generated_log_probs):
-                        row.accept(token_id, self.backend.tokenizer, self.backend.eos_ids, log_probability)
+                        sequence.append(token_id, log_probability, backend.eos_ids, backend.max_new_tokens)
             status = handle.get_status()
-            if row.done and status == GenerationStatus.RUNNING:
-                handle.stop()  # ended by the clean-up (its sentence cap) or stopped: free its rows now
-            if row.done or status != GenerationStatus.RUNNING:
-                if status == GenerationStatus.IGNORED:
-                    # Too long for the key-value cache: the row ends empty and the replier falls back.
-                    logger.warning("OpenVINO could not schedule a prompt of %d tokens", prompt_tokens)
-                row.finished = True
-                del self.rows[request_id]
+            if status == GenerationStatus.IGNORED:
+                logger.warning("OpenVINO could not schedule a prompt of %d tokens", prompt_tokens)
+                sequence.finish(FinishReason.IGNORED)  # the replier falls back
+            elif status != GenerationStatus.RUNNING:  # the pipeline ended it: a stop token, or its token limit
+                at_limit = len(sequence.token_ids) >= backend.max_new_tokens
+                sequence.finish(FinishReason.LENGTH if at_limit else FinishReason.END)
+            if sequence.finished and sequence not in changed:
+                changed.append(sequence)
+        if changed and self.on_step is not None:
+            self.on_step(changed)
+        self._release_finished()
+
+    def _release_finished(self) -> None:
+        """Let finished sequences go; one the pipeline still runs is stopped, which frees its cache blocks."""
+        from openvino_genai import GenerationStatus
+
+        for request_id, (handle, sequence, _) in list(self.running.items()):
+            if sequence.finished:
+                if handle.get_status() == GenerationStatus.RUNNING:
+                    handle.stop()
+                del self.running[request_id]
 
 
 _request_ids = itertools.count()

@@ -1,11 +1,17 @@
 """T5-family models: the reference design's prompt and sampling, one padded generate() call per batch step."""
+from typing import TYPE_CHECKING
+
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from ..loading import TOKENIZER_LOCK
 from ..prompts import seq2seq_prompt
-from .base import Backend
+from ..requests import FinishReason, Sequence, Turn
+from .base import Backend, OnStep
+
+if TYPE_CHECKING:
+    from ..retrieval import Hit
 
 # The reference design's sampling, for the seq2seq checkpoints trained with it.
 REFERENCE_SAMPLING = {
@@ -24,15 +30,15 @@ class Seq2SeqBackend(Backend):
     sampling = REFERENCE_SAMPLING
     max_prompt_tokens = SEQ2SEQ_MAX_PROMPT_TOKENS
 
-    def prompt(self, history, message, hit):
+    def prompt(self, history: list[Turn], message: str, hit: "Hit | None") -> str:
         return seq2seq_prompt([turn.text for turn in history], message, hit.text if hit else "")
 
-    def open_batch(self):
-        """A batch that runs one generate() call over the rows added since the last step."""
-        return _GenerateBatch(self)
+    def open_batch(self, on_step: OnStep | None = None) -> "_GenerateBatch":
+        """A batch that runs one generate() call over the sequences added since the last step."""
+        return _GenerateBatch(self, on_step)
 
-    def generate_at_once(self, prompts, rows):
-        """One padded generate() call for all prompts; every row is finished when it returns."""
+    def generate_at_once(self, prompts: list[str], sequences: list[Sequence], on_step: OnStep | None) -> None:
+        """One padded generate() call for all prompts; every sequence is finished when it returns."""
         inputs = self._model_inputs(prompts)
         with torch.inference_mode():
             self.model.generate(
@@ -41,13 +47,13 @@ class Seq2SeqBackend(Backend):
                 max_new_tokens=self.max_new_tokens,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=sorted(self.eos_ids),
-                streamer=_BatchStreamer(rows, self.tokenizer, self.eos_ids),
-                stopping_criteria=StoppingCriteriaList([_RowStopper(rows)]),
+                streamer=_BatchStreamer(self, sequences, on_step),
+                stopping_criteria=StoppingCriteriaList([_FinishedStopper(sequences)]),
             )
-        for row in rows:
-            row.finished = True
+        for sequence in sequences:
+            sequence.finish(FinishReason.LENGTH)  # generate() is over: the ones still running reached the limit
 
-    def _model_inputs(self, prompts):
+    def _model_inputs(self, prompts: list[str]) -> dict:
         """generate()'s inputs for a batch: padded token ids and their attention mask."""
         with TOKENIZER_LOCK:
             self.tokenizer.padding_side = "right"
@@ -59,54 +65,58 @@ class Seq2SeqBackend(Backend):
 
 
 class _GenerateBatch:
-    """Rows added between steps; a step generates all of them to the end in one generate() call."""
+    """Sequences added between steps; a step generates all of them to the end in one generate() call.
 
-    def __init__(self, backend):
+    generate() runs the whole reply in one call, so `on_step` is called from
+    inside it, by its streamer, after each token (the reference's way; a
+    hand-written seq2seq decode loop was not needed).
+    """
+
+    def __init__(self, backend: Seq2SeqBackend, on_step: OnStep | None) -> None:
         self.backend = backend
-        self.prompts, self.rows = [], []
+        self.on_step = on_step
+        self.prompts, self.sequences = [], []
 
-    def __len__(self):
-        return len(self.rows)
+    def __len__(self) -> int:
+        return len(self.sequences)
 
-    def add(self, prompts, rows):
+    def add(self, prompts: list[str], sequences: list[Sequence]) -> None:
         self.prompts += prompts
-        self.rows += rows
+        self.sequences += sequences
 
-    def step(self):
-        prompts, rows = self.prompts, self.rows
-        self.prompts, self.rows = [], []
-        if rows:
-            self.backend.generate_at_once(prompts, rows)
+    def step(self) -> None:
+        prompts, sequences = self.prompts, self.sequences
+        self.prompts, self.sequences = [], []
+        if sequences:
+            self.backend.generate_at_once(prompts, sequences, self.on_step)
 
 
 class _BatchStreamer(BaseStreamer):
-    """Hands each step's tokens to their rows (generate's first call is the prompt)."""
+    """Appends each step's tokens to their sequences (generate's first call is the prompt), then `on_step`."""
 
-    def __init__(self, rows, tokenizer, eos_ids):
-        self.rows, self.tokenizer, self.eos_ids = rows, tokenizer, eos_ids
+    def __init__(self, backend: Seq2SeqBackend, sequences: list[Sequence], on_step: OnStep | None) -> None:
+        self.backend, self.sequences, self.on_step = backend, sequences, on_step
         self.prompt_seen = False
 
-    def put(self, value):
+    def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
-        for row, token_id in zip(self.rows, value.view(-1).tolist()):
-            if not row.done and row.should_stop is not None and row.should_stop():
-                row.stopped = True  # a stop takes effect before the next token is shown
-            row.accept(token_id, self.tokenizer, self.eos_ids)
+        running = [sequence for sequence in self.sequences if not sequence.finished]
+        for sequence, token_id in zip(self.sequences, value.view(-1).tolist()):
+            sequence.append(token_id, 0.0, self.backend.eos_ids, self.backend.max_new_tokens)
+        if self.on_step is not None:
+            self.on_step(running)
 
-    def end(self):
+    def end(self) -> None:
         pass
 
 
-class _RowStopper(StoppingCriteria):
-    """Finishes each row whose should_stop() turns true, polled between steps."""
+class _FinishedStopper(StoppingCriteria):
+    """Ends generate()'s rows whose sequence has finished (a stop, the sentence cap), checked between steps."""
 
-    def __init__(self, rows):
-        self.rows = rows
+    def __init__(self, sequences: list[Sequence]) -> None:
+        self.sequences = sequences
 
-    def __call__(self, input_ids, scores, **kwargs):
-        for row in self.rows:
-            if not row.done and row.should_stop is not None and row.should_stop():
-                row.stopped = True
-        return torch.tensor([row.stopped for row in self.rows], device=input_ids.device)
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        return torch.tensor([sequence.finished for sequence in self.sequences], device=input_ids.device)

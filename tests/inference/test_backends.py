@@ -1,22 +1,38 @@
 """Both backends with tiny models built from configs: prompts, batches, streaming, stopping."""
 import pytest
 
-from inference.backends import REFERENCE_SAMPLING, Row, backend_for, cut_to_tokens
+from inference.backends import REFERENCE_SAMPLING, backend_for, cut_to_tokens
 from inference.loading import load_generator
 from inference.prompts import PERSONA
-from inference.replier import Turn
+from inference.requests import FinishReason, Sequence, Turn
 from inference.retrieval import Hit
 
 HIT = Hit(text="Bazinga!", question="Did you fool me?", score=0.95, episode="E1", scene=2)
 HISTORY = [Turn("user", "Hello, Sheldon."), Turn("bot", "Hello.")]
 
 
-def generate(backend, prompts, should_stop=None):
-    """Generate a batch; returns each row and the pieces it streamed."""
+def generate(backend, prompts, stop_after=None):
+    """Generate a batch; returns each sequence and the pieces of text it got after each step.
+
+    `stop_after[i]`: finish sequence i from outside (as a stop does) once it has that many tokens.
+    """
+    sequences = [Sequence() for _ in prompts]
     pieces = [[] for _ in prompts]
-    rows = [Row(row_pieces.append, should_stop[i] if should_stop else None) for i, row_pieces in enumerate(pieces)]
-    backend.generate(prompts, rows)
-    return rows, pieces
+    steps_after_finish = []
+
+    def on_step(changed):
+        for sequence in changed:
+            index = sequences.index(sequence)
+            if sequence.stopped:
+                steps_after_finish.append(index)
+            if piece := sequence.new_text(backend.tokenizer):
+                pieces[index].append(piece)
+            if stop_after and stop_after[index] and len(sequence.token_ids) >= stop_after[index]:
+                sequence.finish(FinishReason.STOPPED)
+
+    backend.generate(prompts, sequences, on_step)
+    assert not steps_after_finish, "a sequence finished from outside was stepped again"
+    return sequences, pieces
 
 
 def test_seq2seq_uses_the_reference_prompt_and_sampling(tiny_t5):
@@ -46,30 +62,21 @@ def test_chat_prompt_has_persona_retrieved_exchange_and_history_as_turns(tiny_ch
 def test_a_padded_batch_streams_each_row_within_the_token_limit(model, request):
     backend = backend_for(load_generator(str(request.getfixturevalue(model))), max_new_tokens=8)
     prompts = [backend.prompt([], "Hi.", None), backend.prompt(HISTORY * 3, "A much longer question, is it not?", HIT)]
-    rows, pieces = generate(backend, prompts)
-    for row, row_pieces in zip(rows, pieces):
-        assert 0 < len(row.token_ids) <= 8
-        assert "".join(row_pieces) == row.decoded
-        assert not row.stopped
+    sequences, pieces = generate(backend, prompts)
+    for sequence, sequence_pieces in zip(sequences, pieces):
+        assert 0 < len(sequence.token_ids) <= 8
+        assert "".join(sequence_pieces) == backend.tokenizer.decode(sequence.token_ids, skip_special_tokens=True)
+        assert sequence.finish_reason in (FinishReason.END, FinishReason.LENGTH)
 
 
 @pytest.mark.parametrize("model", ["tiny_t5", "tiny_chat"])
-def test_should_stop_ends_only_its_own_row(model, request):
+def test_a_sequence_finished_from_outside_leaves_the_batch_and_only_it(model, request):
     backend = backend_for(load_generator(str(request.getfixturevalue(model))), max_new_tokens=30)
-    polls = []
-
-    def stop_after_three_polls():
-        polls.append(1)
-        return len(polls) >= 3
-
+    backend.eos_ids = set()  # random weights may end at once: the free row runs to its limit
     prompt = backend.prompt([], "Hi.", None)
-    rows, _ = generate(backend, [prompt, prompt], should_stop=[None, stop_after_three_polls])
-    free, stopped = rows
-    assert stopped.stopped and len(stopped.token_ids) <= 3
-    assert not free.stopped
-    # The free row went on: to its end-of-sequence token or the token limit.
-    assert free.ended or len(free.token_ids) == 30
-    assert len(polls) == 3  # not polled again once stopped
+    (free, stopped), _ = generate(backend, [prompt, prompt], stop_after=[None, 3])
+    assert stopped.stopped and len(stopped.token_ids) == 3  # no token computed for it after the stop
+    assert free.finish_reason is FinishReason.LENGTH and len(free.token_ids) == 30
 
 
 def test_a_chat_prompt_over_budget_leaves_out_its_oldest_turns(tiny_chat):

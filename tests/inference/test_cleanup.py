@@ -76,19 +76,25 @@ def test_nothing_streams_while_the_reply_could_still_be_an_echo():
 
 
 
-def test_a_row_ends_once_its_reply_holds_enough_sentences(tiny_chat):
-    """REPLY_MAX_SENTENCES: the row ends as at its end token, and the words after the last sentence go."""
-    from transformers import AutoTokenizer
+def test_a_reply_ends_once_it_holds_enough_sentences(tiny_chat, settings):
+    """REPLY_MAX_SENTENCES: the sequence ends as at its end token, and no token after the last sentence is taken."""
+    from inference.backends import backend_for
+    from inference.loading import load_generator
+    from inference.profiles import Profile
+    from inference.replier import Replier
+    from inference.requests import FinishReason, RequestState, Sequence
 
-    from inference.backends import Row
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_chat))
-    cleaner = ReplyCleaner("Hi.", "Sheldon")
-    row = Row(cleaner.feed, is_complete=lambda: cleaner.sentences() >= 2)
-    for token_id in tokenizer("Sheldon: Hello there. How are you? I am fine.", add_special_tokens=False).input_ids:
-        row.accept(token_id, tokenizer, eos_ids=set())
-        if row.done:
+    settings.INFERENCE_ENGINE = "torch"
+    backend = backend_for(load_generator(str(tiny_chat)), max_new_tokens=30)
+    tokenizer = backend.tokenizer
+    script = tokenizer("Sheldon: Hello there. How are you? I am fine.", add_special_tokens=False).input_ids
+    batch = Replier(Profile("test", "", str(tiny_chat), ""), backend, max_sentences=2).open_batch()
+    sequence = Sequence(RequestState([], "Hi."), ReplyCleaner("Hi.", "Sheldon"))
+    for token_id in script:  # the tokens a model might give, one decode step each
+        sequence.append(token_id, 0.0, set(), 30)
+        batch.process_outputs([sequence])
+        if sequence.finished:
             break
-    assert row.ended and not row.stopped
-    assert "fine" not in tokenizer.decode(row.token_ids)  # no token after the second sentence was taken
-    assert cleaner.finish(cut_fragment=True) == "Hello there. How are you?"
+    assert sequence.finish_reason is FinishReason.END
+    assert "fine" not in tokenizer.decode(sequence.token_ids)  # no token after the second sentence was taken
+    assert sequence.cleaner.finish(cut_fragment=True) == "Hello there. How are you?"

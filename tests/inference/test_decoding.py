@@ -11,10 +11,10 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from inference.backends import CHAT_SAMPLING, Row, backend_for
+from inference.backends import CHAT_SAMPLING, backend_for
 from inference.decoding import DecodeBatch, NGramTable, PrefixStore, Sampling
 from inference.loading import load_generator
-from inference.replier import Turn
+from inference.requests import FinishReason, Sequence, Turn
 from inference.retrieval import Hit
 
 HIT = Hit(text="Bazinga!", question="Did you fool me?", score=0.95, episode="E1", scene=2)
@@ -31,8 +31,8 @@ class RecordingBatch(DecodeBatch):
         self.logits = {}
 
     def _advance(self, logits, first=0):
-        for sequence, row_logits in zip(self.sequences[first:], logits):
-            self.logits.setdefault(id(sequence.row), []).append(row_logits.clone())
+        for slot, row_logits in zip(self.slots[first:], logits):
+            self.logits.setdefault(id(slot.sequence), []).append(row_logits.clone())
         super()._advance(logits, first)
 
 
@@ -63,8 +63,8 @@ def recording_args(backend, sampling, prefixes=None):
     return backend.model, backend.tokenizer, sampling, 6, backend.eos_ids, prefixes
 
 
-def recording_batch(backend, prefixes):
-    return RecordingBatch(*recording_args(backend, Sampling(**GREEDY), prefixes))
+def recording_batch(backend, prefixes, on_step=None):
+    return RecordingBatch(*recording_args(backend, Sampling(**GREEDY), prefixes), on_step)
 
 
 def token_ids(backend, prompts):
@@ -92,9 +92,13 @@ def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alo
     ]
     if not first_is_widest:
         prompts.reverse()
-    polls = []
-    rows = [Row(lambda piece: None, lambda: polls.append(1) or len(polls) >= 3), Row(lambda piece: None), Row(lambda piece: None)]
-    batch = recording_batch(backend, backend.prefix_store() if use_prefixes else None)
+    rows = [Sequence(), Sequence(), Sequence()]
+
+    def stop_the_first_at_three_tokens(changed):
+        if rows[0] in changed and len(rows[0].token_ids) == 3:
+            rows[0].finish(FinishReason.STOPPED)
+
+    batch = recording_batch(backend, backend.prefix_store() if use_prefixes else None, stop_the_first_at_three_tokens)
     prompt_ids = token_ids(backend, prompts)
 
     batch.add(prompt_ids[:1], rows[:1])
@@ -104,11 +108,12 @@ def test_rows_that_join_and_leave_mid_way_compute_what_their_prompt_computes_alo
     while batch:
         batch.step()
 
-    assert rows[0].stopped and len(rows[0].token_ids) == 2  # the third poll said stop: no third token
+    assert rows[0].stopped and len(rows[0].token_ids) == 3  # stopped after its third token: no fourth
     assert all(row.finished for row in rows)
     assert_computed_as_alone(backend, batch, prompts, rows)
     # The rows that stayed went on to their end or the token limit.
-    assert all(row.ended or len(row.token_ids) == 6 for row in rows[1:])
+    assert all(row.finish_reason in (FinishReason.END, FinishReason.LENGTH) for row in rows[1:])
+    assert all(row.finish_reason is FinishReason.END or len(row.token_ids) == 6 for row in rows[1:])
 
 
 def test_the_next_turn_of_a_conversation_starts_from_the_stored_previous_turn(full_precision_chat):
@@ -116,20 +121,21 @@ def test_the_next_turn_of_a_conversation_starts_from_the_stored_previous_turn(fu
     store = backend.prefix_store()
     persona_length = store.longest(token_ids(backend, [backend.prompt([], "x", None)])[0])[0]
     first_prompt = backend.prompt([], "Hi.", None)
-    first = Row(lambda piece: None)
+    first = Sequence()
     batch = recording_batch(backend, store)
     batch.add(token_ids(backend, [first_prompt]), [first])
     while batch:
         batch.step()
 
-    next_prompt = backend.prompt([Turn("user", "Hi."), Turn("bot", first.decoded)], "And then?", None)
+    first_reply = backend.tokenizer.decode(first.token_ids, skip_special_tokens=True)
+    next_prompt = backend.prompt([Turn("user", "Hi."), Turn("bot", first_reply)], "And then?", None)
     stored_length, _ = store.longest(token_ids(backend, [next_prompt])[0])
     # All of the first prompt is reused but, at most, its last token: tokenised again with the reply
     # after it, the prompt's closing newline may merge with the reply's first word.
     assert stored_length >= len(token_ids(backend, [first_prompt])[0]) - 1 > persona_length
     # Joined by a new conversation, which starts from the persona only.
     new_prompt = backend.prompt([], "A new conversation, with a somewhat longer first message?", None)
-    rows = [Row(lambda piece: None), Row(lambda piece: None)]
+    rows = [Sequence(), Sequence()]
     prompt_ids = token_ids(backend, [next_prompt, new_prompt])
     batch.add(prompt_ids, rows)
     assert batch.attention_mask.shape[-1] == max(map(len, prompt_ids))  # no padding beyond the longest prompt
@@ -157,7 +163,7 @@ def test_the_prefix_store_keeps_recent_sequences_within_its_token_budget():
 def test_no_repeated_ngrams_without_a_repetition_penalty(full_precision_chat):
     """The n-gram ban alone edits the model's logits in place (no penalty copies them first)."""
     backend = full_precision_chat
-    row = Row(lambda piece: None)
+    row = Sequence()
     batch = DecodeBatch(
         backend.model, backend.tokenizer, Sampling(do_sample=False, no_repeat_ngram_size=2), 6, backend.eos_ids
     )
@@ -177,7 +183,7 @@ def test_the_repetition_penalty_spares_the_prompt_and_rows_keep_their_log_probab
     backend = full_precision_chat
     prompt_ids = token_ids(backend, [backend.prompt([], "Hi.", None)])
     batch = RecordingBatch(*recording_args(backend, Sampling(do_sample=False, repetition_penalty=5.0)))
-    row = Row(lambda piece: None)
+    row = Sequence()
     batch.add(prompt_ids, [row])
     assert not row.finished and len(row.token_ids) == 1
     assert batch.seen[0].nonzero().flatten().tolist() == row.token_ids  # not one of the prompt's tokens

@@ -7,7 +7,7 @@ import torch
 from django.test import override_settings
 
 from inference.content import flagged
-from inference.replier import ReplyRequest, build_replier
+from inference.replier import RequestState, build_replier
 
 # Fixed: the figures in docs/evaluation.md are measured on exactly these.
 PROVOKING_PROMPTS = (
@@ -30,7 +30,7 @@ PROVOKING_PROMPTS = (
 def test_no_chosen_reply_to_a_provoking_prompt_is_flagged(test_output):
     torch.manual_seed(7)
     replier = build_replier()
-    replies = replier.reply_many([ReplyRequest([], prompt) for prompt in PROVOKING_PROMPTS])
+    replies = replier.reply_many([RequestState([], prompt) for prompt in PROVOKING_PROMPTS])
     candidates = [candidate for reply in replies for candidate in reply.candidates]
     assert len(candidates) == 4 * len(PROVOKING_PROMPTS)
     report = {

@@ -5,7 +5,15 @@ import pytest
 from django.core.management import call_command
 
 from inference.cleanup import streamed_as
-from inference.replier import FALLBACK_REPLY, ReplyRequest, Turn, build_replier, get_replier
+from inference.replier import (
+    FALLBACK_REPLY,
+    FinishReason,
+    RequestState,
+    RequestStatus,
+    Turn,
+    build_replier,
+    get_replier,
+)
 from inference.retrieval import IndexMissingError
 
 
@@ -36,17 +44,38 @@ def test_reply_many_streams_and_stops_each_row_on_its_own(each_generator_setting
     pieces = [[], [], []]
     stop_now = lambda: True  # noqa: E731
     requests = [
-        ReplyRequest([], "Hello there.", pieces[0].append),
-        ReplyRequest([Turn("user", "I have a question.")], "What is physics?", pieces[1].append, stop_now),
-        ReplyRequest([], "Bazinga!", pieces[2].append),
+        RequestState([], "Hello there.", pieces[0].append),
+        RequestState([Turn("user", "I have a question.")], "What is physics?", pieces[1].append, stop_now),
+        RequestState([], "Bazinga!", pieces[2].append),
     ]
     replies = replier.reply_many(requests)
     for reply, row_pieces in zip(replies, pieces):
         assert streamed_as("".join(row_pieces), reply.text)
-    assert replies[1].stopped and replies[1].new_tokens == 0 and replies[1].text == ""
+    # Stopped at its first decode step (a prompt's first token may come with its prefill), nothing shown.
+    assert replies[1].stopped and replies[1].new_tokens <= 1 and replies[1].text == ""
     assert not replies[1].fallback  # a stopped reply is not replaced
     assert not replies[0].stopped and not replies[2].stopped
     assert replies[0].text and replies[2].text
+
+
+def test_a_request_goes_waiting_running_finished_and_each_sequence_says_why_it_ended(tiny_chat_settings):
+    replier = build_replier()
+    request, failing = RequestState([], "Hello there."), RequestState([], "Physics?", on_piece=lambda piece: 1 / 0)
+    assert request.status is RequestStatus.WAITING
+    batch = replier.open_batch()
+    batch.add(replier.prepare([request, failing], candidates=2))
+    assert request.status is RequestStatus.RUNNING and len(batch) == 4
+    sequences = list(batch.sequences)
+    finished = []
+    while batch:
+        finished += batch.step()
+    assert set(map(id, finished)) == {id(request), id(failing)}
+    assert request.status is RequestStatus.FINISHED and request.reply.text and request.error is None
+    assert {sequence.finish_reason for sequence in sequences[:2]} <= {FinishReason.END, FinishReason.LENGTH}
+    # A ranked request shows only its chosen reply: its callback fails then, and the request carries the error.
+    assert isinstance(failing.error, ZeroDivisionError)
+    with pytest.raises(ZeroDivisionError):
+        replier.reply([], "Physics?", on_piece=lambda piece: 1 / 0)
 
 
 def test_an_empty_reply_is_retried_then_answered_by_the_marked_fallback(settings, silent_t5):
@@ -127,11 +156,11 @@ def test_no_requests_need_no_generation(tiny_chat_settings):
 
 def test_bad_requests_are_refused_clearly():
     with pytest.raises(ValueError, match="empty"):
-        ReplyRequest([], "   ")
+        RequestState([], "   ")
     with pytest.raises(ValueError, match="role"):
         Turn("sheldon", "Hi.")
     with pytest.raises(ValueError, match="Turn"):
-        ReplyRequest([("user", "Hi.")], "Hello?")
+        RequestState([("user", "Hi.")], "Hello?")
 
 
 def test_the_reply_is_chosen_among_sampled_and_scripted_candidates(
@@ -168,5 +197,5 @@ def test_the_threshold_decides_whether_retrieval_fires(demo_exchanges, index_pat
     cold = build_replier().reply([], "Do you want to come to the movies?")
     assert cold.retrieved is None and all(c.source == "generated" for c in cold.candidates)
     tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0
-    [job] = build_replier().prepare([ReplyRequest([], "Do you want to come to the movies?")])
+    [job] = build_replier().prepare([RequestState([], "Do you want to come to the movies?")])
     assert job.hit is not None and job.hit.text in job.prompt  # a hit that passed goes into the prompt

@@ -58,14 +58,14 @@ def test_systems_answer_every_item_generated_ranked_or_scripted(tiny_chat_settin
 def test_a_pmi_weight_ranks_every_candidate_by_its_pmi_with_the_dialogue(tiny_chat_settings, tiny_retriever, tmp_path):
     """`pmi=W`: each candidate's pmi part is W times its dialogue_pmi; the choice is the best total."""
     from inference.likelihood import dialogue_pmi
-    from inference.replier import ReplyRequest, Turn
+    from inference.replier import RequestState, Turn
 
     tiny_chat_settings.VAR_DIR = tmp_path
     tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0  # random weights: every retrieved line passes
     assert parse_spec("pmi=0.5").weights == {"pmi": 0.5}
     replier = build_system(f"candidates=2,scripted=2,pmi=0.5,retriever={tiny_retriever}", DEMO_TRANSCRIPTS).replier()
     history = [Turn("user", "Sheldon, I can't find my keys.")]
-    [reply] = replier.reply_many([ReplyRequest(history, "Where did you put them?")])
+    [reply] = replier.reply_many([RequestState(history, "Where did you put them?")])
     texts = [candidate.text for candidate in reply.candidates]
     assert len(texts) == 4
     expected = dialogue_pmi(replier.backend, history, "Where did you put them?", texts)

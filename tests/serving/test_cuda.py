@@ -5,8 +5,9 @@ Runs where CUDA exists (the `gpu` queue's workers; bench/gpu.sh on a GPU machine
 import pytest
 import torch
 
-from inference.backends import CausalChatBackend, Row, backend_for
+from inference.backends import CausalChatBackend, backend_for
 from inference.loading import Engine, engine_for, load_generator
+from inference.requests import Sequence
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -22,6 +23,6 @@ def test_a_gpu_serves_chat_models_with_the_torch_engine_on_the_device(tiny_chat,
     backend = backend_for(generator, max_new_tokens=6, prefix_cache_tokens=1024)
     assert isinstance(backend, CausalChatBackend)
     backend.eos_ids = set()
-    rows = [Row(lambda piece: None) for _ in range(3)]
+    rows = [Sequence() for _ in range(3)]
     backend.generate([backend.prompt([], message, None) for message in ("Hi.", "Physics?", "Bazinga!")], rows)
     assert [len(row.token_ids) for row in rows] == [6, 6, 6]

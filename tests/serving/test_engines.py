@@ -1,11 +1,12 @@
 """Which engine serves a generator, and the OpenVINO engine's export: int8 weights, made once, replies."""
 import pytest
 
-from inference.backends import OpenVINOChatBackend, Row, backend_for
+from inference.backends import OpenVINOChatBackend, backend_for
 from inference.cleanup import streamed_as
 from inference.loading import Engine, engine_for, load_generator, openvino_export
 from inference.profiles import Profile
 from inference.replier import Replier
+from inference.requests import FinishReason, Sequence
 
 
 def test_auto_serves_chat_models_with_openvino_and_seq2seq_with_torch(tiny_chat, tiny_t5, settings):
@@ -50,12 +51,14 @@ def test_the_openvino_engine_takes_the_products_sampling_and_stops_each_row(tiny
     settings.INFERENCE_ENGINE = "openvino"
     backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=8)
     backend.eos_ids = set()
-    stop_now = Row(lambda piece: None, should_stop=lambda: True)
-    runs = [Row(lambda piece: None) for _ in range(2)]
+    stop_now = Sequence()
+    stop_now.finish(FinishReason.STOPPED)  # finished before its first step: never computed
+    runs = [Sequence() for _ in range(2)]
     # The chat sampling (repetition penalty 1.2 as presence and frequency penalties), end to end.
     backend.generate([backend.prompt([], message, None) for message in ("Hi.", "Trains?", "Bazinga!")], [stop_now, *runs])
     assert stop_now.stopped and stop_now.token_ids == []
     assert [len(row.token_ids) for row in runs] == [8, 8]
+    assert all(row.finish_reason is FinishReason.LENGTH for row in runs)
     assert all(row.log_probability < 0 for row in runs), "the sampled tokens' log-probabilities are kept"
 
 

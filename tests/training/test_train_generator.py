@@ -9,8 +9,9 @@ from sentence_transformers import SentenceTransformer
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 
 from data.pipeline import Sample, TranscriptError
-from inference.backends import Row, backend_for
+from inference.backends import backend_for
 from inference.loading import load_generator
+from inference.requests import Sequence
 from training.generator import IGNORED_LABEL, TrainingConfig, causal_features, load_training_data, train_generator
 from training.management.commands.train_generator import output_name
 from training.reporting import next_version_folder
@@ -111,10 +112,10 @@ def test_train_generator_command_trains_a_lora_adapter_that_loads(tiny_chat, dem
     prompt = generator.tokenizer.apply_chat_template(
         [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
     )
-    backend, row = backend_for(generator, max_new_tokens=5), Row(lambda piece: None)
+    backend, sequence = backend_for(generator, max_new_tokens=5), Sequence()
     backend.eos_ids = set()  # random weights may end at once: ask for the five tokens
-    backend.generate([prompt], [row])  # through the serving engine, the adapter merged into its export
-    assert len(row.token_ids) == 5
+    backend.generate([prompt], [sequence])  # through the serving engine, the adapter merged into its export
+    assert len(sequence.token_ids) == 5
 
 
 def test_seq2seq_training_lowers_the_loss_and_saves_a_loadable_model(

@@ -41,7 +41,7 @@ def main(out, count, seed):
 
     from data.corpus import find_transcripts
     from data.pipeline import read_transcripts
-    from inference.replier import ReplyRequest, Turn
+    from inference.replier import RequestState, Turn
     from inference.selection import length_score
     from inference.systems import build_system
     from training.blind import ScriptedSystem, pick_items, write_sheet
@@ -51,7 +51,7 @@ def main(out, count, seed):
     replier = build_system("candidates=8,scripted=5,threshold=0.5", transcripts).replier()
     torch.manual_seed(seed)
     requests = [
-        ReplyRequest([Turn("bot" if speaker == "Sheldon" else "user", text) for speaker, text in item.context], item.line[1])
+        RequestState([Turn("bot" if speaker == "Sheldon" else "user", text) for speaker, text in item.context], item.line[1])
         for item in items
     ]
     pools = []

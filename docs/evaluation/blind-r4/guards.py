@@ -43,10 +43,10 @@ def setup():
 
 
 def requests_of(items):
-    from inference.replier import ReplyRequest, Turn
+    from inference.replier import RequestState, Turn
 
     return [
-        ReplyRequest([Turn("bot" if speaker == "Sheldon" else "user", text) for speaker, text in item.context], item.line[1])
+        RequestState([Turn("bot" if speaker == "Sheldon" else "user", text) for speaker, text in item.context], item.line[1])
         for item in items
     ]
 

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from inference.loading import ModelNotFoundError
-from inference.replier import ReplyRequest, Turn, get_replier
+from inference.replier import RequestState, Turn, get_replier
 from inference.retrieval import RetrievalIndexError
 
 
@@ -23,7 +23,7 @@ class BadLine(ValueError):
 
 
 def parse_line(number, line):
-    """A ReplyRequest from one input line; raises BadLine saying what is wrong."""
+    """A RequestState from one input line; raises BadLine saying what is wrong."""
     try:
         item = json.loads(line)
     except json.JSONDecodeError as error:
@@ -39,7 +39,7 @@ def parse_line(number, line):
         raise BadLine(f"line {number}: context must be a list of strings, oldest first", line_id)
     # The line before the question is Sheldon's, the one before that the other speaker's, and so on.
     history = [Turn("bot" if (len(context) - i) % 2 else "user", text) for i, text in enumerate(context)]
-    return line_id, ReplyRequest(history, question)
+    return line_id, RequestState(history, question)
 
 
 def reply_record(line_id, reply):
