@@ -151,13 +151,14 @@ class Replier:
 
     `max_candidates`: replies sampled per request when the worker is idle (the
     engine asks for fewer under load); `scripted_candidates`: how many of the
-    retrieved scripted lines that passed `threshold` compete with them.
+    retrieved scripted lines that passed `threshold` compete with them;
+    `hit_in_prompt`: whether the best of those also goes into the prompt.
     """
 
     def __init__(
         self, profile: Profile, backend: Backend, index: RetrievalIndex | None = None, threshold: float = 0.5,
         history_turns: int = 6, character: str = "Sheldon", max_candidates: int = 1, scripted_candidates: int = 0,
-        weights: RankWeights | None = None, max_sentences: int = 0,
+        weights: RankWeights | None = None, max_sentences: int = 0, hit_in_prompt: bool = True,
     ) -> None:
         self.profile = profile
         self.backend = backend
@@ -173,6 +174,7 @@ class Replier:
                 raise ValueError("The pmi weight needs a chat (decoder-only) generator; this one is seq2seq.")
             scoring_model(backend.generator)  # loaded now rather than during the first reply
         self.max_sentences = max_sentences  # a reply ends after this many sentences (0: at the token limit)
+        self.hit_in_prompt = hit_in_prompt
 
     def reply(
         self, history: list[Turn], message: str, on_piece: Callable[[str], None] | None = None,
@@ -228,7 +230,7 @@ class Replier:
         histories = [self.bounded(request.history) for request in requests]
         for request, history, (hits, query) in zip(requests, histories, self._retrieve(histories, requests)):
             passed = [hit for hit in hits if hit.score >= self.threshold]
-            request.hit = passed[0] if passed else None
+            request.hit = passed[0] if passed and self.hit_in_prompt else None
             request.scripted = passed[: self.scripted_candidates]
             request.query = query
             request.prompt = self.backend.prompt(history, request.message, request.hit)
@@ -352,6 +354,7 @@ def build_replier() -> Replier:
         max_candidates=settings.REPLY_CANDIDATES,
         scripted_candidates=settings.SCRIPTED_CANDIDATES,
         max_sentences=settings.REPLY_MAX_SENTENCES,
+        hit_in_prompt=settings.RETRIEVAL_IN_PROMPT,
     )
 
 

@@ -10,6 +10,7 @@ setting. Keys:
                  the reply is the best retrieved scripted line, whatever its score)
     scripted     retrieved scripted lines that compete with them (0: none)
     threshold    lowest selector score of a retrieved line (prompt and pool)
+    prompt_hit   1: the best retrieved exchange over the threshold goes into the prompt; 0: only into the pool
     sentences    a reply ends after this many sentences (0: at the token limit)
     temperature, top_p, top_k, repetition_penalty   the generator's sampling
     fluency, length, pmi   the ranking's weights (inference.selection.RankWeights; pmi: the
@@ -35,7 +36,7 @@ from .selection import RankWeights
 _SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float}
 _WEIGHT_KEYS = {"fluency": float, "length": float, "pmi": float}
 _KEYS = {
-    "candidates": int, "scripted": int, "threshold": float, "sentences": int, "seed": int,
+    "candidates": int, "scripted": int, "threshold": float, "sentences": int, "seed": int, "prompt_hit": int,
     **_SAMPLING_KEYS, **_WEIGHT_KEYS,
 }
 _MODEL_KEYS = ("adapter", "retriever", "generator")
@@ -58,6 +59,7 @@ class SystemSpec:
     generator: str
     weights: dict
     seed: int = 1234
+    prompt_hit: int = 1
 
 
 def parse_spec(spec: str) -> SystemSpec:
@@ -69,6 +71,7 @@ def parse_spec(spec: str) -> SystemSpec:
         "threshold": settings.RETRIEVAL_THRESHOLD,
         "sentences": settings.REPLY_MAX_SENTENCES,
         "seed": 1234,
+        "prompt_hit": int(settings.RETRIEVAL_IN_PROMPT),
         "adapter": profile.generator_adapter,
         "retriever": profile.retriever_model,
         "generator": profile.generator_model,
@@ -163,7 +166,7 @@ def _build(spec: SystemSpec, transcripts):
     return Replier(
         profile, backend, index=index, threshold=spec.threshold, history_turns=settings.HISTORY_TURNS,
         character=settings.SHELDON_CHARACTER, max_candidates=spec.candidates, scripted_candidates=spec.scripted,
-        weights=RankWeights(**spec.weights), max_sentences=spec.sentences,
+        weights=RankWeights(**spec.weights), max_sentences=spec.sentences, hit_in_prompt=bool(spec.prompt_hit),
     )
 
 

@@ -214,6 +214,9 @@ GENERATOR_MODEL = os.environ.get("GENERATOR_MODEL", "")
 GENERATOR_ADAPTER = os.environ.get("GENERATOR_ADAPTER", "")
 RETRIEVAL_THRESHOLD = float(os.environ.get("RETRIEVAL_THRESHOLD", "0.5"))
 RETRIEVAL_INDEX_PATH = Path(os.environ.get("RETRIEVAL_INDEX_PATH", VAR_DIR / "index"))
+# Whether the best retrieved exchange over the threshold also goes into the chat prompt, as an earlier turn
+# (the retrieved lines compete as candidates either way).
+RETRIEVAL_IN_PROMPT = os.environ.get("RETRIEVAL_IN_PROMPT", "1") == "1"
 # Sample-and-rank: replies sampled per request when the worker is idle (fewer under load), and how
 # many retrieved scripted lines that passed the threshold compete with them (inference.selection).
 REPLY_CANDIDATES = max(1, int(os.environ.get("REPLY_CANDIDATES", "4")))

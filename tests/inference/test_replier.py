@@ -199,3 +199,6 @@ def test_the_threshold_decides_whether_retrieval_fires(demo_exchanges, index_pat
     tiny_chat_settings.RETRIEVAL_THRESHOLD = -1.0
     [job] = build_replier().prepare([RequestState([], "Do you want to come to the movies?")])
     assert job.hit is not None and job.hit.text in job.prompt  # a hit that passed goes into the prompt
+    tiny_chat_settings.RETRIEVAL_IN_PROMPT = False  # ... unless it should only compete as a candidate
+    [job] = build_replier().prepare([RequestState([], "Do you want to come to the movies?")])
+    assert job.hit is None and job.scripted and all(hit.text not in job.prompt for hit in job.scripted)

@@ -14,6 +14,7 @@ def test_a_spec_overrides_only_what_it_names(tiny_chat_settings):
     assert spec.sampling == {"temperature": 0.5} and spec.weights == {"fluency": 0.3}
     assert spec.scripted == tiny_chat_settings.SCRIPTED_CANDIDATES and spec.threshold == tiny_chat_settings.RETRIEVAL_THRESHOLD
     assert parse_spec("").candidates == 4
+    assert parse_spec("").prompt_hit == 1 and parse_spec("prompt_hit=0").prompt_hit == 0
 
 
 @pytest.mark.parametrize(
