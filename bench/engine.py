@@ -39,7 +39,8 @@ def parse_args(argv=None):
     parser.add_argument("--new-tokens", type=int, default=40)
     parser.add_argument("--engines", nargs="+", default=["torch-int8", "openvino"], choices=list(ENGINES))
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="threads per engine (the worker default is 1)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads per engine (default: one per core, as a worker's INFERENCE_THREADS=0)")
     return parser.parse_args(argv)
 
 

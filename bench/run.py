@@ -214,8 +214,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--concurrency", type=int, default=32, help="task threads per stack worker")
-    parser.add_argument("--worker-threads", type=int, default=1,
-                        help="torch threads per stack worker (one beats two where the web tier shares the cores)")
+    parser.add_argument("--worker-threads", type=int, default=0,
+                        help="engine threads per stack worker (INFERENCE_THREADS; 0, the product's default: one per core)")
     parser.add_argument("--queue", default="cpu", choices=["cpu", "gpu"], help="the queue the stack's workers serve")
     parser.add_argument("--two-workers", action="store_true", help="also run the stack with two worker processes")
     parser.add_argument("--two-web", action="store_true", help="serve the stack from two daphne processes")

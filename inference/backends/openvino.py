@@ -115,14 +115,21 @@ class _OpenVINOBatch:
         self._release_finished()
 
     def _release_finished(self) -> None:
-        """Let finished sequences go; one the pipeline still runs is stopped, which frees its cache blocks."""
+        """Let finished sequences go; one the pipeline still runs is stopped, which frees its cache blocks.
+
+        The pipeline frees a stopped request's blocks at its next step: when none of this batch's sequences
+        is left to step, one more (empty) step frees them now rather than never (leaked at exit)."""
         from openvino_genai import GenerationStatus
 
+        stopped = False
         for request_id, (handle, sequence, _) in list(self.running.items()):
             if sequence.finished:
                 if handle.get_status() == GenerationStatus.RUNNING:
                     handle.stop()
+                    stopped = True
                 del self.running[request_id]
+        if stopped and not self.running and self.pipeline.has_non_finished_requests():
+            self.pipeline.step()
 
 
 _request_ids = itertools.count()

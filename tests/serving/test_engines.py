@@ -62,6 +62,24 @@ def test_the_openvino_engine_takes_the_products_sampling_and_stops_each_row(tiny
     assert all(row.log_probability < 0 for row in runs), "the sampled tokens' log-probabilities are kept"
 
 
+def test_sequences_stopped_at_the_last_step_free_their_cache_blocks(tiny_chat, settings):
+    """The pipeline frees a stopped request's blocks at its next step; the batch takes one more when it is done
+    (else they leak: "BlockManager leaked sequence block tables" at exit)."""
+    settings.INFERENCE_ENGINE = "openvino"
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=20)
+    backend.eos_ids = set()
+    sequences = [Sequence(), Sequence()]
+
+    def stop_at_three_tokens(changed):
+        for sequence in changed:
+            if len(sequence.token_ids) >= 3:
+                sequence.finish(FinishReason.STOPPED)
+
+    backend.generate([backend.prompt([], "Hi.", None)] * 2, sequences, stop_at_three_tokens)
+    assert [len(sequence.token_ids) for sequence in sequences] == [3, 3]
+    assert not backend.model.has_non_finished_requests()
+
+
 def test_a_changed_adapter_gets_a_new_export(tiny_chat, tmp_path, settings):
     from inference.loading import _export_key
 
