@@ -86,7 +86,7 @@ class BatchingEngine:
         then sees the whole burst waiting behind it."""
         return max(1, min(self.replier.max_candidates, self.max_batch // max(1, in_progress)))
 
-    def _answered(self):
+    def _answered(self) -> None:
         with self._in_progress_lock:
             self._in_progress -= 1
 
@@ -97,7 +97,7 @@ class BatchingEngine:
         """Like `Replier.reply`: the Reply, once generated."""
         return self.submit(history, message, on_piece, should_stop).result()
 
-    def _arrivals(self, running):
+    def _arrivals(self, running: int) -> list[tuple[RequestState, Future]]:
         """The requests to start now: those waiting, while there are rows left in the batch.
 
         An idle engine waits for a first request, then BATCH_WINDOW_MS for company. Each arrival
@@ -122,10 +122,10 @@ class BatchingEngine:
             request.candidates = candidates
         return arrivals
 
-    def _has_room(self, running, arrivals):
+    def _has_room(self, running: int, arrivals: list[tuple[RequestState, Future]]) -> bool:
         return running + len(arrivals) < self.max_batch
 
-    def _run(self):
+    def _run(self) -> None:
         batch, futures = None, {}  # futures: id(request) -> Future
         while True:
             arrivals = self._arrivals(len(batch) if batch is not None else 0)

@@ -9,6 +9,7 @@ last sentence is cut: then it is a prefix of it (the page's `reply_done`
 frame carries the final text).
 """
 import re
+from collections.abc import Callable
 
 # A sentence ends at . ! ? or an ellipsis, with any closing quotes or brackets.
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*")
@@ -16,19 +17,19 @@ _WHITESPACE = re.compile(r"\s")
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
-def _normalise(text):
+def _normalise(text: str) -> str:
     """Words only, lower case: `Hello,  there!` -> `hello there`."""
     return " ".join(_NOT_WORD.sub(" ", text.casefold()).split())
 
 
-def _compact(text):
+def _compact(text: str) -> str:
     return "".join(text.casefold().split())
 
 
 class ReplyCleaner:
     """Fed the raw generated text piece by piece; emits the cleaned reply piece by piece."""
 
-    def __init__(self, message, character="Sheldon", on_piece=None):
+    def __init__(self, message: str, character: str = "Sheldon", on_piece: Callable[[str], None] | None = None) -> None:
         self.message = _normalise(message)
         words = message.split()
         # A complete sentence repeated at the start of the reply is cut off it;
@@ -45,15 +46,15 @@ class ReplyCleaner:
         self.raw = ""
         self.text = ""  # what has been emitted
 
-    def feed(self, raw_piece):
+    def feed(self, raw_piece: str) -> None:
         self.raw += raw_piece
         self._emit(self._clean(final=False, cut_fragment=False))
 
-    def sentences(self):
+    def sentences(self) -> int:
         """How many complete sentences the cleaned reply holds so far."""
         return len(_SENTENCE_END.findall(self._clean(final=True, cut_fragment=True)))
 
-    def finish(self, cut_fragment):
+    def finish(self, cut_fragment: bool) -> str:
         """Emit the rest and return the final text (possibly empty).
 
         With `cut_fragment`, an unfinished last sentence is dropped, so the
@@ -63,14 +64,14 @@ class ReplyCleaner:
         self._emit(final)
         return final
 
-    def _emit(self, cleaned):
+    def _emit(self, cleaned: str) -> None:
         # Emitted text is never taken back here: only extensions are sent.
         if len(cleaned) > len(self.text) and cleaned.startswith(self.text):
             piece, self.text = cleaned[len(self.text) :], cleaned
             if self.on_piece is not None:
                 self.on_piece(piece)
 
-    def _clean(self, final, cut_fragment):
+    def _clean(self, final: bool, cut_fragment: bool) -> str:
         body = self.raw.lstrip()
         label = self._label.match(body)
         if label:
@@ -92,6 +93,6 @@ class ReplyCleaner:
         return body.rstrip()
 
 
-def streamed_as(streamed, final):
+def streamed_as(streamed: str, final: str) -> bool:
     """Whether streamed text fits the final reply: the same, or it plus the unfinished sentence cut at the end."""
     return streamed.startswith(final) and not _SENTENCE_END.search(streamed[len(final) :])

@@ -7,6 +7,7 @@ cannot be talked round, and its misses are caught by the blind raters' "bad"
 flag, which the evaluation reports.
 """
 import re
+from collections.abc import Iterable
 
 # Whole words (and their inflections where a stem is given with *), lower case.
 _BLOCKED = (
@@ -22,7 +23,7 @@ _BLOCKED = (
 )
 
 
-def _pattern(entries) -> re.Pattern:
+def _pattern(entries: Iterable[str]) -> re.Pattern:
     parts = []
     for entry in entries:
         stem = re.escape(entry.rstrip("*")).replace(r"\ ", r"\s+")

@@ -26,9 +26,9 @@ the whole vocabulary.
 import os
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
@@ -48,7 +48,9 @@ class GrowingLayer(DynamicLayer):
 
     ROOM = 64  # columns added whenever the buffer is full
 
-    def update(self, key_states, value_states, *args, **kwargs):
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
             self.length = 0
@@ -62,16 +64,16 @@ class GrowingLayer(DynamicLayer):
         self._expose()
         return self.keys, self.values
 
-    def get_seq_length(self):
+    def get_seq_length(self) -> int:
         return self.length if self.is_initialized else 0
 
-    def _refused(self, *args, **kwargs):
+    def _refused(self, *args: object, **kwargs: object) -> NoReturn:
         raise NotImplementedError("A GrowingLayer is edited by DecodeBatch only.")
 
     crop = batch_repeat_interleave = batch_select_indices = reorder_cache = _refused
 
     @classmethod
-    def of_rows(cls, parts, width):
+    def of_rows(cls, parts: list[tuple[torch.Tensor, torch.Tensor]], width: int) -> "GrowingLayer":
         """A layer stacking the rows of `parts` ((keys, values) pairs), each right-aligned in `width`
         columns with zeros on its left, and room to grow: one copy of every part, no more."""
         keys, values = parts[0]
@@ -90,7 +92,7 @@ class GrowingLayer(DynamicLayer):
         layer._expose()
         return layer
 
-    def selected(self, indices, skip_columns=0):
+    def selected(self, indices: torch.Tensor, skip_columns: int = 0) -> "GrowingLayer":
         """A new layer with the rows at `indices`, all but their first `skip_columns`, and the same room."""
         layer = GrowingLayer()
         layer.device, layer.is_initialized, layer.length = self.device, True, self.length - skip_columns
@@ -99,19 +101,19 @@ class GrowingLayer(DynamicLayer):
         layer._expose()
         return layer
 
-    def _reserve(self, columns):
+    def _reserve(self, columns: int) -> None:
         for name in ("_key_buffer", "_value_buffer"):
             old = getattr(self, name)
             new = old.new_empty(*old.shape[:2], columns, old.shape[-1])
             new[:, :, : self.length] = old[:, :, : self.length]
             setattr(self, name, new)
 
-    def _expose(self):
+    def _expose(self) -> None:
         self.keys = self._key_buffer[:, :, : self.length]
         self.values = self._value_buffer[:, :, : self.length]
 
 
-def growing_cache(layers=None):
+def growing_cache(layers: list[GrowingLayer] | None = None) -> Cache:
     """A key-value cache of GrowingLayers: empty (the model fills it), or made of `layers`."""
     return Cache(layers=layers) if layers is not None else Cache(layer_class_to_replicate=GrowingLayer)
 
@@ -127,7 +129,7 @@ class Sampling:
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
 
-    def adjust(self, logits, seen, ngrams):
+    def adjust(self, logits: torch.Tensor, seen: torch.Tensor, ngrams: "list[NGramTable | None]") -> torch.Tensor:
         """Penalise the tokens a row has seen; forbid those that would repeat one of its n-grams."""
         if self.repetition_penalty != 1.0:
             penalised = torch.where(logits < 0, logits * self.repetition_penalty, logits / self.repetition_penalty)
@@ -138,7 +140,7 @@ class Sampling:
                 logits[row, list(banned)] = -float("inf")
         return logits
 
-    def candidates(self, logits):
+    def candidates(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's candidate tokens and their probabilities, after temperature, top-k and top-p."""
         values, token_ids = logits.topk(min(self.top_k or logits.shape[-1], logits.shape[-1]), dim=-1)
         values = values / self.temperature
@@ -150,7 +152,7 @@ class Sampling:
             values = ascending.masked_fill(drop, -float("inf")).flip(-1)
         return values.softmax(-1), token_ids
 
-    def choose(self, logits):
+    def choose(self, logits: torch.Tensor) -> torch.Tensor:
         """The next token of each row."""
         if not self.do_sample:
             return logits.argmax(-1)
@@ -162,18 +164,18 @@ class Sampling:
 class NGramTable:
     """The n-grams of one sequence, updated token by token: which next tokens would repeat one."""
 
-    def __init__(self, size, token_ids):
+    def __init__(self, size: int, token_ids: Iterable[int]) -> None:
         self.tail = deque(maxlen=size - 1)  # the last n-1 tokens: the start of the next n-gram
         self.followers = {}  # (n-1)-gram -> tokens seen after it
         for token_id in token_ids:
             self.add(token_id)
 
-    def add(self, token_id):
+    def add(self, token_id: int) -> None:
         if len(self.tail) == self.tail.maxlen:
             self.followers.setdefault(tuple(self.tail), set()).add(token_id)
         self.tail.append(token_id)
 
-    def banned(self):
+    def banned(self) -> Collection[int]:
         if len(self.tail) < self.tail.maxlen:
             return ()
         return self.followers.get(tuple(self.tail), ())
@@ -194,25 +196,25 @@ class PrefixStore:
     a token's keys and values depend only on the tokens before it.
     """
 
-    def __init__(self, max_tokens):
+    def __init__(self, max_tokens: int) -> None:
         self.max_tokens = max_tokens
         self._pinned = []
         self._recent = OrderedDict()  # id -> _Stored, least recently used first
         self._tokens = 0
         self._lock = threading.Lock()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._pinned) + len(self._recent)
 
     @property
-    def tokens(self):
+    def tokens(self) -> int:
         return self._tokens
 
-    def pin(self, token_ids, layers):
+    def pin(self, token_ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         with self._lock:
             self._pinned.append(_Stored(list(token_ids), layers))
 
-    def remember(self, token_ids, layers):
+    def remember(self, token_ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Keep a finished sequence, unless a stored one continues it; stored sequences it continues
         are dropped (it serves their prompts too)."""
         if len(token_ids) > self.max_tokens:
@@ -230,7 +232,7 @@ class PrefixStore:
             while self._tokens > self.max_tokens:
                 self._forget(next(iter(self._recent)))
 
-    def longest(self, token_ids):
+    def longest(self, token_ids: list[int]) -> tuple[int, _Stored | None]:
         """(length, stored) of the stored sequence sharing the longest start with `token_ids`; (0, None) if none."""
         with self._lock:
             best, best_length = None, 0
@@ -243,7 +245,7 @@ class PrefixStore:
                 self._recent.move_to_end(id(best))
             return best_length, best
 
-    def _forget(self, key):
+    def _forget(self, key: int) -> None:
         self._tokens -= len(self._recent.pop(key).token_ids)
 
 
@@ -327,7 +329,9 @@ class DecodeBatch:
             slot.cached += 1
         self._advance(output.logits[:, -1])
 
-    def _prefill(self, prompt_ids, sequences, stored, length):
+    def _prefill(
+        self, prompt_ids: list[list[int]], sequences: list[Sequence], stored: list[_Stored | None], length: int
+    ) -> None:
         """Compute prompts whose first `length` tokens come from `stored` sequences, and join them."""
         device = self.model.device
         new_ids = [ids[length:] for ids in prompt_ids]
@@ -357,7 +361,7 @@ class DecodeBatch:
         self._merge(slots, output.past_key_values, attention_mask, attention_mask.sum(-1), seen)
         self._advance(output.logits[:, -1], first=len(self.slots) - len(sequences))
 
-    def _advance(self, logits, first=0):
+    def _advance(self, logits: torch.Tensor, first: int = 0) -> None:
         """Sample the next token of rows `first:` and append it to their sequences; then `on_step`."""
         slots = self.slots[first:]
         ngrams = [slot.ngrams for slot in slots]
@@ -375,7 +379,10 @@ class DecodeBatch:
             self.on_step([slot.sequence for slot in slots])
         self._drop_finished()
 
-    def _merge(self, slots, cache, attention_mask, positions, seen):
+    def _merge(
+        self, slots: list[_Slot], cache: Cache, attention_mask: torch.Tensor, positions: torch.Tensor,
+        seen: torch.Tensor,
+    ) -> None:
         """Append rows to the batch, padding the narrower side's cache on the left."""
         last_tokens = positions.new_zeros(len(slots))
         if not self.slots:
@@ -392,7 +399,7 @@ class DecodeBatch:
         self.last_tokens = torch.cat([self.last_tokens, last_tokens])
         self.seen = torch.cat([self.seen, seen])
 
-    def _drop_finished(self):
+    def _drop_finished(self) -> None:
         finished = [index for index, slot in enumerate(self.slots) if slot.sequence.finished]
         if not finished:
             return
@@ -413,7 +420,7 @@ class DecodeBatch:
         self.attention_mask = attention_mask[:, unused:]
         self.positions, self.last_tokens, self.seen = self.positions[indices], self.last_tokens[indices], self.seen[indices]
 
-    def _remember(self, index):
+    def _remember(self, index: int) -> None:
         """Store a finished row's tokens and their keys and values, without its padding."""
         slot = self.slots[index]
         columns = self.attention_mask[index].nonzero().squeeze(-1)
@@ -425,7 +432,7 @@ class DecodeBatch:
         self.prefixes.remember((slot.prompt_ids + slot.sequence.token_ids)[: slot.cached], layers)
 
 
-def _stacked_starts(stored, length):
+def _stacked_starts(stored: list[_Stored], length: int) -> list[GrowingLayer]:
     """Per layer, the first `length` columns of each stored sequence, as one batch."""
     return [
         GrowingLayer.of_rows([(keys[:, :, :length], values[:, :, :length]) for keys, values in layers], length)
@@ -433,6 +440,6 @@ def _stacked_starts(stored, length):
     ]
 
 
-def _left_padded(mask, width):
+def _left_padded(mask: torch.Tensor, width: int) -> torch.Tensor:
     """An attention mask with masked columns put before it, up to `width`."""
     return torch.cat([mask.new_zeros(mask.shape[0], width - mask.shape[-1]), mask], dim=-1)

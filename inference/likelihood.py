@@ -23,11 +23,19 @@ import copy
 import threading
 import weakref
 from collections import OrderedDict, defaultdict
+from typing import TYPE_CHECKING
 
 import torch
 
 from .loading import TOKENIZER_LOCK, _apply_adapter, device, read_generator
 from .prompts import persona_messages
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers.cache_utils import Cache
+
+    from .backends import Backend
+    from .loading import Generator
 
 ALONE_CACHE_SIZE = 4096  # texts whose likelihood after the persona alone is kept (retrieved lines recur)
 
@@ -38,7 +46,7 @@ _alone = OrderedDict()
 _alone_lock = threading.Lock()
 
 
-def scoring_model(generator):
+def scoring_model(generator: "Generator") -> "PreTrainedModel":
     """A float32 torch model of `generator`: its own model when torch serves it, else a copy loaded once."""
     if isinstance(generator.model, torch.nn.Module):
         return generator.model
@@ -53,7 +61,7 @@ def scoring_model(generator):
 
 
 @torch.inference_mode()
-def _persona_prefix(model, tokenizer):
+def _persona_prefix(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase") -> "tuple[list[int], Cache]":
     """The persona's turn, with which every chat prompt begins: (token ids, key-value cache), computed once."""
     with _scoring_lock:
         if model not in _prefixes:
@@ -65,7 +73,7 @@ def _persona_prefix(model, tokenizer):
         return _prefixes[model]
 
 
-def log_likelihoods(generator, prompts: list[str], replies: list[str]) -> list[float]:
+def log_likelihoods(generator: "Generator", prompts: list[str], replies: list[str]) -> list[float]:
     """The mean log-probability per token of each reply right after its prompt (0.0 for an empty reply).
 
     `generator`: a loaded decoder-only Generator (`scoring_model` says which
@@ -91,7 +99,10 @@ def log_likelihoods(generator, prompts: list[str], replies: list[str]) -> list[f
 
 
 @torch.inference_mode()
-def _after_prompt(model, prompt_ids: list[int], replies: list[list[int]], prefix=None) -> list[float]:
+def _after_prompt(
+    model: "PreTrainedModel", prompt_ids: list[int], replies: list[list[int]],
+    prefix: "tuple[list[int], Cache] | None" = None,
+) -> list[float]:
     """Mean token log-probability of each (non-empty) reply after one prompt: the prompt is computed once,
     from the cached `prefix` (ids, cache) when it begins with it."""
     device = model.device
@@ -123,12 +134,12 @@ def _after_prompt(model, prompt_ids: list[int], replies: list[list[int]], prefix
     return ((token_scores * mask).sum(dim=1) / mask.sum(dim=1)).tolist()
 
 
-def persona_prompt(tokenizer) -> str:
+def persona_prompt(tokenizer: "PreTrainedTokenizerBase") -> str:
     """The chat prompt with the persona and nothing said yet: what a reply is likely to be without a dialogue."""
     return tokenizer.apply_chat_template(persona_messages([]), tokenize=False, add_generation_prompt=True)
 
 
-def dialogue_pmi(backend, history: list, message: str, texts: list[str]) -> list[float]:
+def dialogue_pmi(backend: "Backend", history: list, message: str, texts: list[str]) -> list[float]:
     """Per token, log p(text | persona + dialogue) - log p(text | persona alone), for each text.
 
     The dialogue prompt is the reply's own prompt without the retrieved
@@ -139,7 +150,7 @@ def dialogue_pmi(backend, history: list, message: str, texts: list[str]) -> list
     return [score - without for score, without in zip(given, likelihoods_alone(backend.generator, texts), strict=True)]
 
 
-def likelihoods_alone(generator, texts: list[str]) -> list[float]:
+def likelihoods_alone(generator: "Generator", texts: list[str]) -> list[float]:
     """`log_likelihoods` of each text after the persona alone; the latest ALONE_CACHE_SIZE texts are remembered."""
     key = (generator.name, generator.adapter)
     with _alone_lock:

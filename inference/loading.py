@@ -24,9 +24,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    import openvino_genai
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +78,13 @@ class Generator:
     eos_ids: frozenset = frozenset()
 
 
-def device():
+def device() -> "torch.device":
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def configure_threads():
+def configure_threads() -> None:
     """Apply INFERENCE_THREADS once per process (0 keeps torch's default)."""
     global _threads_configured
     if not _threads_configured and settings.INFERENCE_THREADS > 0:
@@ -87,7 +94,7 @@ def configure_threads():
     _threads_configured = True
 
 
-def is_local_path(name):
+def is_local_path(name: str) -> bool:
     """A local folder or file rather than a hub id (`owner/name`)."""
     return (
         name.startswith(("/", "./", "../", "~"))
@@ -96,7 +103,7 @@ def is_local_path(name):
     )
 
 
-def _not_found(role, name, setting, reason):
+def _not_found(role: str, name: str, setting: str, reason: str | Exception) -> ModelNotFoundError:
     where = "local path" if is_local_path(name) else "hub id"
     return ModelNotFoundError(
         f"The {role} model {name!r} ({where}) could not be loaded: {reason}. "
@@ -106,12 +113,12 @@ def _not_found(role, name, setting, reason):
     )
 
 
-def _source(name):
+def _source(name: str) -> str:
     """What from_pretrained is given: a local path with `~` expanded, or the hub id."""
     return str(Path(name).expanduser()) if is_local_path(name) else name
 
 
-def _check_local(role, name, setting):
+def _check_local(role: str, name: str, setting: str) -> None:
     if is_local_path(name) and not Path(name).expanduser().exists():
         raise _not_found(role, name, setting, "no such file or folder")
 
@@ -119,7 +126,7 @@ def _check_local(role, name, setting):
 # --- GGUF ----------------------------------------------------------------
 
 
-def converted_gguf_folder(gguf_path):
+def converted_gguf_folder(gguf_path: str | Path) -> Path:
     """Where the converted copy of a GGUF file lives (it may not exist yet)."""
     gguf_path = Path(gguf_path).expanduser().resolve()
     stat = gguf_path.stat()
@@ -127,7 +134,7 @@ def converted_gguf_folder(gguf_path):
     return settings.VAR_DIR / "models" / f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}-v3"
 
 
-def gguf_tokenizer(gguf_path):
+def gguf_tokenizer(gguf_path: str | Path) -> "PreTrainedTokenizerFast":
     """The tokenizer inside a GGUF file (from the converted copy when there is one)."""
     from transformers import AutoTokenizer
 
@@ -138,7 +145,7 @@ def gguf_tokenizer(gguf_path):
     return _plain_tokenizer(AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name), gguf_path)
 
 
-def _plain_tokenizer(tokenizer, gguf_path):
+def _plain_tokenizer(tokenizer: "PreTrainedTokenizerFast", gguf_path: Path) -> "PreTrainedTokenizerFast":
     """The GGUF's tokenizer as a plain fast tokenizer, with the file's own special tokens.
 
     transformers 5.5 reads a GPT-2-style GGUF vocabulary into a CodeLlama tokenizer class with CodeLlama's
@@ -152,7 +159,7 @@ def _plain_tokenizer(tokenizer, gguf_path):
 
     fields = GGUFReader(gguf_path).fields
 
-    def token(key):
+    def token(key: str) -> str | None:
         field = fields.get(f"tokenizer.ggml.{key}_token_id")
         return tokenizer.convert_ids_to_tokens(int(field.parts[field.data[0]][0])) if field else None
 
@@ -165,7 +172,7 @@ def _plain_tokenizer(tokenizer, gguf_path):
     )
 
 
-def convert_gguf(gguf_path):
+def convert_gguf(gguf_path: str | Path) -> Path:
     """Dequantise a GGUF file once and save it as a plain local model folder."""
     from transformers import AutoModelForCausalLM
 
@@ -218,7 +225,7 @@ def engine_for(name: str) -> str:
     return choice
 
 
-def _is_seq2seq(name):
+def _is_seq2seq(name: str) -> bool:
     from transformers import AutoConfig
 
     if name.endswith(".gguf"):
@@ -230,7 +237,7 @@ def _is_seq2seq(name):
         raise _not_found("generator", name, "GENERATOR_MODEL", error) from error
 
 
-def read_generator(name):
+def read_generator(name: str) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase", bool]:
     """A new, unshared copy of the generator `name`: (model, tokenizer, is_seq2seq).
 
     The cached `load_generator` serves replies; training takes its own copy here.
@@ -250,7 +257,7 @@ def read_generator(name):
     return model, tokenizer, is_seq2seq
 
 
-def _load_generator(name, adapter):
+def _load_generator(name: str, adapter: str) -> Generator:
     configure_threads()
     started = time.perf_counter()
     engine = engine_for(name)
@@ -270,13 +277,13 @@ def _load_generator(name, adapter):
     return Generator(name, adapter, model, tokenizer, is_seq2seq, seconds, engine, _eos_ids(source, tokenizer))
 
 
-def _tokenizer(folder):
+def _tokenizer(folder: str | Path) -> "PreTrainedTokenizerBase":
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(folder)
 
 
-def _eos_ids(source, tokenizer):
+def _eos_ids(source: str | Path, tokenizer: "PreTrainedTokenizerBase") -> frozenset[int]:
     """The tokens that end a reply: the generation config's in `source` (the folder or hub id the
     generator was loaded from), else the tokenizer's end token."""
     from transformers import GenerationConfig
@@ -290,7 +297,7 @@ def _eos_ids(source, tokenizer):
     return frozenset(eos if isinstance(eos, list) else [eos])
 
 
-def _generator_source(name):
+def _generator_source(name: str) -> str:
     return str(convert_gguf(name)) if name.endswith(".gguf") else _source(name)
 
 
@@ -340,8 +347,8 @@ def openvino_export(name: str, adapter: str = "") -> Path:
     return folder
 
 
-def _export_key(name, adapter):
-    def identity(path):
+def _export_key(name: str, adapter: str) -> str:
+    def identity(path: str) -> str | list[tuple[str, int, int]]:
         if not path:
             return ""
         path = Path(path).expanduser()
@@ -355,7 +362,7 @@ def _export_key(name, adapter):
     return f"{label}-{hashlib.sha256(made_from.encode()).hexdigest()[:12]}"
 
 
-def _openvino_pipeline(folder):
+def _openvino_pipeline(folder: Path) -> "openvino_genai.ContinuousBatchingPipeline":
     """A continuous-batching pipeline over the export: its own scheduler, paged key-value cache and prefix cache."""
     import openvino_genai
 
@@ -367,7 +374,7 @@ def _openvino_pipeline(folder):
     return openvino_genai.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
 
 
-def _apply_adapter(model, adapter):
+def _apply_adapter(model: "PreTrainedModel", adapter: str) -> "PreTrainedModel":
     from peft import PeftModel
 
     _check_local("generator adapter", adapter, "GENERATOR_ADAPTER")
@@ -381,7 +388,7 @@ def _apply_adapter(model, adapter):
 # --- Retrievers ------------------------------------------------------------
 
 
-def load_retriever(name):
+def load_retriever(name: str) -> "SentenceTransformer":
     """The sentence-transformers bi-encoder `name`, loaded once per process."""
     with _lock:
         if name not in _retrievers:
@@ -393,7 +400,7 @@ HEAD_CONFIG = "head.json"
 HEAD_WEIGHTS = "head.safetensors"
 
 
-def read_retriever(name):
+def read_retriever(name: str) -> "SentenceTransformer":
     """A new, unshared copy of the bi-encoder `name` (training takes its own copy here).
 
     A folder with `head.json` is a linear head trained over a base encoder (`train_retriever
@@ -411,7 +418,7 @@ def read_retriever(name):
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
 
 
-def save_head(model, folder, base):
+def save_head(model: "SentenceTransformer", folder: str | Path, base: str) -> None:
     """Save the linear head that `train_linear_head` appended to `model`, over the encoder `base`."""
     from safetensors.torch import save_file
 
@@ -422,7 +429,7 @@ def save_head(model, folder, base):
     (folder / HEAD_CONFIG).write_text(json.dumps({"base": base, "dimension": dense.linear.weight.shape[0]}, indent=2))
 
 
-def _base_of(base):
+def _base_of(base: str) -> str:
     """A head's base encoder: a model name, or `package:NAME` for the model folder inside an installed package."""
     if not base.startswith("package:"):
         return base
@@ -432,7 +439,7 @@ def _base_of(base):
     return str(package_folder(package, package.replace("_", "-")) / "model")
 
 
-def _with_head(model, folder):
+def _with_head(model: "SentenceTransformer", folder: Path) -> "SentenceTransformer":
     import torch
     from safetensors.torch import load_file
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
@@ -444,7 +451,7 @@ def _with_head(model, folder):
     return model
 
 
-def _load_retriever(name):
+def _load_retriever(name: str) -> "SentenceTransformer":
     configure_threads()
     started = time.perf_counter()
     model = read_retriever(name)

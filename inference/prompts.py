@@ -4,6 +4,7 @@ Training imports this too, so a model is trained on the text it gets at reply ti
 the chat models' persona and turns (`persona_messages`), the seq2seq models' one line
 (`seq2seq_prompt`, the reference design's format) and the selector's query.
 """
+from collections.abc import Iterable
 
 # The response selector reads this many lines of the dialogue before the line it answers. Measured
 # with MiniLM on the validation episodes (Hits@1 of 10: his true line against 9 others): no earlier
@@ -25,7 +26,7 @@ PERSONA = (
 )
 
 
-def persona_messages(turns):
+def persona_messages(turns: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
     """The persona's system prompt, then `(role, text)` turns as chat messages (causal chat models)."""
     messages = [{"role": "system", "content": PERSONA}]
     for role, text in turns:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -29,6 +30,9 @@ from .profiles import Profile, active_profile
 from .requests import FinishReason, RequestState, RequestStatus, Sequence, Turn
 from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
 from .selection import Candidate, RankWeights, choose, rejection
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "FinishReason", "Hit", "Reply", "ReplyBatch", "RequestState", "RequestStatus", "Replier", "Turn", "build_replier",
@@ -200,7 +204,7 @@ class Replier:
         )
         outcome = {}
 
-        def generate():
+        def generate() -> None:
             try:
                 outcome["reply"] = self.reply_many([request])[0]
             except Exception as error:  # handed to the reading thread below
@@ -238,7 +242,9 @@ class Replier:
             request.candidates = candidates
         return requests
 
-    def _retrieve(self, histories, requests):
+    def _retrieve(
+        self, histories: list[list[Turn]], requests: list[RequestState]
+    ) -> "list[tuple[list[Hit], np.ndarray | None]]":
         """For each request (its best scripted hits, its query vector): one embedding batch for all."""
         if self.index is None or not requests:
             return [([], None)] * len(requests)

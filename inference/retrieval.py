@@ -22,14 +22,19 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from .loading import load_retriever
 from .prompts import selector_query
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 FORMAT_VERSION = 2  # 1: [emb(context); emb(question)] per exchange; 2: emb(answer)
 # The retriever's tokenizer, shared by a worker's threads, fails when two use it at once
@@ -73,7 +78,7 @@ class Hit:
     context: tuple = field(default=())
 
 
-def exchanges_from_database(character):
+def exchanges_from_database(character: str) -> list[IndexedExchange]:
     """The character's exchanges from the database, in a stable order."""
     from data.models import Exchange
 
@@ -85,7 +90,7 @@ def exchanges_from_database(character):
     return [IndexedExchange(q, a, episode, scene, tuple(context)) for q, a, episode, scene, context in rows]
 
 
-def fingerprint(exchanges):
+def fingerprint(exchanges: Iterable[IndexedExchange]) -> str:
     """A hash of the exchanges' content: it changes whenever the data does."""
     digest = hashlib.sha256()
     for exchange in exchanges:
@@ -94,14 +99,14 @@ def fingerprint(exchanges):
     return f"sha256:{digest.hexdigest()}"
 
 
-def read_manifest(path):
+def read_manifest(path: str | Path) -> dict | None:
     try:
         return json.loads((Path(path) / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
 
 
-def staleness(manifest, retriever_model, data_fingerprint):
+def staleness(manifest: dict | None, retriever_model: str, data_fingerprint: str | None) -> str | None:
     """Why an index with this manifest cannot serve, or None when it can."""
     if manifest is None:
         return "there is no index"
@@ -114,7 +119,9 @@ def staleness(manifest, retriever_model, data_fingerprint):
     return None
 
 
-def embed_texts(retriever, texts, batch_size=64, progress=False):
+def embed_texts(
+    retriever: "SentenceTransformer", texts: list[str], batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
     """Unit vectors, one row per text; each distinct text is embedded once."""
     # Shortest first: texts of a batch have similar lengths, so little is padded.
     distinct = sorted(set(texts), key=len)
@@ -136,7 +143,10 @@ def embed_texts(retriever, texts, batch_size=64, progress=False):
     return np.stack([by_text[text] for text in texts]).astype(np.float32)
 
 
-def build_index(path, retriever_model, exchanges, batch_size=64, progress=False):
+def build_index(
+    path: str | Path, retriever_model: str, exchanges: list[IndexedExchange], batch_size: int = 64,
+    progress: bool = False,
+) -> dict:
     """Embed `exchanges` and save the index at `path`, replacing any index there."""
     if not exchanges:
         raise RetrievalIndexError(
@@ -169,7 +179,7 @@ def build_index(path, retriever_model, exchanges, batch_size=64, progress=False)
     return manifest
 
 
-def cached_index(folder, retriever_model, exchanges):
+def cached_index(folder: str | Path, retriever_model: str, exchanges: list[IndexedExchange]) -> "RetrievalIndex":
     """The index of `exchanges` under `folder`, built on first use: one per retriever and data.
 
     For evaluations, which index the training episodes only (the validation episodes' lines would
@@ -186,7 +196,10 @@ def cached_index(folder, retriever_model, exchanges):
 class RetrievalIndex:
     """An index in memory with the retriever that embeds queries for it."""
 
-    def __init__(self, retriever_model, retriever, vectors, exchanges, manifest):
+    def __init__(
+        self, retriever_model: str, retriever: "SentenceTransformer", vectors: np.ndarray,
+        exchanges: list[IndexedExchange], manifest: dict,
+    ) -> None:
         self.retriever_model = retriever_model
         self.retriever = retriever
         self.vectors = vectors
@@ -194,7 +207,7 @@ class RetrievalIndex:
         self.manifest = manifest
 
     @classmethod
-    def load(cls, path, retriever_model, data_fingerprint=None):
+    def load(cls, path: str | Path, retriever_model: str, data_fingerprint: str | None = None) -> "RetrievalIndex":
         """Load the index at `path`, refusing one that is missing or stale.
 
         With `data_fingerprint` (see `fingerprint`), an index built from other
@@ -220,15 +233,17 @@ class RetrievalIndex:
         ]
         return cls(retriever_model, load_retriever(retriever_model), vectors, exchanges, manifest)
 
-    def queries(self, dialogues, messages):
+    def queries(self, dialogues: list[list[str]], messages: list[str]) -> np.ndarray:
         """The query vectors of (dialogue lines, message) pairs."""
         return embed_texts(self.retriever, [selector_query(d, m) for d, m in zip(dialogues, messages)])
 
-    def similarities(self, query, texts):
+    def similarities(self, query: np.ndarray, texts: Iterable[str]) -> np.ndarray:
         """The cosine of one query vector with each text: how well each answers the dialogue."""
         return embed_texts(self.retriever, list(texts)) @ query
 
-    def search_many(self, dialogues, messages, k=1, queries=None):
+    def search_many(
+        self, dialogues: list[list[str]], messages: list[str], k: int = 1, queries: np.ndarray | None = None
+    ) -> list[list[Hit]]:
         """For each (dialogue lines, message), its k best scripted answers (distinct texts), best first."""
         queries = self.queries(dialogues, messages) if queries is None else queries
         found = []
@@ -243,10 +258,10 @@ class RetrievalIndex:
             found.append(hits)
         return found
 
-    def search(self, dialogue, message, k=1):
+    def search(self, dialogue: list[str], message: str, k: int = 1) -> list[Hit]:
         return self.search_many([dialogue], [message], k)[0]
 
-    def _hit(self, row, score):
+    def _hit(self, row: int, score: float) -> Hit:
         exchange = self.exchanges[row]
         return Hit(
             text=exchange.answer,

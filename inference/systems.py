@@ -25,6 +25,7 @@ validation episodes' lines would give the answers away); it is built once per
 retriever and data under VAR_DIR/evaluation/cache/.
 """
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -32,6 +33,14 @@ from data.pipeline import build_exchanges, episode_names, read_transcripts, spli
 
 from .profiles import DISABLED, active_profile
 from .selection import RankWeights
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from training.blind import Item
+
+    from .replier import Replier
+    from .retrieval import RetrievalIndex
 
 _SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float}
 _WEIGHT_KEYS = {"fluency": float, "length": float, "pmi": float}
@@ -103,17 +112,17 @@ def parse_spec(spec: str) -> SystemSpec:
 class ReplySystem:
     """One configuration of the replier, answering blind-sheet items."""
 
-    def __init__(self, spec: SystemSpec, transcripts=None):
+    def __init__(self, spec: SystemSpec, transcripts: "str | Path | None" = None) -> None:
         self.spec = spec
         self.transcripts = transcripts
         self._replier = None
 
-    def replier(self):
+    def replier(self) -> "Replier":
         if self._replier is None:
             self._replier = _build(self.spec, self.transcripts)
         return self._replier
 
-    def replies(self, items) -> list[str]:
+    def replies(self, items: "list[Item]") -> list[str]:
         """Sheldon's reply to each item's last line, given the lines before it."""
         import torch
 
@@ -139,12 +148,12 @@ class ReplySystem:
         return texts
 
 
-def build_system(spec: str, transcripts=None) -> ReplySystem:
+def build_system(spec: str, transcripts: "str | Path | None" = None) -> ReplySystem:
     """The reply system a spec names (see the module's docstring)."""
     return ReplySystem(parse_spec(spec), transcripts)
 
 
-def _build(spec: SystemSpec, transcripts):
+def _build(spec: SystemSpec, transcripts: "str | Path | None") -> "Replier":
     from data.corpus import find_transcripts
 
     from .backends import backend_for
@@ -170,7 +179,7 @@ def _build(spec: SystemSpec, transcripts):
     )
 
 
-def training_index(retriever_model: str, transcripts):
+def training_index(retriever_model: str, transcripts: "str | Path") -> "RetrievalIndex":
     """The retrieval index of the training episodes' exchanges (VAR_DIR/evaluation/cache/), built on first use."""
     from .retrieval import IndexedExchange, cached_index
 

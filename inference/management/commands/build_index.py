@@ -2,7 +2,7 @@
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.loading import ModelNotFoundError
 from inference.profiles import active_profile
@@ -19,11 +19,11 @@ from inference.retrieval import (
 class Command(BaseCommand):
     help = "Embed the character's exchanges into the retrieval index at RETRIEVAL_INDEX_PATH (skipped when up to date)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--batch-size", type=int, default=64, help="texts embedded per batch (default 64)")
         parser.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
 
-    def handle(self, batch_size, force, **options):
+    def handle(self, batch_size: int, force: bool, **options: object) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         try:

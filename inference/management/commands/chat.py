@@ -1,7 +1,7 @@
 """A terminal conversation with Sheldon, streaming each reply as it is generated."""
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.loading import ModelNotFoundError
 from inference.replier import Turn, get_replier
@@ -14,10 +14,10 @@ class Command(BaseCommand):
     help = "Chat with Sheldon in the terminal (an empty line, /quit or Ctrl-D ends it)."
     stealth_options = ("stdin",)
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--show-retrieval", action="store_true", help="print the retrieved scripted line")
 
-    def handle(self, show_retrieval, **options):
+    def handle(self, show_retrieval: bool, **options: object) -> None:
         stdin = options.get("stdin") or sys.stdin
         self.stdout.write("Loading the models...")
         try:
@@ -46,6 +46,6 @@ class Command(BaseCommand):
                 )
             history += [Turn("user", message), Turn("bot", reply.text)]
 
-    def _stream(self, piece):
+    def _stream(self, piece: str) -> None:
         self.stdout.write(piece, ending="")
         self.stdout.flush()

@@ -8,21 +8,21 @@ bad input line gives {"id": ... or null, "error": "..."} and the rest go on.
 """
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from inference.loading import ModelNotFoundError
-from inference.replier import RequestState, Turn, get_replier
+from inference.replier import Reply, RequestState, Turn, get_replier
 from inference.retrieval import RetrievalIndexError
 
 
 class BadLine(ValueError):
-    def __init__(self, message, line_id=None):
+    def __init__(self, message: str, line_id: object = None) -> None:
         super().__init__(message)
         self.line_id = line_id
 
 
-def parse_line(number, line):
+def parse_line(number: int, line: str) -> tuple[object, RequestState]:
     """A RequestState from one input line; raises BadLine saying what is wrong."""
     try:
         item = json.loads(line)
@@ -42,7 +42,7 @@ def parse_line(number, line):
     return line_id, RequestState(history, question)
 
 
-def reply_record(line_id, reply):
+def reply_record(line_id: object, reply: Reply) -> dict:
     hit = reply.retrieved
     return {
         "id": line_id,
@@ -61,12 +61,12 @@ def reply_record(line_id, reply):
 class Command(BaseCommand):
     help = "Generate replies for a JSON Lines file of dialogues (see the module docstring for the format)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--input", required=True, help="JSON Lines file: id, context, question")
         parser.add_argument("--output", required=True, help="JSON Lines file to write, in input order")
         parser.add_argument("--batch-size", type=int, default=8, help="dialogues per generate call (default 8)")
 
-    def handle(self, input, output, batch_size, **options):
+    def handle(self, input: str, output: str, batch_size: int, **options: object) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         try:
