@@ -16,7 +16,7 @@ new requests can join while it runs (the batching engine's way).
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -188,7 +188,7 @@ class Replier:
 
     def stream(
         self, history: list[Turn], message: str, should_stop: Callable[[], bool] | None = None
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, Reply]:
         """Yield the reply's pieces as they are generated; the generator returns the Reply.
 
         `reply = yield from replier.stream(...)` in a generator, or read
