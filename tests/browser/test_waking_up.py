@@ -136,7 +136,7 @@ def test_the_page_says_sheldon_is_waking_up_until_the_models_are_loaded(
         page.wait_for_selector("#waking-up:not([hidden])")
         assert "Sheldon is waking up…" in page.inner_text("#waking-up")
         detail = page.inner_text("#waking-up-detail")
-        assert "loading the models (step 2 of 2)" in detail and "of about 40 s" in detail
+        assert "loading the models (step 2 of 3)" in detail and "of about 40 s" in detail
         assert 25 <= page.evaluate("document.querySelector('#waking-up-progress').value") <= 95
         page.screenshot(path=str(test_output / "waking-up.png"))  # its seconds differ each run: not in docs/
 

@@ -229,10 +229,16 @@ def test_status_reports_each_step_of_loading_the_models(client, settings, tmp_pa
         assert unknown["models"]["state"] == "unknown" and unknown["mode"] in ("embedded", "workers")
 
         seen = []
-        monkeypatch.setattr(batching, "get_engine", lambda: seen.append(warmup.status()))
+
+        class Engine:  # records the status the page would see at each step of the warm-up
+            def reply(self, history: list, message: str) -> None:
+                seen.append(warmup.status())
+
+        monkeypatch.setattr(batching, "get_engine", lambda: seen.append(warmup.status()) or Engine())
         warmup.warm_up()
         assert seen[0]["state"] == "loading" and seen[0]["step"] == "loading the models"
         assert seen[0]["step_number"] == 2 and seen[0]["expected_seconds"] is None  # no earlier load
+        assert seen[1]["step"] == "warming up" and seen[1]["step_number"] == 3 == seen[1]["steps"]
         ready = client.get("/api/status/").json()["models"]
         assert ready["state"] == "ready" and ready["error"] == ""
         assert float((tmp_path / warmup.LAST_DURATION_FILE).read_text()) >= 0  # the next load's estimate

@@ -36,6 +36,9 @@ class SlowEngine:
 
         return self.engine.submit(history, message, on_piece=on_piece, should_stop=slow_should_stop)
 
+    def reply(self, history, message):
+        return self.engine.reply(history, message)  # the warm-up's first reply (chat.warmup), not slowed
+
 
 @signals.worker_init.connect
 def load_models_and_slow_down(**kwargs):
