@@ -11,11 +11,9 @@ mkdir -p var
 $PY scripts/readiness.py port-free "$HOST" "$PORT"
 
 $PY scripts/ensure_database.py
-$PY manage.py migrate --noinput
-$PY manage.py collectstatic --noinput -v 0
-# Imports the transcripts, builds the retrieval index and the demo account;
-# each step is skipped when nothing changed since the last run.
-$PY manage.py bootstrap
+# Migrates, collects the static files, imports the transcripts, builds the retrieval index
+# and the demo account, in one process; each step is skipped when nothing changed since the last run.
+$PY manage.py bootstrap --migrate --collectstatic
 
 # A pool of database connections per process (PostgreSQL only; ignored on SQLite).
 export DB_POOL_MAX_SIZE=${DB_POOL_MAX_SIZE:-16}

@@ -92,3 +92,24 @@ def test_real_seasons_import_is_idempotent(show_transcripts):
     assert counts == (178, 39484, 8681)
     assert "0 episodes written" in run_import(show_transcripts)
     assert (Episode.objects.count(), Line.objects.count(), Exchange.objects.count()) == counts
+
+
+def test_bootstrap_prepares_everything_make_run_needs_in_one_process(tmp_path, settings, tiny_retriever):
+    """`make run` runs `bootstrap --migrate --collectstatic` once (each start of Django costs seconds):
+    migrations, static files, transcripts, index and demo account, then nothing again when nothing changed."""
+    from django.contrib.auth import get_user_model
+
+    settings.TRANSCRIPTS = str(write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT))
+    settings.VAR_DIR = tmp_path
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.RETRIEVER_MODEL = str(tiny_retriever)
+    settings.RETRIEVAL_INDEX_PATH = tmp_path / "index"
+    out = StringIO()
+    call_command("bootstrap", migrate=True, collectstatic=True, stdout=out, stderr=StringIO())
+    assert "Demo login: username 'demo'" in out.getvalue()
+    assert any((tmp_path / "static").rglob("*.js")), "the static files were collected"
+    assert (tmp_path / "index").is_dir() and Exchange.objects.count() == 4
+    assert get_user_model().objects.filter(username="demo").exists()
+    before = snapshot()
+    call_command("bootstrap", migrate=True, collectstatic=True, stdout=StringIO(), stderr=StringIO())
+    assert snapshot() == before  # the second run changes nothing
