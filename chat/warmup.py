@@ -59,10 +59,14 @@ def warm_up() -> None:
 
         _report("loading", 1, started, expected)
         engine = get_engine()
+    except Exception as error:
+        _report("failed", 1, started, expected, f"The models could not be loaded: {error}")
+        raise
+    try:
         _report("loading", 2, started, expected)
         engine.reply([], WARM_UP_MESSAGE)
     except Exception as error:
-        _report("failed", 1, started, expected, f"The models could not be loaded: {error}")
+        _report("failed", 2, started, expected, f"The models loaded, but a first reply failed: {error}")
         raise
     duration = time.time() - started
     _report("ready", len(STEPS), started, expected)

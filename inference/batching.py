@@ -144,6 +144,8 @@ class BatchingEngine:
                 logger.exception("A batch of %d replies failed", len(futures))
                 for future in futures.values():
                     future.set_exception(error)
+                if batch is not None:
+                    batch.abandon()
                 batch, futures = None, {}
                 continue
             for request in finished:

@@ -13,6 +13,7 @@ pieces instead. `reply_many` answers several dialogues together, each
 streaming and stopping on its own; `open_batch` gives a `ReplyBatch` that
 new requests can join while it runs (the batching engine's way).
 """
+import logging
 import queue
 import threading
 import time
@@ -39,6 +40,7 @@ __all__ = [
     "get_replier", "reset_replier",
 ]
 
+logger = logging.getLogger(__name__)
 _END = object()  # ends a stream's queue of pieces
 # Said when the model gives nothing usable twice: in character, and marked fallback=True.
 FALLBACK_REPLY = (
@@ -99,6 +101,11 @@ class ReplyBatch:
 
     def step(self) -> list[RequestState]:
         """One generation step: the requests it finished."""
+        # Every running request is asked at every step, also one the engine gave no token this time (a long
+        # prompt computed in parts, a row held back); its sequences then leave before the step computes them.
+        for sequence in self.sequences:
+            if not sequence.finished and sequence.request.stop_requested():
+                sequence.finish(FinishReason.STOPPED)
         self.generation.step()
         running, retries, finished = [], [], []
         for sequence in self.sequences:
@@ -110,7 +117,8 @@ class ReplyBatch:
             # (a merged adapter may end on "And do you"); a stopped reply keeps exactly the text shown.
             text = sequence.cleaner.finish(cut_fragment=not sequence.stopped)
             request.new_tokens += len(sequence.token_ids)
-            if not text and not sequence.stopped and not request.retried and not request.ranked:
+            retry = not (sequence.stopped or request.retried or request.ranked or request.stop_requested())
+            if not text and retry:
                 request.retried = True  # a lone empty reply (nothing, a label only, an echo) is sampled once more
                 retries.append(self._sequence(request))
                 continue
@@ -123,6 +131,16 @@ class ReplyBatch:
         self.sequences = running
         self._start(retries)
         return finished
+
+    def abandon(self) -> None:
+        """Stop every sequence (after a failed step): a last step lets them go, freeing what the backend holds."""
+        for sequence in self.sequences:
+            sequence.finish(FinishReason.STOPPED)
+        try:
+            self.generation.step()  # finished sequences leave before a step computes anything
+        except Exception:
+            logger.exception("Could not release the rows of a failed batch")
+        self.sequences = []
 
     def _sequence(self, request: RequestState) -> Sequence:
         # A ranked request's sequences show nothing: the chosen reply is shown once chosen.
@@ -140,7 +158,7 @@ class ReplyBatch:
         for sequence in sequences:
             if sequence.stopped:
                 continue
-            if sequence.request.stop_requested():
+            if not sequence.finished and sequence.request.stop_requested():
                 sequence.finish(FinishReason.STOPPED)
                 continue
             piece = sequence.new_text(self.tokenizer)

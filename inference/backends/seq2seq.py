@@ -85,9 +85,11 @@ class _GenerateBatch:
         self.sequences += sequences
 
     def step(self) -> None:
-        prompts, sequences = self.prompts, self.sequences
+        # Sequences finished before their generate() call (a stop) are not computed.
+        pending = [(prompt, sequence) for prompt, sequence in zip(self.prompts, self.sequences) if not sequence.finished]
         self.prompts, self.sequences = [], []
-        if sequences:
+        if pending:
+            prompts, sequences = map(list, zip(*pending))
             self.backend.generate_at_once(prompts, sequences, self.on_step)
 
 

@@ -251,6 +251,17 @@ def test_status_reports_each_step_of_loading_the_models(client, settings, tmp_pa
             warmup.warm_up()
         failed = client.get("/api/status/").json()["models"]
         assert failed["state"] == "failed" and "no such model file" in failed["error"]
+
+        class FailingEngine:
+            def reply(self, history: list, message: str) -> None:
+                raise RuntimeError("the first reply broke")
+
+        monkeypatch.setattr(batching, "get_engine", FailingEngine)
+        with pytest.raises(RuntimeError):
+            warmup.warm_up()
+        failed = client.get("/api/status/").json()["models"]
+        assert failed["state"] == "failed" and failed["step"] == "warming up"
+        assert "loaded, but a first reply failed: the first reply broke" in failed["error"]
         assert failed["expected_seconds"] is not None
         assert client.post("/api/status/").status_code == 405
     finally:

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from inference.backends import backend_for
+from inference.backends import OpenVINOChatBackend, backend_for
 from inference.batching import BatchingEngine
 from inference.cleanup import streamed_as
 from inference.loading import load_generator
@@ -165,6 +165,9 @@ def test_a_failing_batch_fails_its_replies_and_the_engine_goes_on(tiny_replier, 
     for thread in threads:
         thread.join(timeout=60)
     assert all(isinstance(outcome, RuntimeError) and "out of memory" in str(outcome) for outcome in outcomes)
+    # The failed batch's rows were let go: none is left running in the engine's pipeline.
+    assert isinstance(tiny_replier.backend, OpenVINOChatBackend)
+    assert not tiny_replier.backend.model.has_non_finished_requests()
     assert engine.reply([], "The engine goes on.").text  # with a new batch
 
 

@@ -6,7 +6,7 @@ from inference.cleanup import streamed_as
 from inference.loading import Engine, engine_for, load_generator, openvino_export
 from inference.profiles import Profile
 from inference.replier import Replier
-from inference.requests import FinishReason, Sequence
+from inference.requests import FinishReason, RequestState, Sequence
 
 
 def test_auto_serves_chat_models_with_openvino_and_seq2seq_with_torch(tiny_chat, tiny_t5, settings):
@@ -77,6 +77,16 @@ def test_sequences_stopped_at_the_last_step_free_their_cache_blocks(tiny_chat, s
 
     backend.generate([backend.prompt([], "Hi.", None)] * 2, sequences, stop_at_three_tokens)
     assert [len(sequence.token_ids) for sequence in sequences] == [3, 3]
+    assert not backend.model.has_non_finished_requests()
+
+
+def test_a_request_asked_to_stop_before_its_first_step_is_never_computed(tiny_chat, settings):
+    """Stops are asked of every running request before each step, not only of those that got a token."""
+    settings.INFERENCE_ENGINE = "openvino"
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=8)
+    replier = Replier(Profile("test", "", str(tiny_chat), ""), backend)
+    stopped, going = replier.reply_many([RequestState([], "Stop.", should_stop=lambda: True), RequestState([], "Go.")])
+    assert stopped.stopped and stopped.new_tokens == 0 and going.new_tokens > 0
     assert not backend.model.has_non_finished_requests()
 
 
