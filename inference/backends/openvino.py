@@ -96,8 +96,8 @@ class _OpenVINOBatch:
         changed = []
         backend = self.backend
         for handle, sequence, prompt_tokens in self.running.values():
-            if handle.can_read():
-                changed.append(sequence)
+            got_tokens = handle.can_read()
+            if got_tokens:
                 for output in handle.read().values():
                     for token_id, log_probability in zip(output.generated_ids, output.generated_log_probs):
                         sequence.append(token_id, log_probability, backend.eos_ids, backend.max_new_tokens)
@@ -108,7 +108,7 @@ class _OpenVINOBatch:
             elif status != GenerationStatus.RUNNING:  # the pipeline ended it: a stop token, or its token limit
                 at_limit = len(sequence.token_ids) >= backend.max_new_tokens
                 sequence.finish(FinishReason.LENGTH if at_limit else FinishReason.END)
-            if sequence.finished and sequence not in changed:
+            if got_tokens or sequence.finished:
                 changed.append(sequence)
         if changed and self.on_step is not None:
             self.on_step(changed)
