@@ -398,24 +398,44 @@ def load_retriever(name: str) -> "SentenceTransformer":
 
 HEAD_CONFIG = "head.json"
 HEAD_WEIGHTS = "head.safetensors"
+LORA_CONFIG = "lora.json"  # beside peft's adapter_config.json and adapter_model.safetensors
 
 
 def read_retriever(name: str) -> "SentenceTransformer":
     """A new, unshared copy of the bi-encoder `name` (training takes its own copy here).
 
     A folder with `head.json` is a linear head trained over a base encoder (`train_retriever
-    --method head`): the base is loaded and the head appended, so only the head is shipped.
+    --method head`): the base is loaded and the head appended. A folder with `lora.json` holds LoRA
+    adapters trained on a base encoder (`--method lora`): the base is loaded and the adapters merged
+    into its weights. Either way only what was trained is shipped.
     """
     from sentence_transformers import SentenceTransformer
 
     _check_local("retriever", name, "RETRIEVER_MODEL")
-    head = Path(name).expanduser() / HEAD_CONFIG if is_local_path(name) else None
+    folder = Path(name).expanduser() if is_local_path(name) else None
     try:
-        if head is not None and head.is_file():
-            return _with_head(read_retriever(_base_of(json.loads(head.read_text())["base"])), head.parent)
+        if folder is not None and (folder / HEAD_CONFIG).is_file():
+            return _with_head(read_retriever(_base_of(json.loads((folder / HEAD_CONFIG).read_text())["base"])), folder)
+        if folder is not None and (folder / LORA_CONFIG).is_file():
+            return _with_lora(read_retriever(_base_of(json.loads((folder / LORA_CONFIG).read_text())["base"])), folder)
         return SentenceTransformer(_source(name), device=str(device()))
     except (OSError, ValueError, KeyError) as error:
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
+
+
+def weights_digest(name: str) -> str | None:
+    """A hash of the weight files of a local model folder (`*.safetensors`, `*.bin`), None for a hub id:
+    a folder retrained in place (a new shipped selector) then no longer matches what was built with it."""
+    folder = Path(name).expanduser()
+    if not is_local_path(name) or not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")]):
+        digest.update(path.name.encode())
+        with path.open("rb") as weights:
+            while chunk := weights.read(1 << 20):
+                digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def save_head(model: "SentenceTransformer", folder: str | Path, base: str) -> None:
@@ -427,6 +447,13 @@ def save_head(model: "SentenceTransformer", folder: str | Path, base: str) -> No
     folder.mkdir(parents=True, exist_ok=True)
     save_file({"weight": dense.linear.weight.detach().contiguous()}, folder / HEAD_WEIGHTS)
     (folder / HEAD_CONFIG).write_text(json.dumps({"base": base, "dimension": dense.linear.weight.shape[0]}, indent=2))
+
+
+def save_lora(model: "SentenceTransformer", folder: str | Path, base: str) -> None:
+    """Save the LoRA adapters that `training.retriever.add_lora` put on `model`'s encoder, over the encoder `base`."""
+    folder = Path(folder)
+    model[0].model.save_pretrained(folder)
+    (folder / LORA_CONFIG).write_text(json.dumps({"base": base}, indent=2))
 
 
 def _base_of(base: str) -> str:
@@ -448,6 +475,15 @@ def _with_head(model: "SentenceTransformer", folder: Path) -> "SentenceTransform
     dense = Dense(weight.shape[1], weight.shape[0], bias=False, activation_function=torch.nn.Identity(), init_weight=weight)
     model.append(dense.to(model.device))
     model.append(Normalize())
+    return model
+
+
+def _with_lora(model: "SentenceTransformer", folder: Path) -> "SentenceTransformer":
+    from peft import PeftModel
+
+    encoder = model[0]
+    # Merged: the served encoder is a plain one, as fast as the base.
+    encoder.model = PeftModel.from_pretrained(encoder.model, folder).merge_and_unload()
     return model
 
 

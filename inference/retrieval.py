@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from .loading import load_retriever
+from .loading import load_retriever, weights_digest
 from .prompts import selector_query
 
 if TYPE_CHECKING:
@@ -114,6 +114,8 @@ def staleness(manifest: dict | None, retriever_model: str, data_fingerprint: str
         return f"it has format {manifest.get('format')}, this code reads format {FORMAT_VERSION}"
     if manifest.get("retriever_model") != retriever_model:
         return f"it was built with the retriever {manifest.get('retriever_model')!r}, not {retriever_model!r}"
+    if manifest.get("retriever_weights") != weights_digest(retriever_model):
+        return f"the retriever {retriever_model!r} was trained again since it was built"
     if data_fingerprint is not None and manifest.get("data_fingerprint") != data_fingerprint:
         return "the exchanges changed since it was built"
     return None
@@ -158,6 +160,7 @@ def build_index(
     manifest = {
         "format": FORMAT_VERSION,
         "retriever_model": retriever_model,
+        "retriever_weights": weights_digest(retriever_model),
         "data_fingerprint": fingerprint(exchanges),
         "exchanges": len(exchanges),
         "dimension": int(vectors.shape[1]),

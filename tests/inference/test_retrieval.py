@@ -86,6 +86,23 @@ def test_an_index_of_another_retriever_is_refused(demo_exchanges, index_path, se
         load(index_path, str(tmp_path / "other-retriever"))
 
 
+def test_an_index_of_a_retriever_trained_again_in_place_is_refused(
+    demo_exchanges, index_path, settings, tiny_retriever, tmp_path
+):
+    """A shipped selector retrained under the same folder name: its index must be rebuilt."""
+    import shutil
+
+    retriever = tmp_path / "selector"
+    shutil.copytree(tiny_retriever, retriever)
+    settings.RETRIEVER_MODEL = str(retriever)
+    call_command("build_index", verbosity=0)
+    load(index_path, str(retriever))
+    weights = retriever / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"\0")  # other weights, same name
+    with pytest.raises(StaleIndexError, match="trained again.*build_index"):
+        load(index_path, str(retriever))
+
+
 def test_a_missing_index_gives_the_clear_message(index_path, tiny_retriever):
     with pytest.raises(IndexMissingError, match="No retrieval index at .*build_index"):
         RetrievalIndex.load(index_path, str(tiny_retriever))

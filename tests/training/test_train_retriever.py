@@ -8,8 +8,16 @@ from django.core.management import CommandError, call_command
 from sentence_transformers import SentenceTransformer
 
 from data.pipeline import ScriptExchange
-from inference.loading import read_retriever
-from training.retriever import Pair, RetrieverConfig, exchange_pairs, recall_at_k, train_linear_head, train_retriever
+from inference.loading import read_retriever, save_lora
+from training.retriever import (
+    Pair,
+    RetrieverConfig,
+    add_lora,
+    exchange_pairs,
+    recall_at_k,
+    train_linear_head,
+    train_retriever,
+)
 
 
 def test_pairs_join_the_last_context_line_and_question_and_drop_repeated_answers():
@@ -69,6 +77,39 @@ def test_command_saves_a_head_that_loads_over_its_base(tiny_retriever, demo_tran
     assert len(loaded) == len(trained) + 2  # the base's modules, the head, a unit-length step
     vector = loaded.encode(["Bazinga!"])
     assert vector.shape == (1, 32) and abs(float((vector**2).sum()) - 1) < 1e-5
+
+
+def test_lora_adapters_train_alone_and_load_merged_over_their_base(tiny_retriever, tmp_path):
+    model = add_lora(SentenceTransformer(str(tiny_retriever), device="cpu"), rank=4)
+    frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+    pairs = [Pair(f"line number {n} about {topic}", f"answer on {topic}") for n, topic in enumerate(
+        ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"])]
+    before = recall_at_k(model, pairs)
+    log = train_retriever(model, pairs, RetrieverConfig(method="lora", epochs=30, batch_size=8, learning_rate=1e-2,
+                                                        warmup_ratio=0.0))
+    assert log[-1]["loss"] < log[0]["loss"] and recall_at_k(model, pairs)[1] > before[1]
+    # Only the adapters learned.
+    assert all(parameter.equal(frozen[name]) for name, parameter in model.named_parameters() if name in frozen)
+
+    save_lora(model, tmp_path / "selector", str(tiny_retriever))
+    assert {p.name for p in (tmp_path / "selector").iterdir()} >= {"lora.json", "adapter_model.safetensors"}
+    loaded = read_retriever(str(tmp_path / "selector"))  # the base, the adapters merged into it
+    texts = ["Bazinga!", "answer on trains"]
+    assert loaded.encode(texts) == pytest.approx(model.encode(texts), abs=1e-5)
+    base = SentenceTransformer(str(tiny_retriever), device="cpu").encode(texts)
+    assert abs(loaded.encode(texts) - base).max() > 1e-3
+
+
+def test_command_saves_lora_adapters_without_the_encoder(tiny_retriever, demo_transcripts, tmp_path):
+    output = tmp_path / "selector"
+    call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts), output=str(output),
+                 method="lora", lora_rank=2, epochs=1, batch_size=4, threads=1, stdout=StringIO())
+    assert json.loads((output / "lora.json").read_text()) == {"base": str(tiny_retriever)}
+    assert not (output / "model.safetensors").exists()
+    assert read_retriever(str(output)).encode(["Bazinga!"]).shape == (1, 32)
+    with pytest.raises(CommandError, match="lora-rank"):
+        call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts),
+                     output=str(tmp_path / "bad"), method="lora", lora_rank=0, threads=1, stdout=StringIO())
 
 
 def test_command_prints_recall_before_and_after_and_saves(tiny_retriever, demo_transcripts, tmp_path):

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from data.pipeline import TranscriptError, build_exchanges, episode_names, read_transcripts, split_episodes
-from inference.loading import ModelNotFoundError, read_retriever, save_head
+from inference.loading import ModelNotFoundError, read_retriever, save_head, save_lora
 from inference.profiles import MINILM_PACKAGE, packaged_minilm
 from training.arguments import add_config_options, config_from_options
 from training.command_options import add_shared_arguments, apply_shared_options
@@ -23,6 +23,7 @@ from training.generator import hardware
 from training.reporting import next_version_folder, plot_loss_curve
 from training.retriever import (
     RetrieverConfig,
+    add_lora,
     exchange_pairs,
     limit_length,
     recall_at_k,
@@ -80,11 +81,15 @@ class Command(BaseCommand):
         except ModelNotFoundError as error:
             raise CommandError(str(error)) from error
         config = config_from_options(RetrieverConfig, options)
-        if config.method not in ("full", "head"):
-            raise CommandError(f"--method {config.method!r}: use full or head.")
+        if config.method not in ("full", "lora", "head"):
+            raise CommandError(f"--method {config.method!r}: use full, lora or head.")
+        if config.method == "lora" and config.lora_rank < 1:
+            raise CommandError(f"--lora-rank {config.lora_rank}: use a rank of at least 1.")
         limit_length(model, config.max_seq_length)
         before = recall_at_k(model, validation_pairs)
         self.stdout.write(self.recall_line("before", before))
+        if config.method == "lora":
+            add_lora(model, config.lora_rank)
         started = time.perf_counter()
         try:
             train = train_linear_head if config.method == "head" else train_retriever
@@ -100,9 +105,12 @@ class Command(BaseCommand):
             if options["output"]
             else next_version_folder(settings.BASE_DIR / "models", f"{options['character'].lower()}-retriever")
         )
+        # A head or adapters are saved alone: they load over their base encoder (the packaged MiniLM by default).
+        base = f"package:{MINILM_PACKAGE}" if model_name == packaged_minilm() else model_name
         if config.method == "head":
-            # Only the head is saved: it loads over its base encoder (the packaged MiniLM by default).
-            save_head(model, output, f"package:{MINILM_PACKAGE}" if model_name == packaged_minilm() else model_name)
+            save_head(model, output, base)
+        elif config.method == "lora":
+            save_lora(model, output, base)
         else:
             model.save(str(output))
         metrics = {
