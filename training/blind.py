@@ -511,8 +511,54 @@ def agreement_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def score(folder: str | Path, rating_files: list) -> tuple[list[dict], str]:
-    """Rows and the Markdown table of a sheet's ratings, one rating file per rater."""
+def paired(key: dict, found: list[Judgement], baseline: str) -> list[dict]:
+    """Per other system, its difference from `baseline` item by item (the two systems' item means, over the
+    items both answered), each measure's mean with a 95% bootstrap interval, and on how many items the two
+    showed different replies (an identical reply is shown once, so it differs by nothing)."""
+    if baseline not in key["systems"]:
+        raise BlindError(f"No system {baseline!r} in this sheet; its systems are {', '.join(key['systems'])}.")
+    means = defaultdict(list)
+    for judgement in found:
+        means[(judgement.system, judgement.item)].append(judgement)
+    rows = []
+    for system in key["systems"]:
+        items = [item for item in key["items"] if (system, item) in means and (baseline, item) in means]
+        if system == baseline or not items:
+            continue
+        rng = np.random.default_rng(key.get("seed", 0))
+        row = {"system": system, "against": baseline, "items": len(items)}
+        row["differ"] = sum(
+            not any({system, baseline} <= set(shown) for shown in key["items"][item]["labels"].values())
+            for item in items
+        )
+        for measure in MEASURES[:4]:
+            differences = [
+                np.mean([_value(j, measure) for j in means[(system, item)]])
+                - np.mean([_value(j, measure) for j in means[(baseline, item)]])
+                for item in items
+            ]
+            row[measure], row[f"{measure}_low"], row[f"{measure}_high"] = mean_with_interval(differences, rng)
+        rows.append(row)
+    return rows
+
+
+def format_paired(rows: list[dict]) -> str:
+    """The paired table: system | each measure's mean difference [interval] | items whose reply differs."""
+    if not rows:
+        return ""
+    lines = [
+        f"| against {rows[0]['against']}, item by item | " + " | ".join(MEASURES[:4]) + " | items whose reply differs |",
+        "|---" * 6 + "|",
+    ]
+    for row in rows:
+        cells = [f"{row[m]:+.2f} [{row[m + '_low']:+.2f}, {row[m + '_high']:+.2f}]" for m in MEASURES[:4]]
+        lines.append(f"| {row['system']} | " + " | ".join(cells) + f" | {row['differ']} of {row['items']} |")
+    return "\n".join(lines)
+
+
+def score(folder: str | Path, rating_files: list, against: str = "") -> tuple[list[dict], str]:
+    """Rows and the Markdown table of a sheet's ratings, one rating file per rater; with `against`, the
+    paired table of every system against that one follows."""
     key = read_key(folder)
     ratings_by_rater = {}
     for path in rating_files:
@@ -520,5 +566,9 @@ def score(folder: str | Path, rating_files: list) -> tuple[list[dict], str]:
         if rater in ratings_by_rater:
             raise BlindError(f"Two rating files are named {rater!r}: a rater is known by the file name, rename one.")
         ratings_by_rater[rater] = read_ratings(path, key)
-    rows = summarize(judgements(key, ratings_by_rater), key["systems"], seed=key.get("seed", 0))
-    return rows, format_table(rows)
+    found = judgements(key, ratings_by_rater)
+    rows = summarize(found, key["systems"], seed=key.get("seed", 0))
+    table = format_table(rows)
+    if against:
+        table += "\n\n" + format_paired(paired(key, found, against))
+    return rows, table

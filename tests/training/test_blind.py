@@ -19,6 +19,8 @@ from training.blind import (
     Judgement,
     build_system,
     collect_replies,
+    judgements,
+    paired,
     parse_systems,
     pick_items,
     read_key,
@@ -354,6 +356,32 @@ def test_known_ratings_give_the_known_table(sheet, tmp_path):
     assert bot["per_rater"]["rater-a"]["sense"] == pytest.approx((9 * 4 + 5) / 10)
     assert rows[0]["rater_gap"] == pytest.approx(1.0)  # scripted: sense 5 vs 4, fit 5 vs 4
     assert rows[1]["rater_gap"] == pytest.approx(2.0)  # other: character 1 vs 3
+
+
+def test_paired_differences_item_by_item_against_a_system(sheet, tmp_path):
+    a = ratings_by_system(
+        sheet,
+        {"scripted": lambda i: rate(5, 4, 5), "other": lambda i: rate(2, 1, 1), "bot": lambda i: rate(3, 3, 1 + i % 5)},
+    )
+    ratings = [write_ratings(tmp_path / "rater-a.jsonl", a)]
+    _, table = score(sheet, ratings, against="other")
+    paired_lines = table.split("\n\n")[1].splitlines()
+    assert paired_lines[0] == "| against other, item by item | sense | character | fit | good | items whose reply differs |"
+    assert paired_lines[2] == (
+        "| scripted | +3.00 [+3.00, +3.00] | +3.00 [+3.00, +3.00] | +4.00 [+4.00, +4.00] | +1.00 [+1.00, +1.00] "
+        "| 10 of 10 |"
+    )
+    key = read_key(sheet)
+    found = judgements(key, {"rater-a": read_ratings(ratings[0], key)})
+    bot = {row["system"]: row for row in paired(key, found, "other")}["bot"]
+    # Item 1 is the scripted line (rated 5, 4, 5); items 2-10 are rated 3, 3 and a fit of 1 + item % 5.
+    assert (bot["sense"], bot["character"], bot["fit"]) == pytest.approx(((3 + 9) / 10, (3 + 18) / 10, (4 + 19) / 10))
+    assert bot["fit_low"] < bot["fit"] < bot["fit_high"] and bot["differ"] == 10
+    # Against the scripted line, the bot's item 1 is the same text, shown once: it differs on 9 items.
+    bot = {row["system"]: row for row in paired(key, found, "scripted")}["bot"]
+    assert bot["differ"] == 9 and bot["items"] == 10
+    with pytest.raises(BlindError, match="No system 'nobody'.*scripted, other, bot"):
+        score(sheet, ratings, against="nobody")
 
 
 def test_interval_is_a_bootstrap_over_items():

@@ -32,20 +32,25 @@ def test_the_precision_table_shows_fire_rate_and_relevance_per_threshold():
 
 @pytest.mark.slow
 def test_the_shipped_threshold_against_the_committed_blind_ratings(settings):
-    """docs/evaluation.md's retrieval figures, recomputed from the rated sheet in docs/evaluation/blind-r1/
-    with the offline MiniLM selector: at the shipped threshold retrieval fires on half the items, and no
-    threshold reaches 70% relevance (so the threshold was chosen by the blind ratings of the whole reply)."""
+    """docs/evaluation.md's retrieval figures, recomputed from the rated sheets of rounds 6 and 7 with the
+    shipped selector: at the shipped threshold retrieval fires on about 38% of the items, its line is rated
+    relevant about a quarter of the time, and no threshold reaches 70% relevance (so the threshold was chosen by
+    the blind ratings of the whole reply, at the firing rate of the stock MiniLM's 0.5)."""
     from pathlib import Path
 
     from inference.loading import read_retriever
-    from inference.profiles import packaged_minilm
+    from inference.profiles import shipped_selector
     from training.calibration import rated_retrievals
 
-    sheet = Path(settings.BASE_DIR) / "docs" / "evaluation" / "blind-r1"
-    ratings = [sheet / "ratings-1.jsonl", sheet / "ratings-2.jsonl"]
-    scores, fits = rated_retrievals(sheet, ratings, "retrieved", read_retriever(packaged_minilm()))
-    assert len(scores) == 40
+    selector = read_retriever(shipped_selector())
+    scores, fits = [], []
+    for round_ in ("blind-r6", "blind-r7"):
+        sheet = Path(settings.BASE_DIR) / "docs" / "evaluation" / round_
+        found = rated_retrievals(sheet, [sheet / "ratings-1.jsonl", sheet / "ratings-2.jsonl"], "selretrieved", selector)
+        scores += found[0]
+        fits += found[1]
+    assert len(scores) == 80
     assert calibrate(scores, fits).threshold is None
     fired = [fit for score, fit in zip(scores, fits) if score >= settings.RETRIEVAL_THRESHOLD]
-    assert len(fired) / len(scores) == pytest.approx(0.50, abs=0.03)
-    assert sum(fit >= 3 for fit in fired) / len(fired) == pytest.approx(0.20, abs=0.03)
+    assert len(fired) / len(scores) == pytest.approx(30 / 80, abs=0.03)
+    assert sum(fit >= 3 for fit in fired) / len(fired) == pytest.approx(7 / 30, abs=0.03)

@@ -5,7 +5,9 @@
 
 prints per system the mean sense, character and fit, the "good" and flagged
 rates (each with a 95% bootstrap interval over items) and how far the raters'
-means are apart; --output also writes scores.md, scores.csv and scores.png.
+means are apart; --against NAME adds each system's difference from NAME, item by
+item (a paired comparison: its interval is narrower than the tables' overlap
+suggests); --output also writes scores.md, scores.csv and scores.png.
 """
 
 import csv
@@ -23,10 +25,13 @@ class Command(BaseCommand):
         parser.add_argument("folder", help="the folder `blind_sheet --output` wrote")
         parser.add_argument("ratings", nargs="+", help="one JSON-lines file per rater (the rater is named by the file)")
         parser.add_argument("--output", help="folder for scores.md, scores.csv and scores.png")
+        parser.add_argument(
+            "--against", default="", help="a system of the sheet: also print every other's difference from it, item by item"
+        )
 
     def handle(self, **options):
         try:
-            rows, table = score(options["folder"], options["ratings"])
+            rows, table = score(options["folder"], options["ratings"], options["against"])
         except BlindError as error:
             raise CommandError(str(error)) from error
         notes = [
