@@ -34,8 +34,8 @@ def test_the_precision_table_shows_fire_rate_and_relevance_per_threshold():
 def test_the_shipped_threshold_against_the_committed_blind_ratings(settings):
     """docs/evaluation.md's retrieval figures, recomputed from the rated sheets of rounds 6 and 7 with the
     shipped selector: at the shipped threshold retrieval fires on about 38% of the items, its line is rated
-    relevant about a quarter of the time, and no threshold reaches 70% relevance (so the threshold was chosen by
-    the blind ratings of the whole reply, at the firing rate of the stock MiniLM's 0.5)."""
+    relevant about a quarter of the time, and no threshold reaches 70% relevance (so the threshold is the one the
+    blind ratings of the whole reply were taken with)."""
     from pathlib import Path
 
     from inference.loading import read_retriever
