@@ -423,19 +423,39 @@ def read_retriever(name: str) -> "SentenceTransformer":
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
 
 
+_digests: dict[tuple, str] = {}  # (file, size, mtime) of every file hashed -> digest, per process
+
+
 def weights_digest(name: str) -> str | None:
-    """A hash of the weight files of a local model folder (`*.safetensors`, `*.bin`), None for a hub id:
-    a folder retrained in place (a new shipped selector) then no longer matches what was built with it."""
+    """A hash of what a local model folder computes with: its weight and config files (`*.safetensors`,
+    `*.bin`, `*.json`, modules' subfolders included) and, for a head or LoRA adapters, its base encoder's.
+    None for a hub id. A folder retrained in place (a new shipped selector), or a new base, then no longer
+    matches what was built with it. Remembered per process while no file changes (the packaged MiniLM is 90 MB)."""
     folder = Path(name).expanduser()
     if not is_local_path(name) or not folder.is_dir():
         return None
-    digest = hashlib.sha256()
-    for path in sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")]):
-        digest.update(path.name.encode())
-        with path.open("rb") as weights:
-            while chunk := weights.read(1 << 20):
-                digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+    files = sorted(p for pattern in ("*.safetensors", "*.bin", "*.json") for p in folder.rglob(pattern) if p.is_file())
+    identity = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if identity not in _digests:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(str(path.relative_to(folder)).encode())
+            with path.open("rb") as contents:
+                while chunk := contents.read(1 << 20):
+                    digest.update(chunk)
+        for marker in (HEAD_CONFIG, LORA_CONFIG):
+            if (folder / marker).is_file():
+                digest.update((weights_digest(_base_of(json.loads((folder / marker).read_text())["base"])) or "").encode())
+        _digests[identity] = f"sha256:{digest.hexdigest()}"
+    return _digests[identity]
+
+
+def save_retriever(model: "SentenceTransformer", folder: str | Path) -> None:
+    """Save a whole fine-tuned encoder (`train_retriever --method full`); a head or adapters saved there before
+    would be loaded instead of it, so their markers go."""
+    folder = Path(folder)
+    _drop_markers(folder, HEAD_CONFIG, LORA_CONFIG)
+    model.save(str(folder))
 
 
 def save_head(model: "SentenceTransformer", folder: str | Path, base: str) -> None:
@@ -445,6 +465,7 @@ def save_head(model: "SentenceTransformer", folder: str | Path, base: str) -> No
     dense = model[-2]  # the head's Dense; the last module makes its output unit-length
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    _drop_markers(folder, LORA_CONFIG)
     save_file({"weight": dense.linear.weight.detach().contiguous()}, folder / HEAD_WEIGHTS)
     (folder / HEAD_CONFIG).write_text(json.dumps({"base": base, "dimension": dense.linear.weight.shape[0]}, indent=2))
 
@@ -452,8 +473,14 @@ def save_head(model: "SentenceTransformer", folder: str | Path, base: str) -> No
 def save_lora(model: "SentenceTransformer", folder: str | Path, base: str) -> None:
     """Save the LoRA adapters that `training.retriever.add_lora` put on `model`'s encoder, over the encoder `base`."""
     folder = Path(folder)
+    _drop_markers(folder, HEAD_CONFIG)  # read first: a head saved there before would win
     model[0].model.save_pretrained(folder)
     (folder / LORA_CONFIG).write_text(json.dumps({"base": base}, indent=2))
+
+
+def _drop_markers(folder: Path, *markers: str) -> None:
+    for marker in markers:
+        (folder / marker).unlink(missing_ok=True)
 
 
 def _base_of(base: str) -> str:

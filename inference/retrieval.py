@@ -114,8 +114,10 @@ def staleness(manifest: dict | None, retriever_model: str, data_fingerprint: str
         return f"it has format {manifest.get('format')}, this code reads format {FORMAT_VERSION}"
     if manifest.get("retriever_model") != retriever_model:
         return f"it was built with the retriever {manifest.get('retriever_model')!r}, not {retriever_model!r}"
-    if manifest.get("retriever_weights") != weights_digest(retriever_model):
-        return f"the retriever {retriever_model!r} was trained again since it was built"
+    if "retriever_weights" not in manifest:
+        return "it was built before indexes recorded their retriever's weights"
+    if manifest["retriever_weights"] != weights_digest(retriever_model):
+        return f"the retriever {retriever_model!r} changed (trained again, or a new base) since it was built"
     if data_fingerprint is not None and manifest.get("data_fingerprint") != data_fingerprint:
         return "the exchanges changed since it was built"
     return None
@@ -155,12 +157,13 @@ def build_index(
             "There are no exchanges to index: import the transcripts first (manage.py import_transcripts PATH)."
         )
     path = Path(path)
+    weights = weights_digest(retriever_model)  # before embedding: the weights the vectors come from
     retriever = load_retriever(retriever_model)
     vectors = embed_texts(retriever, [exchange.answer for exchange in exchanges], batch_size, progress)
     manifest = {
         "format": FORMAT_VERSION,
         "retriever_model": retriever_model,
-        "retriever_weights": weights_digest(retriever_model),
+        "retriever_weights": weights,
         "data_fingerprint": fingerprint(exchanges),
         "exchanges": len(exchanges),
         "dimension": int(vectors.shape[1]),

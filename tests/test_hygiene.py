@@ -86,6 +86,12 @@ def test_the_image_installs_runtime_only_and_runs_unprivileged():
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     for path in (".git", ".venv", "var", "test-output"):
         assert path in ignored, f"{path} would be copied into the image"
+    # Every model folder that git ships (the offline profile loads it) goes into the image too.
+    shipped = subprocess.run(["git", "ls-files", "models"], cwd=REPO, capture_output=True, text=True, check=True)
+    folders = {Path(path).parts[1] for path in shipped.stdout.split() if len(Path(path).parts) > 2}
+    assert folders >= {"sheldon-smollm2-lora", "sheldon-selector"}
+    for folder in folders:
+        assert f"!models/{folder}" in ignored, f"models/{folder} is shipped in git but left out of the image"
 
 
 def test_every_shipped_model_card_names_its_base_model_licence_and_data():

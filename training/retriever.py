@@ -59,7 +59,7 @@ class RetrieverConfig:
     lora_rank: int = option(16, "rank of the lora adapters (their alpha is twice the rank)")
     epochs: float = option(1.0, "passes over the training pairs")
     batch_size: int = option(32, "pairs per step; the other answers of a batch are each pair's negatives")
-    learning_rate: float = option(2e-5, "AdamW learning rate")
+    learning_rate: float = option(2e-5, "AdamW learning rate (suits full; lora wants about 3e-4, the shipped selector's)")
     warmup_ratio: float = option(0.1, "share of the steps the learning rate warms up over")
     max_seq_length: int = option(128, "tokens read of a text; a longer query loses its oldest words, not the line answered")
     seed: int = option(42, "training's random state")
@@ -130,8 +130,9 @@ def add_lora(model, rank):
     `train_retriever` then trains only them, and `inference.loading.save_lora` saves only them."""
     from peft import LoraConfig, get_peft_model
 
+    model.requires_grad_(False)  # only the adapters learn (a head loaded with the model would not be saved)
     encoder = model[0]
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=["query", "key", "value", "dense"])
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules="all-linear")
     encoder.model = get_peft_model(encoder.model, config)
     return model
 

@@ -99,8 +99,23 @@ def test_an_index_of_a_retriever_trained_again_in_place_is_refused(
     load(index_path, str(retriever))
     weights = retriever / "model.safetensors"
     weights.write_bytes(weights.read_bytes() + b"\0")  # other weights, same name
-    with pytest.raises(StaleIndexError, match="trained again.*build_index"):
+    with pytest.raises(StaleIndexError, match="changed.*trained again.*build_index"):
         load(index_path, str(retriever))
+
+
+def test_an_index_from_before_weight_digests_is_rebuilt_with_the_reason(
+    demo_exchanges, index_path, settings, tiny_retriever
+):
+    import json
+
+    settings.RETRIEVER_MODEL = str(tiny_retriever)
+    call_command("build_index", verbosity=0)
+    manifest_path = index_path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["retriever_weights"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StaleIndexError, match="built before indexes recorded their retriever's weights"):
+        load(index_path, str(tiny_retriever))
 
 
 def test_a_missing_index_gives_the_clear_message(index_path, tiny_retriever):

@@ -100,6 +100,33 @@ def test_lora_adapters_train_alone_and_load_merged_over_their_base(tiny_retrieve
     assert abs(loaded.encode(texts) - base).max() > 1e-3
 
 
+def test_adapters_saved_over_a_head_replace_it_and_the_digest_follows_the_base(tiny_retriever, tmp_path):
+    """A folder trained again with another method serves the new model, and a new base makes a new digest."""
+    import shutil
+
+    from inference.loading import HEAD_CONFIG, weights_digest
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_retriever, base)
+    folder = tmp_path / "selector"
+    folder.mkdir()
+    (folder / HEAD_CONFIG).write_text(json.dumps({"base": str(base), "dimension": 32}))  # an earlier head run
+    model = add_lora(SentenceTransformer(str(base), device="cpu"), rank=2)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.fill_(0.05)  # trained adapters: they change the vectors
+    save_lora(model, folder, str(base))
+    assert not (folder / HEAD_CONFIG).exists()
+    assert read_retriever(str(folder)).encode(["Bazinga!"]) == pytest.approx(model.encode(["Bazinga!"]), abs=1e-5)
+
+    before = weights_digest(str(folder))
+    assert before == weights_digest(str(folder)) and before.startswith("sha256:")
+    weights = base / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"\0")  # the base changed under the adapters
+    assert weights_digest(str(folder)) != before
+    assert weights_digest("sentence-transformers/all-MiniLM-L6-v2") is None  # a hub id
+
+
 def test_command_saves_lora_adapters_without_the_encoder(tiny_retriever, demo_transcripts, tmp_path):
     output = tmp_path / "selector"
     call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts), output=str(output),

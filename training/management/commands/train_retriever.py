@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from data.pipeline import TranscriptError, build_exchanges, episode_names, read_transcripts, split_episodes
-from inference.loading import ModelNotFoundError, read_retriever, save_head, save_lora
+from inference.loading import ModelNotFoundError, read_retriever, save_head, save_lora, save_retriever
 from inference.profiles import MINILM_PACKAGE, packaged_minilm
 from training.arguments import add_config_options, config_from_options
 from training.command_options import add_shared_arguments, apply_shared_options
@@ -89,7 +89,10 @@ class Command(BaseCommand):
         before = recall_at_k(model, validation_pairs)
         self.stdout.write(self.recall_line("before", before))
         if config.method == "lora":
-            add_lora(model, config.lora_rank)
+            try:
+                add_lora(model, config.lora_rank)
+            except ValueError as error:  # peft: no linear layer to adapt in this encoder
+                raise CommandError(f"--method lora on {model_name}: {error}") from error
         started = time.perf_counter()
         try:
             train = train_linear_head if config.method == "head" else train_retriever
@@ -112,7 +115,7 @@ class Command(BaseCommand):
         elif config.method == "lora":
             save_lora(model, output, base)
         else:
-            model.save(str(output))
+            save_retriever(model, output)
         metrics = {
             "recall_before": before,
             "recall_after": after,
