@@ -3,9 +3,8 @@
 A worker runs many task threads (Celery's threads pool); each hands its
 request to the process's one engine (`submit`, which also retrieves and
 builds the prompt in that thread) and, while it waits, saves and sends what
-has been generated so far (`chat.generation.ReplyStream`); once the
-candidates are generated, the same thread chooses among them (`PendingReply`).
-The engine's thread only generates: it keeps one running `ReplyBatch`. When it is idle, it
+has been generated so far (`chat.generation.ReplyStream`). The engine's
+thread only generates: it keeps one running `ReplyBatch`. When it is idle, it
 takes the first waiting request and those that arrive within
 BATCH_WINDOW_MS; while it runs, requests that arrive join it between two
 generation steps (continuous batching, for chat models; a seq2seq batch
@@ -29,38 +28,12 @@ from concurrent.futures import Future
 
 from django.conf import settings
 
-from .replier import Replier, Reply, RequestState, RequestStatus, Turn, get_replier
+from .replier import Replier, Reply, RequestState, Turn, get_replier
 
 logger = logging.getLogger(__name__)
 
 _engine = None
 _engine_lock = threading.Lock()
-
-
-class PendingReply(Future):
-    """The Future of one reply: done once its candidates are generated.
-
-    `result()` then chooses among them (`Replier.finish`: the selector's embeddings, the filters) in the
-    thread that asks, once: the engine's thread goes on generating for the others meanwhile, and never
-    waits for the retriever that task threads share (as vLLM detokenises outside its engine core).
-    """
-
-    def __init__(self, replier: Replier) -> None:
-        super().__init__()
-        self._replier = replier
-        self._choice_lock = threading.Lock()
-
-    def result(self, timeout: float | None = None) -> Reply:
-        request = super().result(timeout)
-        with self._choice_lock:
-            if request.status is not RequestStatus.FINISHED and request.error is None:
-                try:
-                    self._replier.finish(request)  # shows the chosen text: its callback may fail
-                except Exception as error:
-                    request.error = error
-        if request.error is not None:
-            raise request.error
-        return request.reply
 
 
 class BatchingEngine:
@@ -84,16 +57,14 @@ class BatchingEngine:
     def submit(
         self, history: list[Turn], message: str, on_piece: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-    ) -> PendingReply:
+    ) -> Future:
         """Queue a request; a Future of its Reply, generated in a batch with the requests around it.
 
-        Retrieval and the prompt are done here, in the caller's thread, and the
-        choice among the candidates in the thread that calls `result()`, so the
+        Retrieval and the prompt are done here, in the caller's thread, so the
         engine's thread only generates. The callbacks run on the engine's
-        thread while it streams (a ranked reply's chosen text, on the thread that
-        chose it): they must be quick (no database or network), or they hold up
-        the batch. One that raises ends its own request only, and the Future
-        raises its error.
+        thread, between generation steps: they must be quick (no database or
+        network), or they hold up the batch. One that raises ends its own
+        request only, and the Future raises its error.
         """
         request = RequestState(history, message, on_piece, should_stop)
         with self._in_progress_lock:
@@ -103,7 +74,7 @@ class BatchingEngine:
         except BaseException:
             self._answered()
             raise
-        future = PendingReply(self.replier)
+        future = Future()
         future.add_done_callback(lambda _: self._answered())
         self._waiting.put((request, future))
         return future
@@ -155,7 +126,7 @@ class BatchingEngine:
         return running + len(arrivals) < self.max_batch
 
     def _run(self) -> None:
-        batch, futures = None, {}  # futures: id(request) -> PendingReply
+        batch, futures = None, {}  # futures: id(request) -> Future
         while True:
             arrivals = self._arrivals(len(batch) if batch is not None else 0)
             futures.update((id(request), future) for request, future in arrivals)
@@ -182,7 +153,7 @@ class BatchingEngine:
                 if request.error is not None:
                     future.set_exception(request.error)
                 else:
-                    future.set_result(request)  # its reply is chosen by whoever asks for the result
+                    future.set_result(request.reply)
 
 
 def get_engine() -> BatchingEngine:

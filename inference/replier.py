@@ -74,16 +74,14 @@ class ReplyBatch:
         batch.add(replier.prepare(requests))
         while batch:
             for request in batch.step():
-                replier.finish(request)  # the choice among its candidates
                 request.reply  # or request.error
             ...
 
     The backend's batch appends tokens to each request's sequences; after
     each decode step `process_outputs` turns the new tokens into text (detokenised,
     cleaned, streamed unless the reply is ranked) and finishes a sequence that
-    was asked to stop or has its sentences. A step returns the requests whose
-    candidates are all generated; choosing among them (`Replier.finish`) is left
-    to the caller, so that the batching engine's thread only generates.
+    was asked to stop or has its sentences. A step ends the requests whose
+    sequences have all finished, with their Reply.
     """
 
     def __init__(self, replier: "Replier") -> None:
@@ -102,7 +100,7 @@ class ReplyBatch:
         self._start([self._sequence(request) for request in requests for _ in range(request.candidates)])
 
     def step(self) -> list[RequestState]:
-        """One generation step: the requests whose candidates it completed (for `Replier.finish`)."""
+        """One generation step: the requests it finished."""
         # Every running request is asked at every step, also one the engine gave no token this time (a long
         # prompt computed in parts, a row held back); its sequences then leave before the step computes them.
         for sequence in self.sequences:
@@ -128,6 +126,7 @@ class ReplyBatch:
                 Candidate(text, "generated", sequence.mean_log_probability, stopped=sequence.stopped)
             )
             if len(request.generated) == request.candidates:
+                self.replier.finish(request)
                 finished.append(request)
         self.sequences = running
         self._start(retries)
@@ -314,8 +313,7 @@ class Replier:
         batch = self.open_batch()
         batch.add(self.prepare(requests, candidates))
         while batch:
-            for request in batch.step():
-                self.finish(request)
+            batch.step()
         for request in requests:
             if request.error is not None:
                 raise request.error

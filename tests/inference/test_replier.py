@@ -70,10 +70,6 @@ def test_a_request_goes_waiting_running_finished_and_each_sequence_says_why_it_e
     while batch:
         finished += batch.step()
     assert set(map(id, finished)) == {id(request), id(failing)}
-    # Generated, not yet chosen: the choice is the caller's, so the batching engine's thread only generates.
-    assert request.status is RequestStatus.RUNNING and request.reply is None and len(request.generated) == 2
-    for generated in finished:
-        replier.finish(generated)
     assert request.status is RequestStatus.FINISHED and request.reply.text and request.error is None
     assert {sequence.finish_reason for sequence in sequences[:2]} <= {FinishReason.END, FinishReason.LENGTH}
     # A ranked request shows only its chosen reply: its callback fails then, and the request carries the error.

@@ -198,33 +198,3 @@ def test_candidates_per_request_shrink_as_more_requests_share_the_rows(tiny_chat
     assert engine.batch_sizes[0] == 16
     assert all(reply.text for reply in replies)
     assert engine._in_progress == 0  # every answered request gave its rows back
-
-
-def test_the_choice_among_candidates_runs_in_the_thread_that_asks_not_the_engines(tiny_chat, monkeypatch):
-    """The engine's thread only generates: the selector and filters run with the caller, once per reply."""
-    folder = str(tiny_chat)
-    backend = backend_for(load_generator(folder, ""), max_new_tokens=8)
-    replier = Replier(Profile("test", "", folder, ""), backend, index=None, max_candidates=3)
-    choosers = []
-    finish = replier.finish
-
-    def spied_finish(request):
-        choosers.append(threading.current_thread().name)
-        finish(request)
-
-    monkeypatch.setattr(replier, "finish", spied_finish)
-    engine = BatchingEngine(replier, window_seconds=0.0, max_batch=8)
-    shown = []
-    pending = engine.submit([Turn("user", "Hello.")], "Question?", on_piece=shown.append)
-    reply = pending.result(timeout=120)
-    assert reply.text and len(reply.candidates) == 3 and "".join(shown) == reply.text
-    assert choosers == [threading.current_thread().name]
-    assert pending.result() is reply and choosers == [threading.current_thread().name]  # chosen once
-
-    # The chosen text is shown by the choosing thread; a callback that fails there fails this reply only.
-    failing = engine.submit([], "Physics?", on_piece=lambda piece: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        failing.result(timeout=120)
-    with pytest.raises(ZeroDivisionError):
-        failing.result()
-    assert engine.reply([], "The engine goes on.").text
