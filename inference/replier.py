@@ -27,7 +27,7 @@ from .backends import Backend, backend_for
 from .cleanup import ReplyCleaner
 from .likelihood import dialogue_pmi, scoring_model
 from .loading import load_generator
-from .profiles import Profile, active_profile
+from .profiles import Profile, active_profile, retrieval_threshold
 from .requests import FinishReason, RequestState, RequestStatus, Sequence, Turn
 from .retrieval import Hit, RetrievalIndex, exchanges_from_database, fingerprint
 from .selection import Candidate, RankWeights, choose, rejection
@@ -372,7 +372,7 @@ def build_replier() -> Replier:
             prompt_budget=settings.MAX_PROMPT_TOKENS,
         ),
         index=index,
-        threshold=settings.RETRIEVAL_THRESHOLD,
+        threshold=retrieval_threshold(profile.retriever_model),
         history_turns=settings.HISTORY_TURNS,
         character=settings.SHELDON_CHARACTER,
         max_candidates=settings.REPLY_CANDIDATES,

@@ -31,7 +31,7 @@ from django.conf import settings
 
 from data.pipeline import build_exchanges, episode_names, read_transcripts, split_episodes
 
-from .profiles import DISABLED, active_profile
+from .profiles import DISABLED, active_profile, retrieval_threshold
 from .selection import RankWeights
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def parse_spec(spec: str) -> SystemSpec:
     values = {
         "candidates": settings.REPLY_CANDIDATES,
         "scripted": settings.SCRIPTED_CANDIDATES,
-        "threshold": settings.RETRIEVAL_THRESHOLD,
+        "threshold": None,  # the spec's retriever's, unless named
         "sentences": settings.REPLY_MAX_SENTENCES,
         "seed": 1234,
         "prompt_hit": int(settings.RETRIEVAL_IN_PROMPT),
@@ -102,6 +102,8 @@ def parse_spec(spec: str) -> SystemSpec:
         else:
             known = ", ".join([*_KEYS, *_MODEL_KEYS])
             raise SystemSpecError(f"Unknown key {key!r} in the spec {spec!r}; the keys are {known}.")
+    if values["threshold"] is None:
+        values["threshold"] = retrieval_threshold(values["retriever"])
     if values["candidates"] < 0 or values["scripted"] < 0:
         raise SystemSpecError("candidates and scripted must be at least 0.")
     if values["candidates"] == 0 and not values["retriever"]:

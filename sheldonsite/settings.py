@@ -212,8 +212,8 @@ SHELDON_PROFILE = os.environ.get("SHELDON_PROFILE", "offline")
 RETRIEVER_MODEL = os.environ.get("RETRIEVER_MODEL", "")
 GENERATOR_MODEL = os.environ.get("GENERATOR_MODEL", "")
 GENERATOR_ADAPTER = os.environ.get("GENERATOR_ADAPTER", "")
-# Measured for the offline profile's selector (models/sheldon-selector; docs/evaluation.md, rounds 6 and 7).
-RETRIEVAL_THRESHOLD = float(os.environ.get("RETRIEVAL_THRESHOLD", "0.6"))
+# Unset: the threshold measured for the retriever in use (inference.profiles.retrieval_threshold).
+RETRIEVAL_THRESHOLD = float(os.environ["RETRIEVAL_THRESHOLD"]) if os.environ.get("RETRIEVAL_THRESHOLD") else None
 RETRIEVAL_INDEX_PATH = Path(os.environ.get("RETRIEVAL_INDEX_PATH", VAR_DIR / "index"))
 # Whether the best retrieved exchange over the threshold also goes into the chat prompt, as an earlier turn
 # (the retrieved lines compete as candidates either way).

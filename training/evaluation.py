@@ -241,6 +241,7 @@ def sampled_replier(generator, sampling, index, profile, max_new_tokens, charact
     from django.conf import settings
 
     from inference.backends import backend_for
+    from inference.profiles import retrieval_threshold
     from inference.replier import Replier
 
     backend = backend_for(generator, max_new_tokens)
@@ -251,7 +252,7 @@ def sampled_replier(generator, sampling, index, profile, max_new_tokens, charact
         profile,
         backend,
         index=index,
-        threshold=settings.RETRIEVAL_THRESHOLD,
+        threshold=retrieval_threshold(profile.retriever_model),
         history_turns=settings.HISTORY_TURNS,
         character=character,
     )

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from inference.profiles import active_profile, retrieval_threshold
 from inference.replier import FALLBACK_REPLY
 
 BATCH_INPUT = [
@@ -80,7 +81,7 @@ def test_the_real_offline_models_reply_through_both_commands(demo_exchanges, ind
     for record in records:
         if record["retrieved"] is not None:
             assert record["retrieved"]["text"] == record["reply"] and record["retrieved"]["episode"]
-            assert record["retrieved"]["score"] >= settings.RETRIEVAL_THRESHOLD
+            assert record["retrieved"]["score"] >= retrieval_threshold(active_profile().retriever_model)
 
     output = run_chat(["Hey guys, what's up?", ""])
     first = output.split("Sheldon: ", 1)[1].split("\n", 1)[0]

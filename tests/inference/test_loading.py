@@ -5,7 +5,14 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from inference import loading
-from inference.profiles import SHIPPED_ADAPTER, SHIPPED_SELECTOR, active_profile
+from inference.profiles import (
+    SHIPPED_ADAPTER,
+    SHIPPED_SELECTOR,
+    active_profile,
+    packaged_minilm,
+    reference_profile,
+    retrieval_threshold,
+)
 
 
 def test_a_missing_local_model_names_itself_and_the_fix(tmp_path):
@@ -46,6 +53,17 @@ def test_offline_profile_uses_the_packaged_models(settings):
     assert profile.generator_model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     shipped = (SHIPPED_ADAPTER / "adapter_config.json").is_file()
     assert profile.generator_adapter == (str(SHIPPED_ADAPTER) if shipped else "")
+
+
+def test_each_retriever_gets_the_threshold_measured_for_it_unless_one_is_set(settings):
+    settings.RETRIEVAL_THRESHOLD = None
+    assert retrieval_threshold(str(SHIPPED_SELECTOR)) == 0.6  # blind rounds 6 and 7
+    assert retrieval_threshold(str(SHIPPED_SELECTOR / ".." / "sheldon-selector")) == 0.6  # the same folder
+    assert retrieval_threshold(packaged_minilm()) == 0.5  # rounds 1-5
+    assert retrieval_threshold(reference_profile().retriever_model) == 0.89  # the reference design's
+    assert retrieval_threshold("some/other/retriever") == 0.5
+    settings.RETRIEVAL_THRESHOLD = 0.7
+    assert retrieval_threshold(str(SHIPPED_SELECTOR)) == 0.7
 
 
 def test_overrides_replace_single_parts(settings):

@@ -3,6 +3,7 @@ import pytest
 
 from data.corpus import DEMO_TRANSCRIPTS
 from data.pipeline import build_exchanges, episode_names, read_transcripts, split_episodes
+from inference.profiles import retrieval_threshold
 from inference.systems import SystemSpecError, build_system, parse_spec
 from training.blind import Item
 
@@ -12,7 +13,8 @@ def test_a_spec_overrides_only_what_it_names(tiny_chat_settings):
     spec = parse_spec("candidates=2, temperature=0.5, fluency=0.3, adapter=none, sentences=1")
     assert (spec.candidates, spec.sentences, spec.adapter) == (2, 1, "")
     assert spec.sampling == {"temperature": 0.5} and spec.weights == {"fluency": 0.3}
-    assert spec.scripted == tiny_chat_settings.SCRIPTED_CANDIDATES and spec.threshold == tiny_chat_settings.RETRIEVAL_THRESHOLD
+    assert spec.scripted == tiny_chat_settings.SCRIPTED_CANDIDATES
+    assert spec.threshold == retrieval_threshold(spec.retriever)
     assert parse_spec("").candidates == 4
     assert parse_spec("").prompt_hit == 1 and parse_spec("prompt_hit=0").prompt_hit == 0
 

@@ -39,7 +39,7 @@ def test_the_shipped_threshold_against_the_committed_blind_ratings(settings):
     from pathlib import Path
 
     from inference.loading import read_retriever
-    from inference.profiles import shipped_selector
+    from inference.profiles import retrieval_threshold, shipped_selector
     from training.calibration import rated_retrievals
 
     selector = read_retriever(shipped_selector())
@@ -51,6 +51,6 @@ def test_the_shipped_threshold_against_the_committed_blind_ratings(settings):
         fits += found[1]
     assert len(scores) == 80
     assert calibrate(scores, fits).threshold is None
-    fired = [fit for score, fit in zip(scores, fits) if score >= settings.RETRIEVAL_THRESHOLD]
+    fired = [fit for score, fit in zip(scores, fits) if score >= retrieval_threshold(shipped_selector())]
     assert len(fired) / len(scores) == pytest.approx(30 / 80, abs=0.03)
     assert sum(fit >= 3 for fit in fired) / len(fired) == pytest.approx(7 / 30, abs=0.03)

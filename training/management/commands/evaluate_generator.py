@@ -18,7 +18,7 @@ from tqdm import tqdm
 from data.corpus import find_transcripts
 from data.pipeline import TranscriptError
 from inference.loading import ModelNotFoundError, load_generator, load_retriever
-from inference.profiles import DISABLED, Profile, active_profile
+from inference.profiles import DISABLED, Profile, active_profile, retrieval_threshold
 from training.evaluation import (
     REFERENCE_GRID,
     RETRIEVAL_ALONE,
@@ -172,7 +172,7 @@ class Command(BaseCommand):
             "generator": profile.generator_model,
             "adapters": adapters,
             "retriever": profile.retriever_model,
-            "retrieval_threshold": settings.RETRIEVAL_THRESHOLD,
+            "retrieval_threshold": retrieval_threshold(profile.retriever_model),
             "default_sampling": {"temperature": default.temperature, "top_p": default.top_p},
             "max_new_tokens": options["max_new_tokens"],
             "batch_size": options["batch_size"],
