@@ -412,15 +412,30 @@ def read_retriever(name: str) -> "SentenceTransformer":
     from sentence_transformers import SentenceTransformer
 
     _check_local("retriever", name, "RETRIEVER_MODEL")
-    folder = Path(name).expanduser() if is_local_path(name) else None
     try:
-        if folder is not None and (folder / HEAD_CONFIG).is_file():
-            return _with_head(read_retriever(_base_of(json.loads((folder / HEAD_CONFIG).read_text())["base"])), folder)
-        if folder is not None and (folder / LORA_CONFIG).is_file():
-            return _with_lora(read_retriever(_base_of(json.loads((folder / LORA_CONFIG).read_text())["base"])), folder)
+        marker = trained_marker(name)
+        if marker is not None:
+            attach = _with_head if marker == HEAD_CONFIG else _with_lora
+            return attach(read_retriever(_trained_base(name, marker)), Path(name).expanduser())
         return SentenceTransformer(_source(name), device=str(device()))
     except (OSError, ValueError, KeyError) as error:
         raise _not_found("retriever", name, "RETRIEVER_MODEL", error) from error
+
+
+def trained_marker(name: str) -> str | None:
+    """The marker file when `name` is a folder of what was trained over a base encoder (a head first, then
+    LoRA adapters: the order `read_retriever` loads them in), else None."""
+    folder = Path(name).expanduser()
+    if is_local_path(name):
+        for marker in (HEAD_CONFIG, LORA_CONFIG):
+            if (folder / marker).is_file():
+                return marker
+    return None
+
+
+def _trained_base(name: str, marker: str) -> str:
+    """The base encoder that the head or adapters of folder `name` were trained over."""
+    return _base_of(json.loads((Path(name).expanduser() / marker).read_text())["base"])
 
 
 _digests: dict[tuple, str] = {}  # (file, size, mtime) of every file hashed, the bases' digests -> digest
@@ -435,11 +450,8 @@ def weights_digest(name: str) -> str | None:
     if not is_local_path(name) or not folder.is_dir():
         return None
     files = sorted(p for pattern in ("*.safetensors", "*.bin", "*.json") for p in folder.rglob(pattern) if p.is_file())
-    bases = tuple(
-        weights_digest(_base_of(json.loads((folder / marker).read_text())["base"])) or ""
-        for marker in (HEAD_CONFIG, LORA_CONFIG)
-        if (folder / marker).is_file()
-    )
+    marker = trained_marker(name)
+    bases = (weights_digest(_trained_base(name, marker)) or "",) if marker is not None else ()
     identity = (tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files), bases)
     if identity not in _digests:
         digest = hashlib.sha256()

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .loading import HEAD_CONFIG, LORA_CONFIG, ModelNotFoundError
+from .loading import ModelNotFoundError, trained_marker
 
 DISABLED = "none"
 SHIPPED_ADAPTER = settings.BASE_DIR / "models" / "sheldon-smollm2-lora"
@@ -56,8 +56,7 @@ def shipped_adapter() -> str:
 
 def shipped_selector() -> str:
     """The project's response selector over the packaged MiniLM, when training has shipped one."""
-    shipped = any((SHIPPED_SELECTOR / marker).is_file() for marker in (LORA_CONFIG, HEAD_CONFIG))
-    return str(SHIPPED_SELECTOR) if shipped else ""
+    return str(SHIPPED_SELECTOR) if trained_marker(str(SHIPPED_SELECTOR)) is not None else ""
 
 
 # A threshold belongs to the retriever it was measured on (docs/evaluation.md).
