@@ -20,6 +20,12 @@ from training.retriever import (
 )
 
 
+def topic_pairs():
+    """Eight queries, each with its own answer on the same topic: a task training can learn."""
+    topics = ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"]
+    return [Pair(f"line number {n} about {topic}", f"answer on {topic}") for n, topic in enumerate(topics)]
+
+
 def test_pairs_join_the_last_context_line_and_question_and_drop_repeated_answers():
     exchanges = [
         ScriptExchange("Sheldon", "Ep", 1, "Why?", "Because.", context=("Hello.", "Hi.")),
@@ -40,12 +46,7 @@ def test_hits_at_1_of_10_counts_queries_whose_answer_beats_nine_others(tiny_retr
 
 def test_training_pulls_queries_towards_their_answers(tiny_retriever):
     model = SentenceTransformer(str(tiny_retriever), device="cpu")
-    pairs = [
-        Pair(f"line number {n} about {topic}", f"answer on {topic}")
-        for n, topic in enumerate(
-            ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"]
-        )
-    ]
+    pairs = topic_pairs()
     before = recall_at_k(model, pairs)
     log = train_retriever(model, pairs, RetrieverConfig(epochs=30, batch_size=8, learning_rate=1e-3, warmup_ratio=0.0))
     after = recall_at_k(model, pairs)
@@ -55,8 +56,7 @@ def test_training_pulls_queries_towards_their_answers(tiny_retriever):
 
 def test_a_linear_head_over_the_frozen_encoder_pulls_queries_towards_their_answers(tiny_retriever):
     model = SentenceTransformer(str(tiny_retriever), device="cpu")
-    pairs = [Pair(f"line number {n} about {topic}", f"answer on {topic}") for n, topic in enumerate(
-        ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"])]
+    pairs = topic_pairs()
     frozen = [parameter.detach().clone() for parameter in model.parameters()]
     before = recall_at_k(model, pairs)
     log = train_linear_head(model, pairs, RetrieverConfig(method="head", epochs=200, batch_size=8, learning_rate=1e-2))
@@ -82,8 +82,7 @@ def test_command_saves_a_head_that_loads_over_its_base(tiny_retriever, demo_tran
 def test_lora_adapters_train_alone_and_load_merged_over_their_base(tiny_retriever, tmp_path):
     model = add_lora(SentenceTransformer(str(tiny_retriever), device="cpu"), rank=4)
     frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
-    pairs = [Pair(f"line number {n} about {topic}", f"answer on {topic}") for n, topic in enumerate(
-        ["trains", "physics", "the couch", "comic books", "laundry", "Thursday", "bazinga", "the spot"])]
+    pairs = topic_pairs()
     before = recall_at_k(model, pairs)
     log = train_retriever(model, pairs, RetrieverConfig(method="lora", epochs=30, batch_size=8, learning_rate=1e-2,
                                                         warmup_ratio=0.0))
