@@ -3,7 +3,8 @@
 Each user logs in, opens a conversation and sends its messages one after
 the other over the documented WebSocket protocol (`--target stack`), or
 posts them to the reference server (`--target reference`), and the run
-reports time to first token, full reply time, throughput and errors:
+reports time to first token, full reply time, throughput, errors, and
+where this machine's CPU went while it ran (`bench/cpu.py`):
 
     python bench/load.py --target stack --url http://127.0.0.1:8000 --users 16 --messages 2
     python bench/load.py --target reference --url http://127.0.0.1:8100 --users 16 --messages 2
@@ -24,6 +25,7 @@ import httpx
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.cpu import CpuAccount  # noqa: E402
 from bench.messages import messages_for  # noqa: E402
 from inference.cleanup import streamed_as  # noqa: E402
 
@@ -48,6 +50,7 @@ class Report:
     messages_per_user: int
     wall_s: float
     outcomes: list = field(default_factory=list)
+    cpu: CpuAccount | None = None  # where the machine's CPU went while the clock ran
 
     def summary(self):
         ok = [o for o in self.outcomes if not o.error]
@@ -85,6 +88,8 @@ class Report:
             ),
             "mean_new_tokens": statistics.mean(o.new_tokens for o in ok) if ok else 0,
             "wall_s": self.wall_s,
+            "cpu_busy_s": self.cpu.busy if self.cpu else None,
+            "cpu_s": self.cpu.seconds if self.cpu else None,
         }
 
 
@@ -119,10 +124,12 @@ class StartLine:
         self.waiting = set(range(users))
         self.go = asyncio.Event()
         self.started = None
+        self.cpu = CpuAccount()
 
     def arrive(self, index):
         self.waiting.discard(index)
         if not self.waiting and not self.go.is_set():
+            self.cpu.start()
             self.started = time.perf_counter()
             self.go.set()
 
@@ -211,7 +218,9 @@ async def run(args):
             start.arrive(index)
 
     await asyncio.gather(*(guarded(i) for i in range(args.users)))
-    return Report(args.target, args.users, args.messages, time.perf_counter() - start.started, outcomes)
+    wall_s = time.perf_counter() - start.started
+    start.cpu.stop()
+    return Report(args.target, args.users, args.messages, wall_s, outcomes, start.cpu)
 
 
 def create_users(count):

@@ -1,6 +1,8 @@
 """The load benchmark's figures and table: rates, errors, duplicates and ratios for every stack configuration."""
+import time
 from argparse import Namespace
 
+from bench.cpu import ROLES, CpuAccount, role_of
 from bench.load import Outcome, Report
 from bench.report import markdown_table
 
@@ -37,3 +39,30 @@ def test_the_table_gives_each_stack_configuration_as_a_ratio_to_the_reference():
     table = markdown_table(results, Namespace(messages=1, max_new_tokens=40, seed=1, cores=2))
     assert "| 2 | stack (1 worker, 1 web) | 3.00x | 4.00x |" in table
     assert "| 2 | stack (2 workers, 1 web) | 6.00x | 4.00x |" in table
+
+
+def test_the_cpu_account_gives_each_process_its_role_and_the_rest_to_other():
+    assert role_of(1, "celery", ["/v/bin/celery", "-A", "sheldonsite", "worker", "-Q", "cpu"]) == "worker"
+    assert role_of(1, "daphne", ["/v/bin/python", "/v/bin/daphne", "sheldonsite.asgi:application"]) == "web"
+    assert role_of(1, "gunicorn", ["/v/bin/python", "/v/bin/gunicorn", "bench.reference_server:app"]) == "reference"
+    assert role_of(1, "postgres", ["postgres: postgres sheldon 127.0.0.1(5432) idle"]) == "postgres"
+    assert role_of(1, "redis-server", ["redis-server *:6379"]) == "redis"
+    assert role_of(1, "bash", ["bash"]) is None
+    account = CpuAccount()
+    account.start()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # this process keeps the account: the load generator
+        pass
+    account.stop()
+    assert account.seconds["load generator"] >= 0.3
+    assert account.busy >= account.seconds["load generator"] - 0.05  # the kernel's tick is coarser than ours
+    assert set(account.seconds) == set(ROLES)
+
+
+def test_the_table_says_where_the_cpu_went_per_reply():
+    outcomes = [Outcome(user=0, first_token_s=0.2, reply_s=1.0, new_tokens=30, text="Hi.", message_id=i) for i in range(4)]
+    result = summary("stack", outcomes, wall_s=10.0, workers=1, web_processes=2, worker_peak_mib=[1500])
+    result["cpu_busy_s"] = 15.0
+    result["cpu_s"] = {**dict.fromkeys(ROLES, 0.0), "worker": 8.0, "web": 4.0, "other": 3.0}
+    table = markdown_table([result], Namespace(messages=1, max_new_tokens=40, seed=1, cores=2))
+    assert "| stack (1 worker, 2 web) | 2 | 75% | 2.000 | 1.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.750 |" in table

@@ -1,0 +1,70 @@
+"""Where a benchmark's CPU time goes: the machine's busy seconds over a span, split by the processes' roles.
+
+On a 2-core machine the web processes, the database, Redis and the load
+generator take their CPU from the same cores as the engine, so a stack's
+replies per minute depend on all of them. `CpuAccount` snapshots every
+process's CPU time when a span starts and when it stops, and gives each role
+its share; processes that exited in the span are counted through their
+parent's `children_*` times where the parent reaped them (PostgreSQL's
+backends), and the rest of the machine's busy time (the kernel, anything
+else) is "other". The process that keeps the account is the load generator.
+"""
+import os
+
+import psutil
+
+ROLES = ("worker", "web", "reference", "postgres", "redis", "load generator", "other")
+
+
+def role_of(pid: int, name: str, cmdline: list[str]) -> str | None:
+    """The benchmark role of a process, or None for one that plays no part."""
+    if pid == os.getpid():
+        return "load generator"  # bench/load.py keeps the account
+    words = " ".join(cmdline)
+    if "celery" in words and " worker" in words:
+        return "worker"
+    if "daphne" in words:
+        return "web"
+    if "gunicorn" in words:
+        return "reference"
+    if name.startswith("postgres") or words.startswith("postgres"):
+        return "postgres"
+    if name.startswith("redis-server"):
+        return "redis"
+    return None
+
+
+def _snapshot() -> tuple[float, dict[int, tuple[str, float]]]:
+    """The machine's busy seconds so far, and each playing process's (role, CPU seconds with reaped children)."""
+    times = psutil.cpu_times()
+    busy = sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "guest", 0.0) - getattr(
+        times, "guest_nice", 0.0
+    )  # guest time is already counted in user time on Linux
+    processes = {}
+    for process in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
+        info = process.info
+        if info["cpu_times"] is None:
+            continue
+        role = role_of(info["pid"], info["name"] or "", info["cmdline"] or [])
+        if role is not None:
+            t = info["cpu_times"]
+            processes[info["pid"]] = (role, t.user + t.system + t.children_user + t.children_system)
+    return busy, processes
+
+
+class CpuAccount:
+    """CPU seconds by role between `start()` and `stop()`: `seconds[role]`, and `busy`, the machine's total."""
+
+    def start(self) -> None:
+        self._start = _snapshot()
+
+    def stop(self) -> None:
+        busy_start, start = self._start
+        busy_end, end = _snapshot()
+        self.busy = busy_end - busy_start
+        self.seconds = dict.fromkeys(ROLES, 0.0)
+        for pid, (role, seconds) in end.items():
+            before = start.get(pid)
+            # A pid seen before under another role was reused: count it as new.
+            self.seconds[role] += seconds - before[1] if before and before[0] == role else seconds
+        self.seconds["other"] = max(0.0, self.busy - sum(self.seconds.values()))
