@@ -43,6 +43,21 @@ def test_generators_load_once_per_process_and_know_their_kind(tiny_t5, tiny_chat
     assert not chat.is_seq2seq and chat.tokenizer.chat_template
 
 
+def test_where_openvino_serves_the_generator_torch_keeps_one_thread_for_the_retriever(tiny_t5, tiny_chat):
+    """Idle torch threads would spin on the cores the generator computes on (docs/inference.md)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        loading._load_generator(str(tiny_t5), "")  # served by torch: its threads stay as they are
+        assert torch.get_num_threads() == 2
+        assert loading._load_generator(str(tiny_chat), "").engine == loading.Engine.OPENVINO
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_offline_profile_uses_the_packaged_models(settings):
     settings.SHELDON_PROFILE = "offline"
     settings.RETRIEVER_MODEL = settings.GENERATOR_MODEL = settings.GENERATOR_ADAPTER = ""
