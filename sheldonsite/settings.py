@@ -235,6 +235,8 @@ WORKER_AFFINITY = env_bool("WORKER_AFFINITY", True)
 # Dynamic batching in each worker (inference/batching.py).
 BATCH_WINDOW_MS = int(os.environ.get("BATCH_WINDOW_MS", "30"))
 BATCH_MAX_SIZE = int(os.environ.get("BATCH_MAX_SIZE", "16"))
+# How often a busy worker's engine logs its throughput and how full its batch runs (0: never).
+ENGINE_STATS_SECONDS = float(os.environ.get("ENGINE_STATS_SECONDS", "10"))
 # What runs the generator (inference.loading.Engine): "auto" (default) serves chat models on CPU with
 # OpenVINO GenAI and int8 weights (exported once), seq2seq models and CUDA with torch; "openvino" or
 # "torch" to choose. docs/bench has the side-by-side figures.

@@ -1,6 +1,9 @@
 """Dynamic batching: concurrent requests are generated together, late ones join a running batch,
 each streams and stops on its own."""
+import logging
+import re
 import threading
+import time
 
 import pytest
 
@@ -198,3 +201,19 @@ def test_candidates_per_request_shrink_as_more_requests_share_the_rows(tiny_chat
     assert engine.batch_sizes[0] == 16
     assert all(reply.text for reply in replies)
     assert engine._in_progress == 0  # every answered request gave its rows back
+
+
+def test_the_engine_logs_its_throughput_and_how_full_its_steps_run(tiny_replier, caplog):
+    engine = BatchingEngine(tiny_replier, window_seconds=0.5, max_batch=8, stats_seconds=0.01)
+    with caplog.at_level(logging.INFO, logger="inference.batching"):
+        replies = ask_concurrently(engine, [dict(history=[], message=f"Question {i}?") for i in range(4)])
+        assert list(engine.batch_sizes) == [4]
+        replies.append(engine.reply([], "One more."))
+        time.sleep(0.2)  # the engine's thread reports after it answers
+    lines = " ".join(record.getMessage() for record in caplog.records if record.getMessage().startswith("Engine, "))
+    rows = [float(figure) for figure in re.findall(r"steps of ([\d.]+) rows on average", lines)]
+    assert rows and all(1.0 <= figure <= 4.0 for figure in rows) and max(rows) > 1.0  # the four ran together
+    # Every reply and its tokens counted once: in a line logged, or in the period not reported yet.
+    assert sum(map(int, re.findall(r"(\d+) replies \(", lines))) + engine.stats.replies == 5
+    logged_tokens = sum(map(int, re.findall(r"(\d+) generated tokens", lines)))
+    assert logged_tokens + engine.stats.new_tokens == sum(reply.new_tokens for reply in replies) > 0
