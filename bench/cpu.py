@@ -48,7 +48,10 @@ def _snapshot() -> tuple[float, dict[int, tuple[str, float]]]:
         role = role_of(info["pid"], info["name"] or "", info["cmdline"] or [])
         if role is not None:
             t = info["cpu_times"]
-            processes[info["pid"]] = (role, t.user + t.system + t.children_user + t.children_system)
+            # Reaped children count for a server (PostgreSQL's backends), not for the account's own process,
+            # whose children are none of the benchmark's (a test's processes, ended meanwhile).
+            reaped = t.children_user + t.children_system if info["pid"] != os.getpid() else 0.0
+            processes[info["pid"]] = (role, t.user + t.system + reaped)
     return busy, processes
 
 

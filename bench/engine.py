@@ -159,6 +159,8 @@ def main(argv=None):
     bandwidth, gflops = memory_bandwidth_gb_s(), matmul_gflop_s()
     print(f"Limits: memory copy {bandwidth:.1f} GB/s, float32 matmul {gflops:.1f} GFLOP/s", flush=True)
     engines = [Engine(name) for name in args.engines]
+    # Loading an OpenVINO generator leaves torch one thread (a worker's setting); the torch engines get --threads.
+    torch.set_num_threads(args.threads)
     for engine in engines:
         engine.run(1, 4)  # warm-up: the persona's cache, the allocator
     results = {(engine.name, rows): [] for engine in engines for rows in args.rows}

@@ -30,6 +30,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import openvino_genai
     import torch
     from sentence_transformers import SentenceTransformer
@@ -323,17 +325,16 @@ def openvino_export(name: str, adapter: str = "") -> Path:
     folder = settings.VAR_DIR / "models" / "openvino" / _export_key(name, adapter)
     if (folder / "openvino_model.xml").is_file():
         return folder
-    import nncf
-    import openvino
-    from optimum.exporters.openvino import export_from_model
-
     logger.info("Exporting %s%s to OpenVINO (int8 weights) in %s, once", name, f" + {adapter}" if adapter else "", folder)
     model, tokenizer, _ = read_generator(name)
     if adapter:
         model = _apply_adapter(model, adapter)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+
+    def export(staging: Path) -> None:
+        import nncf
+        import openvino
+        from optimum.exporters.openvino import export_from_model
+
         export_from_model(model.eval(), staging, task="text-generation-with-past", preprocessors=[tokenizer])
         tokenizer.save_pretrained(staging)
         # int8 weights, a scale per output channel (as the torch int8 path measured in docs/evaluation.md);
@@ -343,6 +344,17 @@ def openvino_export(name: str, adapter: str = "") -> Path:
         openvino.save_model(compressed, staging / "int8.xml")
         (staging / "int8.xml").replace(xml)
         (staging / "int8.bin").replace(staging / "openvino_model.bin")
+
+    return _write_once(folder, export)
+
+
+def _write_once(folder: Path, write: "Callable[[Path], None]") -> Path:
+    """`folder`, written by `write` into a staging folder beside it and renamed, so a concurrent process
+    never sees half a folder (the first to finish wins)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -539,6 +551,40 @@ def _with_lora(model: "SentenceTransformer", folder: Path) -> "SentenceTransform
 def _load_retriever(name: str) -> "SentenceTransformer":
     configure_threads()
     started = time.perf_counter()
-    model = read_retriever(name)
-    logger.info("Loaded retriever %s in %.1f s", name, time.perf_counter() - started)
+    engine = retriever_engine()
+    model = _openvino_retriever(name) if engine == Engine.OPENVINO else read_retriever(name)
+    logger.info("Loaded retriever %s (%s) in %.1f s", name, engine, time.perf_counter() - started)
     return model
+
+
+def retriever_engine() -> str:
+    """The engine that embeds for a served retriever: OpenVINO on CPU (unless INFERENCE_ENGINE=torch), torch on
+    CUDA. A reply embeds a few short texts at a time, where OpenVINO is 3x faster than torch on this CPU (one
+    line: 3.8 against 11.9 ms on one thread) and leaves more of the cores to the generator."""
+    choice = settings.INFERENCE_ENGINE.lower()
+    if choice == Engine.OPENVINO or (choice != Engine.TORCH and device().type == "cpu"):
+        return Engine.OPENVINO
+    return Engine.TORCH
+
+
+def _openvino_retriever(name: str) -> "SentenceTransformer":
+    """The bi-encoder `name` (a trained head or adapters applied) on OpenVINO, float32, one thread; exported
+    once under var/models/openvino/, keyed by its weights' digest, so a retrained retriever is exported again."""
+    from sentence_transformers import SentenceTransformer
+
+    _check_local("retriever", name, "RETRIEVER_MODEL")
+    made_from = json.dumps([OPENVINO_EXPORT_FORMAT, name, weights_digest(name)])
+    label = Path(name).name if is_local_path(name) else name.replace("/", "--")
+    folder = settings.VAR_DIR / "models" / "openvino" / f"retriever-{label}-{hashlib.sha256(made_from.encode()).hexdigest()[:12]}"
+    if not (folder / "openvino" / "openvino_model.xml").is_file():
+        model = read_retriever(name)  # a missing model says so here
+        logger.info("Exporting the retriever %s to OpenVINO in %s, once", name, folder)
+
+        def export(staging: Path) -> None:
+            model.save(str(staging))
+            SentenceTransformer(str(staging), backend="openvino", device="cpu").save(str(staging))
+
+        _write_once(folder, export)
+    return SentenceTransformer(
+        str(folder), backend="openvino", device="cpu", model_kwargs={"ov_config": {"INFERENCE_NUM_THREADS": 1}}
+    )
