@@ -89,6 +89,7 @@ class Report:
             "mean_new_tokens": statistics.mean(o.new_tokens for o in ok) if ok else 0,
             "wall_s": self.wall_s,
             "cpu_busy_s": self.cpu.busy if self.cpu else None,
+            "cpu_busy_share": self.cpu.busy / (self.cpu.cores * self.wall_s) if self.cpu and self.wall_s else None,
             "cpu_s": self.cpu.seconds if self.cpu else None,
         }
 

@@ -49,23 +49,23 @@ def markdown_table(results, args):
             throughput = r["replies_per_minute"] / ref["replies_per_minute"] if ref["replies_per_minute"] else None
             latency = ref["reply_p95_s"] / r["reply_p95_s"] if r["reply_p95_s"] and ref["reply_p95_s"] else None
             lines.append(f"| {r['users']} | {side(r)} | {fmt(throughput)}x | {fmt(latency)}x |")
-    return "\n".join(lines + cpu_table(results, args.cores)) + "\n"
+    return "\n".join(lines + cpu_table(results)) + "\n"
 
 
-def cpu_table(results, cores):
+def cpu_table(results):
     """Where the machine's CPU went while each row's clock ran: busy share, and CPU seconds per reply by role."""
     rows = [r for r in results if r.get("cpu_s") and r["replies"]]
     if not rows:
         return []
     lines = [
         "",
-        f"CPU seconds per reply, by role (busy: the share of the {cores} cores' time in use while the clock ran):",
+        "CPU seconds per reply, by role (busy: the share of the machine's cores' time in use while the clock ran):",
         "",
         f"| side | users | busy | {' | '.join(ROLES)} |",
         f"|---|---|---|{'---|' * len(ROLES)}",
     ]
     for r in rows:
-        busy = r["cpu_busy_s"] / (r["wall_s"] * cores)
+        busy = r["cpu_busy_share"]
         per_reply = " | ".join(fmt(r["cpu_s"].get(role, 0.0) / r["replies"], 3) for role in ROLES)
         lines.append(f"| {side(r)} | {r['users']} | {busy:.0%} | {per_reply} |")
     return lines

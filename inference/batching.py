@@ -147,7 +147,9 @@ class BatchingEngine:
         """
         arrivals = []
         if not running:
+            self._report_stats(idle=True)
             arrivals.append(self._waiting.get())
+            self.stats.reset()  # the next period starts with work, not with the wait for it
             deadline = time.monotonic() + self.window_seconds
             while (remaining := deadline - time.monotonic()) > 0 and self._has_room(running, arrivals):
                 try:
@@ -199,8 +201,13 @@ class BatchingEngine:
                     future.set_exception(request.error)
                 else:
                     future.set_result(request.reply)
-            if self.stats_seconds and time.monotonic() - self.stats.since >= self.stats_seconds:
-                logger.info(self.stats.report())
+            self._report_stats()
+
+    def _report_stats(self, idle: bool = False) -> None:
+        """Log the stats every `stats_seconds` while the engine works, and what is left of them when it goes idle."""
+        due = idle or time.monotonic() - self.stats.since >= self.stats_seconds
+        if self.stats_seconds and self.stats.steps and due:
+            logger.info(self.stats.report())
 
 
 def get_engine() -> BatchingEngine:

@@ -189,16 +189,12 @@ def convert_gguf(gguf_path: str | Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed, so a concurrent worker never sees half a folder.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        staging.rename(target)
-    except OSError:  # another process finished first
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    def save(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    return _write_once(target, save)
 
 
 # --- Generators ------------------------------------------------------------
@@ -217,13 +213,18 @@ def load_generator(name: str, adapter: str = "") -> Generator:
 def engine_for(name: str) -> str:
     """The engine that serves the generator `name` under `INFERENCE_ENGINE` ("auto": OpenVINO for a
     chat model on CPU, torch for a seq2seq model or on CUDA, which OpenVINO's CPU engine does not use)."""
-    choice = settings.INFERENCE_ENGINE.lower()
-    if choice not in ("auto", Engine.OPENVINO, Engine.TORCH):
-        raise ImproperlyConfigured(f"INFERENCE_ENGINE={settings.INFERENCE_ENGINE!r}: use auto, openvino or torch.")
+    choice = _engine_setting()
     if choice == "auto":
         return Engine.TORCH if device().type != "cpu" or _is_seq2seq(name) else Engine.OPENVINO
     if choice == Engine.OPENVINO and _is_seq2seq(name):
         raise ImproperlyConfigured(f"INFERENCE_ENGINE=openvino serves chat models only; {name!r} is seq2seq.")
+    return choice
+
+
+def _engine_setting() -> str:
+    choice = settings.INFERENCE_ENGINE.lower()
+    if choice not in ("auto", Engine.OPENVINO, Engine.TORCH):
+        raise ImproperlyConfigured(f"INFERENCE_ENGINE={settings.INFERENCE_ENGINE!r}: use auto, openvino or torch.")
     return choice
 
 
@@ -266,9 +267,10 @@ def _load_generator(name: str, adapter: str) -> Generator:
     if engine == Engine.OPENVINO:
         source = openvino_export(name, adapter)
         model, tokenizer, is_seq2seq = _openvino_pipeline(source), _tokenizer(source), False
-        # torch is left with the retriever's embeddings of a few short texts at a time: one thread, so that
-        # no idle torch thread spins on the cores the generator computes on (measured at 16 users on the
-        # 2-core machine: 10% less worker CPU per reply and a 10% lower p95; docs/inference.md).
+        # Beside it torch has little left to do in a worker (the pooling of the retriever's outputs): one
+        # thread, so that no idle torch thread spins on the cores the generator computes on (measured while
+        # the retriever still ran on torch, at 16 users on the 2-core machine: 10% less worker CPU per reply
+        # and a 10% lower p95; docs/inference.md).
         import torch
 
         torch.set_num_threads(1)
@@ -375,9 +377,14 @@ def _export_key(name: str, adapter: str) -> str:
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         return [(str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
 
-    made_from = json.dumps([OPENVINO_EXPORT_FORMAT, name, identity(name), adapter, identity(adapter)])
+    return _export_name(name, [identity(name), adapter, identity(adapter)])
+
+
+def _export_name(name: str, made_from: list) -> str:
+    """An export's folder name: the model's, and a hash of what it was made from (and the export's form)."""
+    key = json.dumps([OPENVINO_EXPORT_FORMAT, name, *made_from])
     label = Path(name).stem if is_local_path(name) else name.replace("/", "--")
-    return f"{label}-{hashlib.sha256(made_from.encode()).hexdigest()[:12]}"
+    return f"{label}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def _openvino_pipeline(folder: Path) -> "openvino_genai.ContinuousBatchingPipeline":
@@ -561,21 +568,20 @@ def retriever_engine() -> str:
     """The engine that embeds for a served retriever: OpenVINO on CPU (unless INFERENCE_ENGINE=torch), torch on
     CUDA. A reply embeds a few short texts at a time, where OpenVINO is 3x faster than torch on this CPU (one
     line: 3.8 against 11.9 ms on one thread) and leaves more of the cores to the generator."""
-    choice = settings.INFERENCE_ENGINE.lower()
-    if choice == Engine.OPENVINO or (choice != Engine.TORCH and device().type == "cpu"):
+    choice = _engine_setting()
+    if choice == Engine.OPENVINO or (choice == "auto" and device().type == "cpu"):
         return Engine.OPENVINO
     return Engine.TORCH
 
 
 def _openvino_retriever(name: str) -> "SentenceTransformer":
-    """The bi-encoder `name` (a trained head or adapters applied) on OpenVINO, float32, one thread; exported
-    once under var/models/openvino/, keyed by its weights' digest, so a retrained retriever is exported again."""
+    """The bi-encoder `name` (a trained head or adapters applied) on OpenVINO in float32, with RETRIEVER_THREADS;
+    exported once under var/models/openvino/, keyed by its weights' digest, so a retrained local retriever is
+    exported again (a hub id is keyed by its name only, as the generator's export is)."""
     from sentence_transformers import SentenceTransformer
 
     _check_local("retriever", name, "RETRIEVER_MODEL")
-    made_from = json.dumps([OPENVINO_EXPORT_FORMAT, name, weights_digest(name)])
-    label = Path(name).name if is_local_path(name) else name.replace("/", "--")
-    folder = settings.VAR_DIR / "models" / "openvino" / f"retriever-{label}-{hashlib.sha256(made_from.encode()).hexdigest()[:12]}"
+    folder = settings.VAR_DIR / "models" / "openvino" / f"retriever-{_export_name(name, [weights_digest(name)])}"
     if not (folder / "openvino" / "openvino_model.xml").is_file():
         model = read_retriever(name)  # a missing model says so here
         logger.info("Exporting the retriever %s to OpenVINO in %s, once", name, folder)
@@ -585,6 +591,8 @@ def _openvino_retriever(name: str) -> "SentenceTransformer":
             SentenceTransformer(str(staging), backend="openvino", device="cpu").save(str(staging))
 
         _write_once(folder, export)
-    return SentenceTransformer(
-        str(folder), backend="openvino", device="cpu", model_kwargs={"ov_config": {"INFERENCE_NUM_THREADS": 1}}
-    )
+    # float32 everywhere: a CPU with bf16 would otherwise compute in it, and the vectors would drift from the index's.
+    ov_config = {"INFERENCE_PRECISION_HINT": "f32"}
+    if settings.RETRIEVER_THREADS > 0:
+        ov_config["INFERENCE_NUM_THREADS"] = settings.RETRIEVER_THREADS
+    return SentenceTransformer(str(folder), backend="openvino", device="cpu", model_kwargs={"ov_config": ov_config})

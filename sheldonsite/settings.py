@@ -245,6 +245,9 @@ INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "auto")
 # 2-core benchmark machine two OpenVINO threads beat one beside the web tier (16 users: 114 against 93-100
 # replies/min; README). With several workers on one machine, give each cores / workers.
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "0"))
+# Threads a retriever embeds with on OpenVINO: one suits a worker, where a reply embeds a few short texts beside
+# the generator; more builds a large index faster on a bigger machine (0: OpenVINO's default, every core).
+RETRIEVER_THREADS = int(os.environ.get("RETRIEVER_THREADS", "1"))
 # OpenVINO: gigabytes of paged key-value cache per worker, shared by the running rows and the prefix
 # cache (SmolLM2-135M: about 23 KiB a token, so 1 GB holds some 45,000 tokens); 0: grown as needed.
 INFERENCE_KV_CACHE_GB = max(0, int(os.environ.get("INFERENCE_KV_CACHE_GB", "0")))

@@ -1,5 +1,6 @@
 """Model loading and profiles: sources, caching, clear errors."""
 import json
+import shutil
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -58,24 +59,36 @@ def test_where_openvino_serves_the_generator_torch_keeps_one_thread_for_the_retr
         torch.set_num_threads(before)
 
 
+@pytest.mark.skipif(loading.device().type != "cpu", reason="a CUDA device embeds with torch")
 def test_on_cpu_a_served_retriever_embeds_on_openvino_as_torch_does_exported_once(settings, tmp_path):
     """A reply's few short texts embed 3x faster on OpenVINO here; the vectors are torch's (cosine 0.9999+)."""
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR = tmp_path / "var"
     assert loading.retriever_engine() == loading.Engine.OPENVINO
+    source = tmp_path / "minilm"
+    shutil.copytree(packaged_minilm(), source)
     texts = ["Bazinga!", "I'm not crazy, my mother had me tested.", "Penny, you're in my spot."]
-    served = loading._openvino_retriever(packaged_minilm())
+    served = loading._openvino_retriever(str(source))
     assert type(served[0].auto_model).__name__ == "OVModelForFeatureExtraction"
-    torch_vectors = loading.read_retriever(packaged_minilm()).encode(texts, normalize_embeddings=True)
+    torch_vectors = loading.read_retriever(str(source)).encode(texts, normalize_embeddings=True)
     agreement = (served.encode(texts, normalize_embeddings=True) * torch_vectors).sum(axis=1)  # cosines
     assert agreement == pytest.approx([1.0] * len(texts), abs=1e-4)
-    (export,) = (tmp_path / "models" / "openvino").glob("retriever-*")
+    exports = settings.VAR_DIR / "models" / "openvino"
+    (export,) = exports.glob("retriever-*")
     made = (export / "openvino" / "openvino_model.xml").stat().st_mtime_ns
-    loading._openvino_retriever(packaged_minilm())  # loaded from the export, not exported again
+    loading._openvino_retriever(str(source))  # loaded from the export, not exported again
     assert (export / "openvino" / "openvino_model.xml").stat().st_mtime_ns == made
+    # Retrained in place (any weight or config file changes): exported again, beside the old one.
+    config = source / "config_sentence_transformers.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "note": "retrained"}))
+    loading._openvino_retriever(str(source))
+    assert len(list(exports.glob("retriever-*"))) == 2
     with pytest.raises(loading.ModelNotFoundError, match="RETRIEVER_MODEL"):
         loading._openvino_retriever(str(tmp_path / "no-retriever"))
     settings.INFERENCE_ENGINE = "torch"  # the reference's setting: everything on torch
     assert loading.retriever_engine() == loading.Engine.TORCH
+    settings.INFERENCE_ENGINE = "tpu"
+    with pytest.raises(ImproperlyConfigured, match="INFERENCE_ENGINE"):
+        loading.retriever_engine()
 
 
 def test_offline_profile_uses_the_packaged_models(settings):

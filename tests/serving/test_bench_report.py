@@ -62,7 +62,7 @@ def test_the_cpu_account_gives_each_process_its_role_and_the_rest_to_other():
 def test_the_table_says_where_the_cpu_went_per_reply():
     outcomes = [Outcome(user=0, first_token_s=0.2, reply_s=1.0, new_tokens=30, text="Hi.", message_id=i) for i in range(4)]
     result = summary("stack", outcomes, wall_s=10.0, workers=1, web_processes=2, worker_peak_mib=[1500])
-    result["cpu_busy_s"] = 15.0
+    result["cpu_busy_s"], result["cpu_busy_share"] = 15.0, 0.75
     result["cpu_s"] = {**dict.fromkeys(ROLES, 0.0), "worker": 8.0, "web": 4.0, "other": 3.0}
     table = markdown_table([result], Namespace(messages=1, max_new_tokens=40, seed=1, cores=2))
     assert "| stack (1 worker, 2 web) | 2 | 75% | 2.000 | 1.000 | 0.000 | 0.000 | 0.000 | 0.000 | 0.750 |" in table
