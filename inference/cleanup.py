@@ -13,6 +13,9 @@ from collections.abc import Callable
 
 # A sentence ends at . ! ? or an ellipsis, with any closing quotes or brackets.
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*")
+# Control characters a model may sample (a byte-level vocabulary has a token for each byte): PostgreSQL
+# refuses NUL in text, and none of them belongs in a line of dialogue. Line breaks and tabs stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WHITESPACE = re.compile(r"\s")
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -47,7 +50,7 @@ class ReplyCleaner:
         self.text = ""  # what has been emitted
 
     def feed(self, raw_piece: str) -> None:
-        self.raw += raw_piece
+        self.raw += _CONTROL.sub("", raw_piece)
         self._emit(self._clean(final=False, cut_fragment=False))
 
     def sentences(self) -> int:

@@ -38,6 +38,8 @@ def clean(message, raw, cut_fragment=False, seed=0):
         ("Hello", "Hello there!", False, "Hello there!"),  # a fragment may begin a real answer
         ("Hi.", "Sheldon:", False, ""),
         ("Hi.", '"Is that so?" Yes.', False, '"Is that so?" Yes.'),
+        # A sampled NUL byte failed a reply's database write; no control character is a word of dialogue.
+        ("Hi.", "Bazi\x00nga!\x07 I\x1b fooled\tyou.", False, "Bazinga! I fooled\tyou."),
     ],
 )
 def test_clean_up_rules(message, raw, cut_fragment, expected, seed):
