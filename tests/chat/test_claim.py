@@ -1,0 +1,52 @@
+"""Which worker generates a reply: the claim a task makes before it generates."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chat.generation import IN_PROGRESS_ELSEWHERE, claim_reply
+from chat.models import Message
+
+from .test_streaming import bot_messages
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# A task the broker delivers again (Redis redelivers an unacknowledged task after its visibility timeout) can
+# reach a reply that a killed worker left `streaming` before any sweep failed it. The claim decides alone,
+# under the row's lock: tested here in-process, since in a live stack every process's sweep races the worker
+# for such a reply (the sweep winning is right too, and made an end-to-end test of this flaky).
+@pytest.mark.parametrize(
+    ("stale", "attempts", "claimed"),
+    [
+        (True, 1, "restarted"),  # its worker is gone: start over, as the same reply
+        (False, 1, IN_PROGRESS_ELSEWHERE),  # its worker still saves: leave it alone
+        (True, 2, None),  # the last attempt's worker died too: give up
+    ],
+)
+def test_a_redelivered_task_restarts_a_reply_whose_worker_died(settings, conversation, stale, attempts, claimed):
+    stale_for = settings.CHAT_REPLY_STALE_SECONDS + 1 if stale else 0
+    reply_id = left_streaming_by_a_dead_worker(conversation, stale_for=stale_for, attempts=attempts)
+    result = claim_reply(reply_id, worker="celery@new")
+    stored = Message.objects.get(pk=reply_id)
+    if claimed == "restarted":
+        assert isinstance(result, Message) and result.pk == reply_id
+        assert (stored.status, stored.attempts, stored.text, stored.worker) == ("streaming", 2, "", "celery@new")
+    elif claimed is None:
+        assert result is None
+        assert stored.status == "failed" and "Gave up after 2 attempts" in stored.error
+    else:
+        assert result == claimed
+        assert (stored.status, stored.attempts, stored.worker) == ("streaming", attempts, "dead-worker")
+    assert [m.id for m in bot_messages(conversation)] == [reply_id]  # never a second reply
+
+
+def left_streaming_by_a_dead_worker(conversation, stale_for, attempts=1):
+    question = conversation.messages.create(role="user", text="And once more?")
+    reply = conversation.messages.create(role="bot", reply_to=question, status="queued")
+    Message.objects.filter(pk=reply.pk).update(
+        status="streaming", attempts=attempts, text="half a sentence from a dead wor", worker="dead-worker",
+        updated=timezone.now() - timedelta(seconds=stale_for),
+    )
+    return reply.pk
