@@ -168,3 +168,19 @@ def test_command_refuses_a_character_without_exchanges(tiny_retriever, demo_tran
             character="Nobody",
             output=str(tmp_path / "r"),
         )
+
+
+def test_command_can_train_on_every_speakers_exchanges_and_still_validates_on_the_characters(
+    tiny_retriever, demo_transcripts, tmp_path
+):
+    metrics = {}
+    for speakers in ("character", "all"):
+        output = tmp_path / speakers
+        call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts),
+                     output=str(output), train_speakers=speakers, method="head", epochs=1, batch_size=4, threads=1,
+                     stdout=StringIO())
+        metrics[speakers] = json.loads((output / "metrics.json").read_text())
+    assert metrics["all"]["train_speakers"] == "all"
+    assert metrics["all"]["train_pairs"] > metrics["character"]["train_pairs"] > 0
+    assert metrics["all"]["validation_pairs"] == metrics["character"]["validation_pairs"]
+    assert metrics["all"]["recall_before"] == metrics["character"]["recall_before"]  # the same validation pairs

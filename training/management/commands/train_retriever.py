@@ -46,6 +46,13 @@ class Command(BaseCommand):
             "--max-pairs", type=int, default=0, help="train on this many pairs, drawn at random (0: all)"
         )
         parser.add_argument(
+            "--train-speakers",
+            choices=("character", "all"),
+            default="character",
+            help="whose exchanges to train on: the character's only, or every speaker's in the training episodes "
+            "(four times the pairs, to learn what answers a line; validation stays the character's)",
+        )
+        parser.add_argument(
             "--validation-pairs", type=int, default=1000, help="validation pairs to rank among (0: all)"
         )
 
@@ -59,7 +66,12 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         exchanges = build_exchanges(lines, options["character"])
         train_episodes, validation_episodes = split_episodes(episode_names(lines), seed=options["seed"])
-        train_pairs = exchange_pairs(e for e in exchanges if e.episode in train_episodes)
+        if options["train_speakers"] == "all":
+            speakers = sorted({line.speaker for line in lines})
+            train_exchanges = [e for speaker in speakers for e in build_exchanges(lines, speaker)]
+        else:
+            train_exchanges = exchanges
+        train_pairs = exchange_pairs(e for e in train_exchanges if e.episode in train_episodes)
         validation_pairs = exchange_pairs(e for e in exchanges if e.episode in validation_episodes)
         random.Random(options["seed"]).shuffle(train_pairs)
         if options["max_pairs"]:
@@ -120,6 +132,7 @@ class Command(BaseCommand):
             "recall_before": before,
             "recall_after": after,
             "train_pairs": len(train_pairs),
+            "train_speakers": options["train_speakers"],
             "validation_pairs": len(validation_pairs),
             "steps": len(log),
             "train_seconds": round(seconds, 1),
