@@ -18,15 +18,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # under the row's lock: tested here in-process, since in a live stack every process's sweep races the worker
 # for such a reply (the sweep winning is right too, and made an end-to-end test of this flaky).
 @pytest.mark.parametrize(
-    ("stale", "attempts", "claimed"),
+    ("stale", "last_attempt", "claimed"),
     [
-        (True, 1, "restarted"),  # its worker is gone: start over, as the same reply
-        (False, 1, IN_PROGRESS_ELSEWHERE),  # its worker still saves: leave it alone
-        (True, 2, None),  # the last attempt's worker died too: give up
+        (True, False, "restarted"),  # its worker is gone: start over, as the same reply
+        (False, False, IN_PROGRESS_ELSEWHERE),  # its worker still saves: leave it alone
+        (True, True, None),  # the last attempt's worker died too: give up
     ],
 )
-def test_a_redelivered_task_restarts_a_reply_whose_worker_died(settings, conversation, stale, attempts, claimed):
+def test_a_redelivered_task_restarts_a_reply_whose_worker_died(settings, conversation, stale, last_attempt, claimed):
     stale_for = settings.CHAT_REPLY_STALE_SECONDS + 1 if stale else 0
+    attempts = settings.CHAT_REPLY_MAX_ATTEMPTS if last_attempt else 1
     reply_id = left_streaming_by_a_dead_worker(conversation, stale_for=stale_for, attempts=attempts)
     result = claim_reply(reply_id, worker="celery@new")
     stored = Message.objects.get(pk=reply_id)
@@ -35,7 +36,7 @@ def test_a_redelivered_task_restarts_a_reply_whose_worker_died(settings, convers
         assert (stored.status, stored.attempts, stored.text, stored.worker) == ("streaming", 2, "", "celery@new")
     elif claimed is None:
         assert result is None
-        assert stored.status == "failed" and "Gave up after 2 attempts" in stored.error
+        assert stored.status == "failed" and f"Gave up after {attempts} attempts" in stored.error
     else:
         assert result == claimed
         assert (stored.status, stored.attempts, stored.worker) == ("streaming", attempts, "dead-worker")
