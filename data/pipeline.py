@@ -133,17 +133,17 @@ def episode_names(lines):
 
 
 def build_exchanges(lines, character="Sheldon"):
-    """Every line of `character` that answers a line of the same scene."""
+    """Every line of `character` (of any speaker, with None) that answers a line of the same scene."""
     exchanges = []
     scene_lines = []
     for line in lines:
         if scene_lines and (line.episode, line.scene) != (scene_lines[-1].episode, scene_lines[-1].scene):
             scene_lines = []
-        if line.speaker == character and scene_lines:
+        if scene_lines and character in (None, line.speaker):
             question = scene_lines[-1]
             exchanges.append(
                 ScriptExchange(
-                    character=character,
+                    character=line.speaker,
                     episode=line.episode,
                     scene=line.scene,
                     question=question.text,

@@ -105,6 +105,16 @@ def test_exchanges_for_another_character(small_transcript):
     ]
 
 
+def test_exchanges_of_every_speaker_are_each_speakers_own(small_transcript):
+    lines = read_transcripts(small_transcript)
+    everyone = build_exchanges(lines, character=None)
+    speakers = {line.speaker for line in lines}
+    assert len(speakers) > 1 and {e.character for e in everyone} <= speakers
+    assert sorted(everyone, key=lambda e: (e.episode, e.answer_position)) == sorted(
+        (e for speaker in speakers for e in build_exchanges(lines, speaker)), key=lambda e: (e.episode, e.answer_position)
+    )
+
+
 def test_augmentation_one_sample_per_context_suffix(small_transcript):
     exchanges = build_exchanges(read_transcripts(small_transcript))
     samples = list(augment(exchanges))

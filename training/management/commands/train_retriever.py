@@ -66,11 +66,7 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         exchanges = build_exchanges(lines, options["character"])
         train_episodes, validation_episodes = split_episodes(episode_names(lines), seed=options["seed"])
-        if options["train_speakers"] == "all":
-            speakers = sorted({line.speaker for line in lines})
-            train_exchanges = [e for speaker in speakers for e in build_exchanges(lines, speaker)]
-        else:
-            train_exchanges = exchanges
+        train_exchanges = build_exchanges(lines, character=None) if options["train_speakers"] == "all" else exchanges
         train_pairs = exchange_pairs(e for e in train_exchanges if e.episode in train_episodes)
         validation_pairs = exchange_pairs(e for e in exchanges if e.episode in validation_episodes)
         random.Random(options["seed"]).shuffle(train_pairs)
