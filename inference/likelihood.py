@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .loading import TOKENIZER_LOCK, _apply_adapter, device, read_generator
+from .loading import TOKENIZER_LOCK, apply_adapter, device, read_generator
 from .prompts import persona_messages
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def scoring_model(generator: "Generator") -> "PreTrainedModel":
         if key not in _scoring_models:
             torch_model, _, _ = read_generator(generator.name)
             if generator.adapter:
-                torch_model = _apply_adapter(torch_model, generator.adapter)
+                torch_model = apply_adapter(torch_model, generator.adapter)
             _scoring_models[key] = torch_model.to(device()).eval()
         return _scoring_models[key]
 

@@ -278,7 +278,7 @@ def _load_generator(name: str, adapter: str) -> Generator:
         source = _generator_source(name)
         model, tokenizer, is_seq2seq = read_generator(name)
         if adapter:
-            model = _apply_adapter(model, adapter)
+            model = apply_adapter(model, adapter)
         model.to(device()).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -330,7 +330,7 @@ def openvino_export(name: str, adapter: str = "") -> Path:
     logger.info("Exporting %s%s to OpenVINO (int8 weights) in %s, once", name, f" + {adapter}" if adapter else "", folder)
     model, tokenizer, _ = read_generator(name)
     if adapter:
-        model = _apply_adapter(model, adapter)
+        model = apply_adapter(model, adapter)
 
     def export(staging: Path) -> None:
         import nncf
@@ -399,7 +399,7 @@ def _openvino_pipeline(folder: Path) -> "openvino_genai.ContinuousBatchingPipeli
     return openvino_genai.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
 
 
-def _apply_adapter(model: "PreTrainedModel", adapter: str) -> "PreTrainedModel":
+def apply_adapter(model: "PreTrainedModel", adapter: str) -> "PreTrainedModel":
     from peft import PeftModel
 
     _check_local("generator adapter", adapter, "GENERATOR_ADAPTER")

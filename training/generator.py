@@ -182,8 +182,17 @@ def seq2seq_features(sample, tokenizer, own_lines, config):
 # --- Replies and their scores ------------------------------------------------
 
 
-def generate_replies(model, tokenizer, samples, own_lines=frozenset(), max_new_tokens=40, batch_size=16):
-    """Greedy replies to each sample, batched; shows progress."""
+def generate_replies(
+    model,
+    tokenizer,
+    samples,
+    own_lines=frozenset(),
+    max_new_tokens=40,
+    batch_size=16,
+    sampling=None,
+    desc="Generating validation replies",
+):
+    """Replies to each sample, batched: greedy, or with `sampling` (`generate`'s arguments); shows progress."""
 
     seq2seq = is_seq2seq(model)
     padding_side = tokenizer.padding_side
@@ -191,7 +200,7 @@ def generate_replies(model, tokenizer, samples, own_lines=frozenset(), max_new_t
     replies = []
     model.eval()
     try:
-        for start in tqdm(range(0, len(samples), batch_size), desc="Generating validation replies", unit="batch"):
+        for start in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch"):
             batch = samples[start : start + batch_size]
             if seq2seq:
                 texts = [seq2seq_input(s) for s in batch]
@@ -208,7 +217,10 @@ def generate_replies(model, tokenizer, samples, own_lines=frozenset(), max_new_t
             inputs = inputs.to(model.device)
             with torch.no_grad():
                 output = model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **(sampling or {"do_sample": False}),
                 )
             if not seq2seq:
                 output = output[:, inputs["input_ids"].shape[1] :]
@@ -316,7 +328,7 @@ def train_generator(
         "train_seconds": round(train_seconds, 1),
         "hardware": hardware(),
     }
-    _save_model(model, tokenizer, output_dir, seq2seq, base_model_name)
+    save_model(model, tokenizer, output_dir, seq2seq, base_model_name)
     examples = [
         {"context": list(s.context), "question": s.question, "answer": s.answer, "reply": reply}
         for s, reply in zip(validation[:10], replies)
@@ -427,18 +439,21 @@ def _trainer(model, tokenizer, config, checkpoints, train_features, eval_feature
     )
 
 
-def _save_model(model, tokenizer, output_dir, seq2seq, base_model_name):
+def save_model(model, tokenizer, output_dir, seq2seq, base_model_name):
     if seq2seq:
         model.save_pretrained(output_dir)
         tokenizer.save_pretrained(output_dir)
         return
-    # Half precision halves the adapter on disk; loading casts it back to the base model's dtype.
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            parameter.data = parameter.data.to(torch.float16)
+    # Half precision halves the adapter on disk; loading casts it back to the base model's dtype. The
+    # weights in memory are put back as they were, so training may go on after a save.
+    trained = {parameter: parameter.data for parameter in model.parameters() if parameter.requires_grad}
+    for parameter, weights in trained.items():
+        parameter.data = weights.to(torch.float16)
     if base_model_name:
         model.peft_config["default"].base_model_name_or_path = base_model_name
     model.save_pretrained(output_dir)
+    for parameter, weights in trained.items():
+        parameter.data = weights
 
 
 def hardware():

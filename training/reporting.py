@@ -63,7 +63,17 @@ def card_metadata(base_model_name: str, method: str, data_source: str) -> str:
     )
 
 
-def write_model_card(output_dir, data, config, metrics, base_model_name, method, examples):
+def write_model_card(
+    output_dir,
+    data,
+    config,
+    metrics,
+    base_model_name,
+    method,
+    examples,
+    made_by="training.generator.train_generator (python manage.py train_generator)",
+    example_heading="Validation replies (greedy decoding)",
+):
     """README.md in the output folder: metadata, data, parameters, metrics, time, and how to use it."""
     output_dir = Path(output_dir)
     use = (
@@ -83,8 +93,7 @@ def write_model_card(output_dir, data, config, metrics, base_model_name, method,
 # {output_dir.name}
 
 {method} fine-tuning of `{base_model_name or "the generator"}` to answer as {data.character},
-made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `training.generator.train_generator`
-(`python manage.py train_generator`).
+made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by {made_by}.
 
 Use it: `{use}`
 
@@ -111,7 +120,7 @@ Use it: `{use}`
 
 ![loss curve](loss_curve.png)
 
-## Validation replies (greedy decoding)
+## {example_heading}
 
 {example_lines}
 """

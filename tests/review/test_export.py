@@ -131,6 +131,18 @@ def test_export_becomes_training_samples_and_preference_pairs(transcripts, tmp_p
     ]
 
 
+def test_the_exports_rated_pairs_preference_tune_the_generator(transcripts, tiny_chat, tmp_path):
+    """Staff and user ratings in the app become DPO pairs: the better rated reply chosen."""
+    output, _ = export(tmp_path, "feedback.jsonl")
+    stdout = io.StringIO()
+    call_command(
+        "train_preference", model=str(tiny_chat), extra_export=str(output), pairs=0, validation_pairs=0,
+        batch_size=1, output=str(tmp_path / "dpo"), threads=1, stdout=stdout,
+    )
+    assert "1 rated pairs from" in stdout.getvalue() and "1 training pairs (1 from the export)" in stdout.getvalue()
+    assert json.loads((tmp_path / "dpo" / "metrics.json").read_text())["metrics"]["pairs"] == 1
+
+
 def test_admin_action_asks_then_exports_the_selection(client, transcripts, tmp_path):
     client.force_login(transcripts.reviewer)
     changelist = reverse("admin:chat_conversation_changelist")

@@ -1,0 +1,170 @@
+"""train_preference (DPO) on tiny models: the pairs, the log-probabilities, the loss, and what is saved."""
+
+import json
+import math
+from io import StringIO
+
+import pytest
+import torch
+from django.core.management import CommandError, call_command
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from inference.backends import backend_for
+from inference.loading import load_generator
+from inference.requests import Sequence
+from training.feedback import PreferencePair
+from training.generator import load_training_data
+from training.preference import (
+    PreferenceConfig,
+    dpo_loss,
+    pair_features,
+    reply_logps,
+    scripted_pairs,
+    served_text,
+    train_preference,
+    trainable_policy,
+)
+
+from ..test_hygiene import model_card_metadata
+
+# A random tiny model learns to order a handful of pairs in a few steps at this rate.
+FAST = dict(batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, beta=0.5, max_length=96, max_reply_tokens=16)
+
+
+def test_a_sampled_reply_is_cut_as_the_replier_serves_it():
+    raw = "Sheldon: Bazinga! That was a joke. And another sentence"
+    assert served_text(raw, "Hello.", "Sheldon", max_sentences=1) == "Bazinga!"
+    assert served_text(raw, "Hello.", "Sheldon", max_sentences=2) == "Bazinga! That was a joke."
+    assert served_text(raw, "Hello.", "Sheldon", max_sentences=0) == "Bazinga! That was a joke."
+    assert served_text("Hello. It is you.", "Hello.", "Sheldon", max_sentences=1) == "It is you.", "no echo"
+    assert served_text("an unfinished", "Hello.", "Sheldon", max_sentences=1) == "an unfinished"
+
+
+def test_the_dpo_loss_is_log_2_at_the_start_and_falls_as_the_chosen_reply_gains():
+    reference = torch.tensor([-10.0, -12.0, -11.0, -9.0])  # chosen, chosen, rejected, rejected
+    loss, margins = dpo_loss(reference.clone(), reference, beta=0.1)
+    assert torch.allclose(loss, torch.full((2,), math.log(2))) and torch.equal(margins, torch.zeros(2))
+    better = reference + torch.tensor([2.0, 2.0, -1.0, -1.0])
+    loss, margins = dpo_loss(better, reference, beta=0.1)
+    assert torch.allclose(margins, torch.full((2,), 0.3)) and (loss < math.log(2)).all()
+
+
+@pytest.mark.parametrize("kind", ["chat", "t5"])
+def test_reply_log_probabilities_cover_only_the_reply(kind, tiny_chat, tiny_t5):
+    folder = tiny_chat if kind == "chat" else tiny_t5
+    model_class = AutoModelForCausalLM if kind == "chat" else AutoModelForSeq2SeqLM
+    model, tokenizer = model_class.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    pair = PreferencePair(("Hello.",), "Why are you here?", "Because it is Thursday.", "No.", "test")
+    ((chosen, rejected),) = pair_features([pair], tokenizer, frozenset(), PreferenceConfig(), kind == "t5")
+    with torch.no_grad():
+        for features in (chosen, rejected):
+            batch = {name: torch.tensor([values]) for name, values in features.items()}
+            replied = sum(label != -100 for label in features["labels"])
+            # The model's own loss is the mean negative log-likelihood of the labelled tokens.
+            expected = -model(**batch).loss * replied
+            assert torch.allclose(reply_logps(model, batch, kind == "t5"), expected, atol=1e-4)
+
+
+def test_scripted_pairs_prefer_his_line_over_the_models_own_sample(tiny_chat, demo_transcripts):
+    data = load_training_data(demo_transcripts, "Sheldon", seed=42)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_chat), AutoTokenizer.from_pretrained(tiny_chat)
+    samples = data.train_samples[:6]
+    config = PreferenceConfig(max_reply_tokens=12, sample_sentences=0)
+    pairs = scripted_pairs(model, tokenizer, samples, data.own_lines, config)
+    assert pairs and len(pairs) <= len(samples)
+    by_question = {sample.question: sample for sample in samples}
+    for pair in pairs:
+        assert pair.chosen == by_question[pair.question].answer and pair.rejected and pair.rejected != pair.chosen
+    again = scripted_pairs(model, tokenizer, samples, data.own_lines, config)
+    assert again == pairs, "seeded: the same samples again"
+
+
+def test_dpo_on_a_t5_model_orders_the_pairs_and_saves_a_loadable_model(tiny_t5, demo_transcripts, tmp_path):
+    data = load_training_data(demo_transcripts, "Sheldon", seed=42)
+    pairs = [
+        PreferencePair(tuple(s.context), s.question, s.answer, "I am a rejected reply.", "test")
+        for s in data.train_samples[:8]
+    ]
+    held_out = [
+        PreferencePair(tuple(s.context), s.question, s.answer, "I am a rejected reply.", "test")
+        for s in data.validation_samples[:4]
+    ]
+    policy, reference = (AutoModelForSeq2SeqLM.from_pretrained(tiny_t5) for _ in range(2))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5)
+    config = PreferenceConfig(epochs=3, eval_steps=3, logging_steps=1, **FAST)
+    output = tmp_path / "t5-dpo"
+    result = train_preference(
+        trainable_policy(policy, "", config),
+        reference,
+        tokenizer,
+        data,
+        pairs,
+        held_out,
+        output,
+        config,
+        base_model_name=str(tiny_t5),
+    )
+    metrics = result.metrics
+    assert metrics["steps"] == 6 and metrics["pairs"] == 8
+    assert metrics["eval_loss"] < metrics["eval_loss_before"] and metrics["eval_accuracy"] == 1.0
+    assert load_generator(str(output)).is_seq2seq
+    with pytest.raises(FileExistsError):
+        train_preference(policy, reference, tokenizer, data, pairs, held_out, output, config)
+
+
+def test_train_preference_command_trains_a_lora_adapter_that_serves(tiny_chat, demo_transcripts, tmp_path):
+    output = tmp_path / "dpo"
+    stdout = StringIO()
+    call_command(
+        "train_preference",
+        model=str(tiny_chat),
+        transcripts=str(demo_transcripts),
+        output=str(output),
+        pairs=8,
+        validation_pairs=4,
+        epochs=4,
+        save_steps=2,
+        eval_steps=4,
+        logging_steps=1,
+        lora_rank=4,
+        sample_sentences=0,
+        threads=1,
+        stdout=stdout,
+        **{name: value for name, value in FAST.items()},
+    )
+    assert f"GENERATOR_ADAPTER={output}" in stdout.getvalue()
+    for name in ("README.md", "metrics.json", "loss_curve.png", "adapter_config.json", "adapter_model.safetensors"):
+        assert (output / name).is_file(), name
+    assert (output / "step-2" / "adapter_model.safetensors").is_file(), "the checkpoint saved on the way"
+    run = json.loads((output / "metrics.json").read_text())
+    metrics = run["metrics"]
+    assert metrics["eval_loss"] < metrics["eval_loss_before"], "held-out pairs are ordered better after training"
+    losses = [entry["loss"] for entry in run["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0]
+    card = (output / "README.md").read_text()
+    assert "train_preference" in card and model_card_metadata(card)["base_model"] == str(tiny_chat)
+
+    generator = load_generator(str(tiny_chat), adapter=str(output))
+    prompt = generator.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
+    backend, sequence = backend_for(generator, max_new_tokens=5), Sequence()
+    backend.eos_ids = set()  # random weights may end at once: ask for the five tokens
+    backend.generate([prompt], [sequence])  # through the serving engine, the adapter merged into its export
+    assert len(sequence.token_ids) == 5
+
+
+def test_bad_input_is_a_clear_command_error(tiny_chat, tiny_t5, demo_transcripts, tmp_path):
+    common = dict(transcripts=str(demo_transcripts), output=str(tmp_path / "x"), threads=1)
+    with pytest.raises(CommandError, match="No preference pairs"):
+        call_command("train_preference", model=str(tiny_chat), pairs=0, validation_pairs=0, **common)
+    with pytest.raises(CommandError, match="trains whole"):
+        call_command("train_preference", model=str(tiny_t5), adapter=str(tmp_path), pairs=1, **common)
+    with pytest.raises(CommandError, match="Export file not found"):
+        call_command("train_preference", model=str(tiny_chat), extra_export=str(tmp_path / "none.jsonl"), **common)
+    with pytest.raises(CommandError, match="not found"):
+        call_command(
+            "train_preference", model=str(tiny_chat), transcripts=str(tmp_path / "missing.csv"), output="", threads=1
+        )

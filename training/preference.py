@@ -1,0 +1,372 @@
+"""Preference optimisation of the generator (DPO): his scripted line preferred over the model's own sample.
+
+The fine-tuned generator writes fluent lines that often mean little. Direct
+Preference Optimisation (Rafailov et al., 2023) trains it on pairs of replies
+to the same turn, one preferred, with the loss
+
+    -log sigmoid(beta * ((log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected))))
+
+where pi is the model in training and ref the same model frozen before it.
+Two sources of pairs, both `training.feedback.PreferencePair`:
+
+- `scripted_pairs`: for a training exchange, the character's scripted line
+  (chosen) against a reply the model itself samples as it would serve it
+  (rejected): same temperature, cut after the same number of sentences;
+- `training.feedback.preference_pairs`: two replies to one turn in the app,
+  the better rated one chosen (staff labels first).
+
+    pairs = scripted_pairs(model, tokenizer, data.train_samples[:800], data.own_lines, config)
+    result = train_preference(policy, reference, tokenizer, pairs, validation_pairs, "models/x", config)
+
+A chat model trains its LoRA adapter further (the shipped one, or a new one),
+so the result loads like any adapter; a T5 model trains whole. The reference's
+log-probabilities are computed once before training, so only the policy runs
+during it. Plain Python and torch, no Django, so it runs on a GPU box too.
+"""
+
+import json
+import logging
+import math
+import random
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DataCollatorForSeq2Seq, set_seed
+
+from data.pipeline import Sample
+from inference.cleanup import ReplyCleaner
+from training.arguments import option
+from training.feedback import PreferencePair
+from training.generator import (
+    IGNORED_LABEL,
+    TrainingData,
+    add_lora,
+    causal_features,
+    generate_replies,
+    hardware,
+    is_seq2seq,
+    save_model,
+    seq2seq_features,
+)
+from training.reporting import plot_loss_curve, write_model_card
+
+logger = logging.getLogger(__name__)
+
+_WORD_PIECES = re.compile(r"\S+\s*")
+
+
+@dataclass
+class PreferenceConfig:
+    """Hyper-parameters of `train_preference`; each is also an option of `manage.py train_preference`."""
+
+    pairs: int = option(800, "training exchanges to sample a rejected reply for (0: none, only --extra-export)")
+    validation_pairs: int = option(64, "validation exchanges paired the same way, for the held-out loss")
+    sample_temperature: float = option(0.4, "temperature of the sampled (rejected) replies: the served one")
+    sample_sentences: int = option(1, "sampled replies end after this many sentences, as served (0: no cut)")
+    beta: float = option(0.1, "DPO's beta: how far the policy may move from the reference")
+    epochs: float = option(1.0, "passes over the pairs")
+    learning_rate: float = option(1e-4, "AdamW learning rate (LoRA for chat models; lower it for a whole T5)")
+    batch_size: int = option(8, "pairs per step")
+    warmup_ratio: float = option(0.1, "share of the steps the learning rate warms up over")
+    max_length: int = option(192, "tokens of prompt + reply; the oldest context lines go first")
+    max_reply_tokens: int = option(48, "tokens of a reply kept")
+    lora_rank: int = option(8, "rank of a new LoRA adapter (a chat model without one)")
+    lora_alpha: int = option(16, "scale of a new LoRA adapter")
+    lora_dropout: float = option(0.0, "dropout on the LoRA input")
+    logging_steps: int = option(5, "training-loss logging interval")
+    eval_steps: int = option(25, "held-out evaluation interval")
+    save_steps: int = option(0, "> 0: also save the model every this many steps, to <output>/step-N")
+    time_limit_minutes: float = option(0.0, "> 0: stop (and save as usual) after this long")
+    seed: int = option(42, "sampling's and training's random state")
+    extra: dict = field(default_factory=dict)  # recorded in the card as is; not an option
+
+
+@dataclass
+class PreferenceResult:
+    output_dir: Path
+    metrics: dict
+    seconds: float
+
+
+# --- Pairs ---------------------------------------------------------------------
+
+
+def served_text(raw: str, question: str, character: str, max_sentences: int) -> str:
+    """`raw` generated text as the replier would serve it: cleaned, cut after `max_sentences` sentences."""
+    cleaner = ReplyCleaner(question, character)
+    for piece in _WORD_PIECES.findall(raw):
+        cleaner.feed(piece)
+        if max_sentences and cleaner.sentences() >= max_sentences:
+            break
+    return cleaner.finish(cut_fragment=True)
+
+
+def scripted_pairs(
+    model, tokenizer, samples, own_lines, config, sampling=None, character="Sheldon", desc="Sampling replies"
+):
+    """One pair per sample: its scripted answer (chosen) against the model's own served reply (rejected).
+
+    `sampling`: `generate`'s sampling arguments as served (the temperature is the config's). A sample
+    whose reply comes out empty or the same as the scripted line gives no pair.
+    """
+    set_seed(config.seed)
+    sampling = {**(sampling or {"do_sample": True, "top_p": 0.9}), "temperature": config.sample_temperature}
+    raw_replies = generate_replies(
+        model, tokenizer, samples, own_lines, max_new_tokens=config.max_reply_tokens, sampling=sampling, desc=desc
+    )
+    pairs = []
+    for sample, raw in zip(samples, raw_replies):
+        rejected = served_text(raw, sample.question, character, config.sample_sentences)
+        if rejected and rejected.strip().lower() != sample.answer.strip().lower():
+            pairs.append(
+                PreferencePair(
+                    context=tuple(sample.context),
+                    question=sample.question,
+                    chosen=sample.answer,
+                    rejected=rejected,
+                    source=f"scripted/{sample.episode}",
+                )
+            )
+    return pairs
+
+
+# --- Log-probabilities -------------------------------------------------------
+
+
+def _reply_features(pair, reply, tokenizer, own_lines, config, seq2seq):
+    sample = Sample(pair.context, pair.question, reply, "")
+    features = (seq2seq_features if seq2seq else causal_features)(sample, tokenizer, own_lines, config)
+    features["attention_mask"] = [1] * len(features["input_ids"])
+    return features
+
+
+def pair_features(pairs, tokenizer, own_lines, config, seq2seq):
+    """Per pair, the token ids and reply labels of its chosen and of its rejected reply."""
+    return [
+        (
+            _reply_features(pair, pair.chosen, tokenizer, own_lines, config, seq2seq),
+            _reply_features(pair, pair.rejected, tokenizer, own_lines, config, seq2seq),
+        )
+        for pair in pairs
+    ]
+
+
+def reply_logps(model, batch, seq2seq):
+    """Sum of the log-probabilities of each row's reply tokens (the labelled ones)."""
+    labels = batch["labels"]
+    if seq2seq:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).logits
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        labels = labels[:, 1:]
+    mask = labels != IGNORED_LABEL
+    token_logps = torch.gather(logits.float().log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (token_logps * mask).sum(-1)
+
+
+def _collate(collator, features, device):
+    """Chosen replies first, then the rejected ones, in one padded batch."""
+    rows = [chosen for chosen, _ in features] + [rejected for _, rejected in features]
+    return {name: tensor.to(device) for name, tensor in collator(rows).items()}
+
+
+def dpo_loss(policy_logps, reference_logps, beta):
+    """Per pair: the DPO loss, and the margin of the implicit rewards (chosen minus rejected)."""
+    half = len(policy_logps) // 2
+    log_ratios = policy_logps - reference_logps
+    margins = beta * (log_ratios[:half] - log_ratios[half:])
+    return -torch.nn.functional.logsigmoid(margins), margins
+
+
+@torch.no_grad()
+def _logps(model, features, collator, batch_size, seq2seq, desc):
+    """Log-probabilities of every pair's two replies, chosen then rejected per batch, in batch order."""
+    out = []
+    for start in tqdm(range(0, len(features), batch_size), desc=desc, unit="batch"):
+        batch = _collate(collator, features[start : start + batch_size], model.device)
+        out.append(reply_logps(model, batch, seq2seq).cpu())
+    return out
+
+
+@torch.no_grad()
+def _evaluate(model, features, reference_logps, collator, config, seq2seq):
+    losses, margins = [], []
+    policy = _logps(model, features, collator, config.batch_size, seq2seq, "Held-out pairs")
+    for policy_batch, reference_batch in zip(policy, reference_logps):
+        loss, margin = dpo_loss(policy_batch, reference_batch, config.beta)
+        losses += loss.tolist()
+        margins += margin.tolist()
+    return {
+        "eval_loss": sum(losses) / len(losses),
+        "eval_accuracy": sum(m > 0 for m in margins) / len(margins),
+        "eval_margin": sum(margins) / len(margins),
+    }
+
+
+# --- Training ------------------------------------------------------------------
+
+
+def train_preference(
+    policy,
+    reference,
+    tokenizer,
+    data: TrainingData,
+    pairs,
+    validation_pairs,
+    output_dir,
+    config,
+    base_model_name="",
+    adapter_name="",
+):
+    """Train `policy` by DPO against the frozen `reference` on `pairs`; save it with metrics, curve and card.
+
+    `policy` is a chat model with a trainable LoRA adapter, or a T5 model; `reference` the same weights,
+    frozen. `validation_pairs` give the held-out loss and the share of pairs the policy orders right.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise FileExistsError(f"{output_dir} already holds files: choose another folder.")
+    if not pairs:
+        raise ValueError("No preference pairs to train on.")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    seq2seq = is_seq2seq(policy)
+    collator = DataCollatorForSeq2Seq(
+        tokenizer, model=policy if seq2seq else None, padding=True, label_pad_token_id=IGNORED_LABEL
+    )
+    pairs = list(pairs)
+    random.Random(config.seed).shuffle(pairs)
+    train_features = pair_features(pairs, tokenizer, data.own_lines, config, seq2seq)
+    eval_features = pair_features(validation_pairs, tokenizer, data.own_lines, config, seq2seq)
+
+    # Dropout stays off in both models (as TRL's DPOTrainer does), so their log-probabilities compare.
+    policy.eval()
+    reference.eval()
+    reference_train = _logps(reference, train_features, collator, config.batch_size, seq2seq, "Reference, training")
+    reference_eval = _logps(reference, eval_features, collator, config.batch_size, seq2seq, "Reference, held out")
+
+    batches = math.ceil(len(train_features) / config.batch_size)
+    total_steps = max(1, math.ceil(config.epochs * batches))
+    warmup = int(config.warmup_ratio * total_steps)
+    trainable = [parameter for parameter in policy.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            (step + 1) / (warmup + 1) if step < warmup else max(0.0, (total_steps - step) / (total_steps - warmup))
+        ),
+    )
+
+    history = (
+        [{"step": 0, **_evaluate(policy, eval_features, reference_eval, collator, config, seq2seq)}]
+        if eval_features
+        else []
+    )
+    logger.info("Before training: %s", history[-1] if history else "no held-out pairs")
+    started = time.perf_counter()
+    window = []
+    step = 0
+    progress = tqdm(total=total_steps, desc="DPO", unit="step")
+    while step < total_steps:
+        index = step % batches
+        batch = _collate(
+            collator, train_features[index * config.batch_size : (index + 1) * config.batch_size], policy.device
+        )
+        loss, margins = dpo_loss(
+            reply_logps(policy, batch, seq2seq), reference_train[index].to(policy.device), config.beta
+        )
+        loss.mean().backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        step += 1
+        progress.update()
+        window.append((loss.mean().item(), (margins > 0).float().mean().item(), margins.mean().item()))
+        if step % config.logging_steps == 0 or step == total_steps:
+            losses, accuracies, mean_margins = zip(*window)
+            entry = {
+                "step": step,
+                "loss": sum(losses) / len(losses),
+                "accuracy": sum(accuracies) / len(accuracies),
+                "margin": sum(mean_margins) / len(mean_margins),
+                "learning_rate": schedule.get_last_lr()[0],
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            history.append(entry)
+            progress.set_postfix(loss=f"{entry['loss']:.3f}", acc=f"{entry['accuracy']:.2f}")
+            window = []
+        out_of_time = config.time_limit_minutes > 0 and time.perf_counter() - started > config.time_limit_minutes * 60
+        if eval_features and (step % config.eval_steps == 0 or step == total_steps or out_of_time):
+            history.append(
+                {"step": step, **_evaluate(policy, eval_features, reference_eval, collator, config, seq2seq)}
+            )
+            logger.info("Step %d: %s", step, history[-1])
+        if config.save_steps > 0 and step % config.save_steps == 0 and step < total_steps and not out_of_time:
+            save_model(policy, tokenizer, output_dir / f"step-{step}", seq2seq, base_model_name)
+        if out_of_time:
+            logger.info("Time limit reached at step %d of %d", step, total_steps)
+            break
+    progress.close()
+    train_seconds = time.perf_counter() - started
+
+    evaluations = [entry for entry in history if "eval_loss" in entry]
+    metrics = {
+        "pairs": len(pairs),
+        "validation_pairs": len(validation_pairs),
+        "steps": step,
+        "epochs": round(step * config.batch_size / len(pairs), 3),
+        **{
+            f"{name}_before": value for name, value in (evaluations[0] if evaluations else {}).items() if name != "step"
+        },
+        **{name: value for name, value in (evaluations[-1] if evaluations else {}).items() if name != "step"},
+        "train_seconds": round(train_seconds, 1),
+        "hardware": hardware(),
+    }
+    save_model(policy, tokenizer, output_dir, seq2seq, base_model_name)
+    examples = [
+        {"context": list(pair.context), "question": pair.question, "answer": pair.chosen, "reply": pair.rejected}
+        for pair in validation_pairs[:10]
+    ]
+    (output_dir / "metrics.json").write_text(
+        json.dumps(
+            {
+                "metrics": metrics,
+                "config": asdict(config),
+                "starting_adapter": adapter_name,
+                "examples": examples,
+                "log_history": history,
+            },
+            indent=2,
+        )
+    )
+    plot_loss_curve(
+        history, output_dir / "loss_curve.png", title=f"DPO of {adapter_name or base_model_name or 'the generator'}"
+    )
+    write_model_card(
+        output_dir,
+        data,
+        config,
+        metrics,
+        base_model_name,
+        "seq2seq DPO" if seq2seq else "causal LoRA DPO",
+        examples,
+        made_by="training.preference.train_preference (python manage.py train_preference)",
+        example_heading="Held-out pairs: the scripted line (chosen) and the model's own sample before training (rejected)",
+    )
+    return PreferenceResult(output_dir, metrics, train_seconds)
+
+
+def trainable_policy(model, adapter, config):
+    """The model to train: a chat model with `adapter` loaded trainable (or a new LoRA), a T5 model as is."""
+    if is_seq2seq(model):
+        return model
+    if adapter:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    return add_lora(model, config)
