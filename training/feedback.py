@@ -76,6 +76,7 @@ class PreferencePair:
     chosen: str
     rejected: str
     source: str  # "conversation-<id>/message-<user message id>"
+    episode: str = ""  # of a scripted exchange: tells the character's own context lines (assistant turns)
 
 
 def read_export(path, include_unconsented=False):

@@ -451,9 +451,11 @@ def save_model(model, tokenizer, output_dir, seq2seq, base_model_name):
         parameter.data = weights.to(torch.float16)
     if base_model_name:
         model.peft_config["default"].base_model_name_or_path = base_model_name
-    model.save_pretrained(output_dir)
-    for parameter, weights in trained.items():
-        parameter.data = weights
+    try:
+        model.save_pretrained(output_dir)
+    finally:
+        for parameter, weights in trained.items():
+            parameter.data = weights
 
 
 def hardware():

@@ -16,12 +16,14 @@ Two sources of pairs, both `training.feedback.PreferencePair`:
   the better rated one chosen (staff labels first).
 
     pairs = scripted_pairs(model, tokenizer, data.train_samples[:800], data.own_lines, config)
-    result = train_preference(policy, reference, tokenizer, pairs, validation_pairs, "models/x", config)
+    policy = trainable_policy(model, adapter, config)
+    result = train_preference(policy, tokenizer, data, pairs, validation_pairs, "models/x", config)
 
 A chat model trains its LoRA adapter further (the shipped one, or a new one),
-so the result loads like any adapter; a T5 model trains whole. The reference's
-log-probabilities are computed once before training, so only the policy runs
-during it. Plain Python and torch, no Django, so it runs on a GPU box too.
+so the result loads like any adapter; a T5 model trains whole. The reference
+is the policy itself before its first update: its log-probabilities are
+computed once then, so no second model is held during training. Plain Python
+and torch, no Django: the same code runs on a GPU (the model's device).
 """
 
 import json
@@ -32,10 +34,11 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DataCollatorForSeq2Seq, set_seed
+from transformers import DataCollatorForSeq2Seq, get_linear_schedule_with_warmup, set_seed
 
 from data.pipeline import Sample
 from inference.cleanup import ReplyCleaner
@@ -44,6 +47,7 @@ from training.feedback import PreferencePair
 from training.generator import (
     IGNORED_LABEL,
     TrainingData,
+    TrainingResult,
     add_lora,
     causal_features,
     generate_replies,
@@ -54,9 +58,15 @@ from training.generator import (
 )
 from training.reporting import plot_loss_curve, write_model_card
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 logger = logging.getLogger(__name__)
 
 _WORD_PIECES = re.compile(r"\S+\s*")
+# DPO moves a model by less than fine-tuning does: a tenth of train_generator's rates.
+LORA_RATE = 1e-4
+WHOLE_MODEL_RATE = 5e-6
 
 
 @dataclass
@@ -65,11 +75,15 @@ class PreferenceConfig:
 
     pairs: int = option(800, "training exchanges to sample a rejected reply for (0: none, only --extra-export)")
     validation_pairs: int = option(64, "validation exchanges paired the same way, for the held-out loss")
-    sample_temperature: float = option(0.4, "temperature of the sampled (rejected) replies: the served one")
-    sample_sentences: int = option(1, "sampled replies end after this many sentences, as served (0: no cut)")
+    sample_temperature: float = option(0.0, "temperature of the sampled (rejected) replies (0: the served one)")
+    sample_sentences: int = option(
+        1, "both replies of a scripted pair end after this many sentences, as served replies do (0: no cut)"
+    )
     beta: float = option(0.1, "DPO's beta: how far the policy may move from the reference")
     epochs: float = option(1.0, "passes over the pairs")
-    learning_rate: float = option(1e-4, "AdamW learning rate (LoRA for chat models; lower it for a whole T5)")
+    learning_rate: float = option(
+        0.0, f"AdamW learning rate (0: {LORA_RATE} for LoRA, {WHOLE_MODEL_RATE} for a whole T5)"
+    )
     batch_size: int = option(8, "pairs per step")
     warmup_ratio: float = option(0.1, "share of the steps the learning rate warms up over")
     max_length: int = option(192, "tokens of prompt + reply; the oldest context lines go first")
@@ -83,13 +97,6 @@ class PreferenceConfig:
     time_limit_minutes: float = option(0.0, "> 0: stop (and save as usual) after this long")
     seed: int = option(42, "sampling's and training's random state")
     extra: dict = field(default_factory=dict)  # recorded in the card as is; not an option
-
-
-@dataclass
-class PreferenceResult:
-    output_dir: Path
-    metrics: dict
-    seconds: float
 
 
 # --- Pairs ---------------------------------------------------------------------
@@ -106,29 +113,40 @@ def served_text(raw: str, question: str, character: str, max_sentences: int) -> 
 
 
 def scripted_pairs(
-    model, tokenizer, samples, own_lines, config, sampling=None, character="Sheldon", desc="Sampling replies"
-):
+    model: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
+    samples: list[Sample],
+    own_lines: frozenset,
+    config: PreferenceConfig,
+    sampling: dict,
+    character: str = "Sheldon",
+    desc: str = "Sampling replies",
+) -> list[PreferencePair]:
     """One pair per sample: its scripted answer (chosen) against the model's own served reply (rejected).
 
-    `sampling`: `generate`'s sampling arguments as served (the temperature is the config's). A sample
-    whose reply comes out empty or the same as the scripted line gives no pair.
+    `sampling`: `generate`'s sampling arguments as served. Both replies are cut after the same number of
+    sentences, so that a pair differs in what is said, not in its length. A sample whose replies come out
+    empty or the same gives no pair.
     """
     set_seed(config.seed)
-    sampling = {**(sampling or {"do_sample": True, "top_p": 0.9}), "temperature": config.sample_temperature}
+    if config.sample_temperature > 0:
+        sampling = {**sampling, "temperature": config.sample_temperature}
     raw_replies = generate_replies(
         model, tokenizer, samples, own_lines, max_new_tokens=config.max_reply_tokens, sampling=sampling, desc=desc
     )
     pairs = []
     for sample, raw in zip(samples, raw_replies):
+        chosen = served_text(sample.answer, sample.question, character, config.sample_sentences)
         rejected = served_text(raw, sample.question, character, config.sample_sentences)
-        if rejected and rejected.strip().lower() != sample.answer.strip().lower():
+        if chosen and rejected and rejected.lower() != chosen.lower():
             pairs.append(
                 PreferencePair(
                     context=tuple(sample.context),
                     question=sample.question,
-                    chosen=sample.answer,
+                    chosen=chosen,
                     rejected=rejected,
                     source=f"scripted/{sample.episode}",
+                    episode=sample.episode,
                 )
             )
     return pairs
@@ -138,13 +156,19 @@ def scripted_pairs(
 
 
 def _reply_features(pair, reply, tokenizer, own_lines, config, seq2seq):
-    sample = Sample(pair.context, pair.question, reply, "")
+    sample = Sample(pair.context, pair.question, reply, pair.episode)
     features = (seq2seq_features if seq2seq else causal_features)(sample, tokenizer, own_lines, config)
     features["attention_mask"] = [1] * len(features["input_ids"])
     return features
 
 
-def pair_features(pairs, tokenizer, own_lines, config, seq2seq):
+def pair_features(
+    pairs: list[PreferencePair],
+    tokenizer: "PreTrainedTokenizerBase",
+    own_lines: frozenset,
+    config: PreferenceConfig,
+    seq2seq: bool,
+) -> list[tuple[dict, dict]]:
     """Per pair, the token ids and reply labels of its chosen and of its rejected reply."""
     return [
         (
@@ -155,16 +179,19 @@ def pair_features(pairs, tokenizer, own_lines, config, seq2seq):
     ]
 
 
-def reply_logps(model, batch, seq2seq):
+def reply_logps(model: "PreTrainedModel", batch: dict, seq2seq: bool) -> torch.Tensor:
     """Sum of the log-probabilities of each row's reply tokens (the labelled ones)."""
     labels = batch["labels"]
     if seq2seq:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).logits
+        inputs = {"decoder_input_ids": model.prepare_decoder_input_ids_from_labels(labels=labels)}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **inputs).logits
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         labels = labels[:, 1:]
     mask = labels != IGNORED_LABEL
-    token_logps = torch.gather(logits.float().log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    logits = logits.float()
+    # log softmax at the labels only: no second vocabulary-wide tensor
+    token_logps = logits.gather(2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
     return (token_logps * mask).sum(-1)
 
 
@@ -174,7 +201,9 @@ def _collate(collator, features, device):
     return {name: tensor.to(device) for name, tensor in collator(rows).items()}
 
 
-def dpo_loss(policy_logps, reference_logps, beta):
+def dpo_loss(
+    policy_logps: torch.Tensor, reference_logps: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per pair: the DPO loss, and the margin of the implicit rewards (chosen minus rejected)."""
     half = len(policy_logps) // 2
     log_ratios = policy_logps - reference_logps
@@ -192,6 +221,11 @@ def _logps(model, features, collator, batch_size, seq2seq, desc):
     return out
 
 
+def _ordered(margins: torch.Tensor) -> torch.Tensor:
+    """1 per pair the model orders right, 0 wrong, 1/2 a tie (an untrained model's margin is exactly 0)."""
+    return (margins > 0).float() + 0.5 * (margins == 0).float()
+
+
 @torch.no_grad()
 def _evaluate(model, features, reference_logps, collator, config, seq2seq):
     losses, margins = [], []
@@ -202,7 +236,7 @@ def _evaluate(model, features, reference_logps, collator, config, seq2seq):
         margins += margin.tolist()
     return {
         "eval_loss": sum(losses) / len(losses),
-        "eval_accuracy": sum(m > 0 for m in margins) / len(margins),
+        "eval_accuracy": _ordered(torch.tensor(margins)).mean().item(),
         "eval_margin": sum(margins) / len(margins),
     }
 
@@ -211,21 +245,20 @@ def _evaluate(model, features, reference_logps, collator, config, seq2seq):
 
 
 def train_preference(
-    policy,
-    reference,
-    tokenizer,
+    policy: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
     data: TrainingData,
-    pairs,
-    validation_pairs,
-    output_dir,
-    config,
-    base_model_name="",
-    adapter_name="",
-):
-    """Train `policy` by DPO against the frozen `reference` on `pairs`; save it with metrics, curve and card.
+    pairs: list[PreferencePair],
+    validation_pairs: list[PreferencePair],
+    output_dir: "str | Path",
+    config: PreferenceConfig,
+    base_model_name: str = "",
+    adapter_name: str = "",
+) -> TrainingResult:
+    """Train `policy` by DPO on `pairs` against itself before training; save it with metrics, curve and card.
 
-    `policy` is a chat model with a trainable LoRA adapter, or a T5 model; `reference` the same weights,
-    frozen. `validation_pairs` give the held-out loss and the share of pairs the policy orders right.
+    `policy` is a chat model with a trainable LoRA adapter (`trainable_policy`), or a T5 model.
+    `validation_pairs` give the held-out loss and the share of pairs the policy orders right.
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
@@ -235,6 +268,7 @@ def train_preference(
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
     seq2seq = is_seq2seq(policy)
+    learning_rate = config.learning_rate or (WHOLE_MODEL_RATE if seq2seq else LORA_RATE)
     collator = DataCollatorForSeq2Seq(
         tokenizer, model=policy if seq2seq else None, padding=True, label_pad_token_id=IGNORED_LABEL
     )
@@ -243,23 +277,18 @@ def train_preference(
     train_features = pair_features(pairs, tokenizer, data.own_lines, config, seq2seq)
     eval_features = pair_features(validation_pairs, tokenizer, data.own_lines, config, seq2seq)
 
-    # Dropout stays off in both models (as TRL's DPOTrainer does), so their log-probabilities compare.
+    # Dropout stays off (as in TRL's DPOTrainer), so the policy's log-probabilities compare with the reference's:
+    # its own, before the first update.
     policy.eval()
-    reference.eval()
-    reference_train = _logps(reference, train_features, collator, config.batch_size, seq2seq, "Reference, training")
-    reference_eval = _logps(reference, eval_features, collator, config.batch_size, seq2seq, "Reference, held out")
+    reference_train = _logps(policy, train_features, collator, config.batch_size, seq2seq, "Reference, training")
+    reference_eval = _logps(policy, eval_features, collator, config.batch_size, seq2seq, "Reference, held out")
 
     batches = math.ceil(len(train_features) / config.batch_size)
     total_steps = max(1, math.ceil(config.epochs * batches))
     warmup = int(config.warmup_ratio * total_steps)
     trainable = [parameter for parameter in policy.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            (step + 1) / (warmup + 1) if step < warmup else max(0.0, (total_steps - step) / (total_steps - warmup))
-        ),
-    )
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
     history = (
         [{"step": 0, **_evaluate(policy, eval_features, reference_eval, collator, config, seq2seq)}]
@@ -281,12 +310,13 @@ def train_preference(
         )
         loss.mean().backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        rate = schedule.get_last_lr()[0]
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
         step += 1
         progress.update()
-        window.append((loss.mean().item(), (margins > 0).float().mean().item(), margins.mean().item()))
+        window.append((loss.mean().item(), _ordered(margins).mean().item(), margins.mean().item()))
         if step % config.logging_steps == 0 or step == total_steps:
             losses, accuracies, mean_margins = zip(*window)
             entry = {
@@ -294,7 +324,7 @@ def train_preference(
                 "loss": sum(losses) / len(losses),
                 "accuracy": sum(accuracies) / len(accuracies),
                 "margin": sum(mean_margins) / len(mean_margins),
-                "learning_rate": schedule.get_last_lr()[0],
+                "learning_rate": rate,
                 "seconds": round(time.perf_counter() - started, 1),
             }
             history.append(entry)
@@ -319,7 +349,7 @@ def train_preference(
         "pairs": len(pairs),
         "validation_pairs": len(validation_pairs),
         "steps": step,
-        "epochs": round(step * config.batch_size / len(pairs), 3),
+        "epochs": round(step / batches, 3),
         **{
             f"{name}_before": value for name, value in (evaluations[0] if evaluations else {}).items() if name != "step"
         },
@@ -358,15 +388,15 @@ def train_preference(
         made_by="training.preference.train_preference (python manage.py train_preference)",
         example_heading="Held-out pairs: the scripted line (chosen) and the model's own sample before training (rejected)",
     )
-    return PreferenceResult(output_dir, metrics, train_seconds)
+    return TrainingResult(output_dir, metrics, train_seconds)
 
 
-def trainable_policy(model, adapter, config):
-    """The model to train: a chat model with `adapter` loaded trainable (or a new LoRA), a T5 model as is."""
+def trainable_policy(model: "PreTrainedModel", adapter: str, config: PreferenceConfig) -> "PreTrainedModel":
+    """The model to train: a chat model with `adapter` (a folder) loaded trainable, or a new LoRA; a T5 model as is."""
     if is_seq2seq(model):
         return model
     if adapter:
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        return PeftModel.from_pretrained(model, str(Path(adapter).expanduser()), is_trainable=True)
     return add_lora(model, config)

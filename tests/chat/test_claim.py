@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chat.generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply
+from chat.generation import IN_PROGRESS_ELSEWHERE, STOP_CHECK_SECONDS, ReplyStream, claim_reply
 from chat.models import Message
 
 from .test_streaming import bot_messages
@@ -59,6 +59,7 @@ def test_a_streaming_write_is_also_the_stop_check_and_tells_when_the_reply_is_lo
     reply_id = left_streaming_by_a_dead_worker(conversation, stale_for=0)
     stream = ReplyStream(Message.objects.get(pk=reply_id))
     stream.add("Hello there.")
+    stream.last_check -= STOP_CHECK_SECONDS  # a check is due
     with CaptureQueriesContext(connection) as queries:
         stream.flush()
         stream._check()  # the write just checked: no read of its own

@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 from io import StringIO
 
 import pytest
@@ -9,11 +10,11 @@ import torch
 from django.core.management import CommandError, call_command
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from inference.backends import backend_for
+from inference.backends import CHAT_SAMPLING, backend_for
 from inference.loading import load_generator
 from inference.requests import Sequence
 from training.feedback import PreferencePair
-from training.generator import load_training_data
+from training.generator import causal_features, load_training_data
 from training.preference import (
     PreferenceConfig,
     dpo_loss,
@@ -72,13 +73,26 @@ def test_scripted_pairs_prefer_his_line_over_the_models_own_sample(tiny_chat, de
     model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_chat), AutoTokenizer.from_pretrained(tiny_chat)
     samples = data.train_samples[:6]
     config = PreferenceConfig(max_reply_tokens=12, sample_sentences=0)
-    pairs = scripted_pairs(model, tokenizer, samples, data.own_lines, config)
+    pairs = scripted_pairs(model, tokenizer, samples, data.own_lines, config, CHAT_SAMPLING)
     assert pairs and len(pairs) <= len(samples)
-    by_question = {sample.question: sample for sample in samples}
+    by_turn = {(tuple(sample.context), sample.question): sample for sample in samples}
     for pair in pairs:
-        assert pair.chosen == by_question[pair.question].answer and pair.rejected and pair.rejected != pair.chosen
-    again = scripted_pairs(model, tokenizer, samples, data.own_lines, config)
+        sample = by_turn[pair.context, pair.question]
+        assert (pair.chosen, pair.episode) == (sample.answer, sample.episode)
+        assert pair.rejected and pair.rejected != pair.chosen
+        # Scored on the very prompt the generator was fine-tuned on: his own earlier lines are his turns.
+        chosen, _ = pair_features([pair], tokenizer, data.own_lines, PreferenceConfig(), seq2seq=False)[0]
+        assert (
+            chosen["input_ids"] == causal_features(sample, tokenizer, data.own_lines, PreferenceConfig())["input_ids"]
+        )
+    again = scripted_pairs(model, tokenizer, samples, data.own_lines, config, CHAT_SAMPLING)
     assert again == pairs, "seeded: the same samples again"
+    one_sentence = scripted_pairs(
+        model, tokenizer, samples, data.own_lines, replace(config, sample_sentences=1), CHAT_SAMPLING
+    )
+    assert all(served_text(p.chosen, p.question, "Sheldon", 1) == p.chosen for p in one_sentence), (
+        "his line is cut like the sample, so a pair differs in what is said, not in length"
+    )
 
 
 def test_dpo_on_a_t5_model_orders_the_pairs_and_saves_a_loadable_model(tiny_t5, demo_transcripts, tmp_path):
@@ -91,13 +105,12 @@ def test_dpo_on_a_t5_model_orders_the_pairs_and_saves_a_loadable_model(tiny_t5, 
         PreferencePair(tuple(s.context), s.question, s.answer, "I am a rejected reply.", "test")
         for s in data.validation_samples[:4]
     ]
-    policy, reference = (AutoModelForSeq2SeqLM.from_pretrained(tiny_t5) for _ in range(2))
+    policy = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5)
     tokenizer = AutoTokenizer.from_pretrained(tiny_t5)
     config = PreferenceConfig(epochs=3, eval_steps=3, logging_steps=1, **FAST)
     output = tmp_path / "t5-dpo"
     result = train_preference(
         trainable_policy(policy, "", config),
-        reference,
         tokenizer,
         data,
         pairs,
@@ -107,11 +120,13 @@ def test_dpo_on_a_t5_model_orders_the_pairs_and_saves_a_loadable_model(tiny_t5, 
         base_model_name=str(tiny_t5),
     )
     metrics = result.metrics
-    assert metrics["steps"] == 6 and metrics["pairs"] == 8
+    assert metrics["steps"] == 6 and metrics["pairs"] == 8 and metrics["epochs"] == 3
+    # The reference is the model before training: every margin starts at exactly 0.
+    assert metrics["eval_loss_before"] == pytest.approx(math.log(2)) and metrics["eval_accuracy_before"] == 0.5
     assert metrics["eval_loss"] < metrics["eval_loss_before"] and metrics["eval_accuracy"] == 1.0
     assert load_generator(str(output)).is_seq2seq
     with pytest.raises(FileExistsError):
-        train_preference(policy, reference, tokenizer, data, pairs, held_out, output, config)
+        train_preference(policy, tokenizer, data, pairs, held_out, output, config)
 
 
 def test_train_preference_command_trains_a_lora_adapter_that_serves(tiny_chat, demo_transcripts, tmp_path):
@@ -154,6 +169,25 @@ def test_train_preference_command_trains_a_lora_adapter_that_serves(tiny_chat, d
     backend.eos_ids = set()  # random weights may end at once: ask for the five tokens
     backend.generate([prompt], [sequence])  # through the serving engine, the adapter merged into its export
     assert len(sequence.token_ids) == 5
+
+    # An adapter trained further (the offline profile's default: its shipped adapter), from where it stands.
+    further = tmp_path / "further"
+    call_command(
+        "train_preference",
+        model=str(tiny_chat),
+        adapter=str(output),
+        transcripts=str(demo_transcripts),
+        output=str(further),
+        pairs=8,
+        validation_pairs=4,
+        epochs=1,
+        threads=1,
+        stdout=StringIO(),
+        **{**FAST, "learning_rate": 1e-3},
+    )
+    metrics = json.loads((further / "metrics.json").read_text())["metrics"]
+    assert metrics["eval_loss_before"] == pytest.approx(math.log(2)), "the reference is the adapter it starts from"
+    assert json.loads((further / "adapter_config.json").read_text())["r"] == 4, "the same adapter, trained on"
 
 
 def test_bad_input_is_a_clear_command_error(tiny_chat, tiny_t5, demo_transcripts, tmp_path):

@@ -15,12 +15,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from data.pipeline import TranscriptError
 from inference.backends import CHAT_SAMPLING, REFERENCE_SAMPLING
-from inference.loading import ModelNotFoundError, apply_adapter, read_generator
+from inference.loading import ModelNotFoundError, apply_adapter, device, read_generator
 from inference.profiles import DISABLED, active_profile
 from training.arguments import add_config_options, config_from_options
 from training.command_options import add_shared_arguments, apply_shared_options
 from training.feedback import FeedbackError, preference_pairs, read_export
-from training.generator import is_seq2seq, load_training_data
+from training.generator import load_training_data
 from training.management.commands.train_generator import output_name
 from training.preference import PreferenceConfig, scripted_pairs, train_preference, trainable_policy
 from training.reporting import next_version_folder
@@ -55,7 +55,7 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         model_name = options["model"] or profile.generator_model
         adapter = options["adapter"] or (profile.generator_adapter if not options["model"] else "")
-        adapter = "" if adapter == DISABLED else adapter
+        adapter = "" if adapter.lower() == DISABLED else adapter
         config = config_from_options(
             PreferenceConfig, options, extra={"command": "python manage.py train_preference", "adapter": adapter}
         )
@@ -67,21 +67,21 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Loading {model_name}" + (f" + {adapter}" if adapter else ""))
         try:
-            model, tokenizer, _ = read_generator(model_name)
-            if is_seq2seq(model) and adapter:
+            model, tokenizer, seq2seq = read_generator(model_name)
+            if seq2seq and adapter:
                 raise CommandError("A seq2seq model trains whole: --adapter is for chat models.")
-            reference, _, _ = read_generator(model_name)
-            if adapter:
-                reference = apply_adapter(reference, adapter)
+            # The replies are sampled from a copy with the adapter merged: as fast as the base model.
+            sampler = apply_adapter(read_generator(model_name)[0], adapter) if adapter else model
         except ModelNotFoundError as error:
             raise CommandError(str(error)) from error
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        seq2seq = is_seq2seq(model)
+        model.to(device())
+        sampler.to(device())
 
         sampling = REFERENCE_SAMPLING if seq2seq else CHAT_SAMPLING
         pairs = app_pairs + scripted_pairs(
-            reference,
+            sampler,
             tokenizer,
             data.train_samples[: config.pairs],
             data.own_lines,
@@ -91,7 +91,7 @@ class Command(BaseCommand):
             desc="Sampling rejected replies",
         )
         validation_pairs = scripted_pairs(
-            reference,
+            sampler,
             tokenizer,
             data.validation_samples[: config.validation_pairs],
             data.own_lines,
@@ -100,6 +100,7 @@ class Command(BaseCommand):
             options["character"],
             desc="Sampling held-out replies",
         )
+        del sampler
         self.stdout.write(
             f"{len(pairs)} training pairs ({len(app_pairs)} from the export), {len(validation_pairs)} held out"
         )
@@ -117,7 +118,6 @@ class Command(BaseCommand):
         try:
             result = train_preference(
                 policy,
-                reference,
                 tokenizer,
                 data,
                 pairs,
