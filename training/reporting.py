@@ -14,7 +14,7 @@ def next_version_folder(models_dir, name):
     return models_dir / f"{name}-v{max(taken, default=0) + 1}"
 
 
-def plot_loss_curve(log_history, path, title):
+def plot_loss_curve(log_history, path, title, ylabel="cross-entropy loss"):
     """Training loss per logged step and evaluation loss per evaluation, as a PNG."""
     import matplotlib
 
@@ -27,7 +27,7 @@ def plot_loss_curve(log_history, path, title):
         if points:
             axes.plot(*zip(*points), style, label=label)
     axes.set_xlabel("step")
-    axes.set_ylabel("cross-entropy loss")
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()

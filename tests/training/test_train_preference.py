@@ -124,6 +124,8 @@ def test_dpo_on_a_t5_model_orders_the_pairs_and_saves_a_loadable_model(tiny_t5, 
     # The reference is the model before training: every margin starts at exactly 0.
     assert metrics["eval_loss_before"] == pytest.approx(math.log(2)) and metrics["eval_accuracy_before"] == 0.5
     assert metrics["eval_loss"] < metrics["eval_loss_before"] and metrics["eval_accuracy"] == 1.0
+    assert metrics["eval_chosen_reward"] - metrics["eval_rejected_reward"] == pytest.approx(metrics["eval_margin"])
+    assert metrics["eval_chosen_reward_before"] == metrics["eval_rejected_reward_before"] == 0.0
     assert load_generator(str(output)).is_seq2seq
     with pytest.raises(FileExistsError):
         train_preference(policy, tokenizer, data, pairs, held_out, output, config)
