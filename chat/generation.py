@@ -130,28 +130,14 @@ class ReplyStream:
         self.stopping_since = None
         self.notes = {}  # what the person should know about this reply, kept in its parameters
 
-    def _save(self, final: bool = False, **fields: Any) -> bool:
-        """Write to the reply if this attempt still holds it; remembers when it does not.
-
-        A write while streaming is also the stop check: it lands only while no stop is asked, and when it
-        does not land one read tells a stop (the write is then made anyway) from a reply that is no longer
-        ours. The final write, and any after a stop, lands either way.
-        """
+    def _save(self, **fields: Any) -> bool:
+        """Write to the reply if this attempt still holds it; remembers when it does not."""
         if self.lost:
             return False
-        reply = Message.objects.filter(
+        changed = Message.objects.filter(
             pk=self.message.pk, status=Message.Status.STREAMING, attempts=self.message.attempts
-        )
-        checks_stop = not (final or self.stop)
-        changed = (reply.filter(stop_requested=False) if checks_stop else reply).update(
-            updated=timezone.now(), **fields
-        )
-        if not changed and checks_stop and reply.exists():  # still ours: a stop was asked
-            self.stop = True
-            changed = reply.update(updated=timezone.now(), **fields)
+        ).update(updated=timezone.now(), **fields)
         self.last_save = time.monotonic()
-        if checks_stop:
-            self.last_check = self.last_save
         self.lost = not changed
         return bool(changed)
 
@@ -197,24 +183,21 @@ class ReplyStream:
         self.sent = len(text)
 
     def _check(self) -> None:
-        """Check for a stop, unless a write of the text just did (see `_save`)."""
         now = time.monotonic()
-        self.timed_out = now > self.deadline
-        if now - self.last_check < STOP_CHECK_SECONDS:
-            return
-        # Well within CHAT_REPLY_STALE_SECONDS, so a live worker never looks dead.
-        if now - self.last_save >= settings.CHAT_REPLY_STALE_SECONDS / 4:
-            self._save()  # no piece for a while (a long prompt): show the reply is still alive
-        else:
+        if now - self.last_check >= STOP_CHECK_SECONDS:
             self.last_check = now
             self.stop = Message.objects.filter(pk=self.message.pk, stop_requested=True).exists()
+            # Well within CHAT_REPLY_STALE_SECONDS, so a live worker never looks dead.
+            if now - self.last_save >= settings.CHAT_REPLY_STALE_SECONDS / 4:
+                self._save()  # no piece for a while (a long prompt): show the reply is still alive
+            self.timed_out = now > self.deadline
 
     def _finish(self, **fields: Any) -> None:
         """The reply's last write, retried while the database is unreachable."""
         deadline = time.monotonic() + DATABASE_RETRY_SECONDS
         while True:
             try:
-                if self._save(final=True, **fields):
+                if self._save(**fields):
                     self.message.refresh_from_db()
                     reply_done(self.message)
                 return

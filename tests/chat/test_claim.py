@@ -3,11 +3,9 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chat.generation import IN_PROGRESS_ELSEWHERE, STOP_CHECK_SECONDS, ReplyStream, claim_reply
+from chat.generation import IN_PROGRESS_ELSEWHERE, claim_reply
 from chat.models import Message
 
 from .test_streaming import bot_messages
@@ -53,25 +51,3 @@ def left_streaming_by_a_dead_worker(conversation, stale_for, attempts=1):
         updated=timezone.now() - timedelta(seconds=stale_for),
     )
     return reply.pk
-
-
-def test_a_streaming_write_is_also_the_stop_check_and_tells_when_the_reply_is_lost(conversation):
-    reply_id = left_streaming_by_a_dead_worker(conversation, stale_for=0)
-    stream = ReplyStream(Message.objects.get(pk=reply_id))
-    stream.add("Hello there.")
-    stream.last_check -= STOP_CHECK_SECONDS  # a check is due
-    with CaptureQueriesContext(connection) as queries:
-        stream.flush()
-        stream._check()  # the write just checked: no read of its own
-    assert len(queries) == 1 and not (stream.stop or stream.lost)
-
-    Message.objects.filter(pk=reply_id).update(stop_requested=True)
-    stream.add(" And more.")
-    stream.flush()
-    assert stream.stop and not stream.lost
-    assert Message.objects.get(pk=reply_id).text == "Hello there. And more.", "the text still lands after a stop"
-
-    Message.objects.filter(pk=reply_id).update(status="failed")  # swept, or finished elsewhere
-    stream.add(" Gone.")
-    stream.flush()
-    assert stream.lost and Message.objects.get(pk=reply_id).text == "Hello there. And more."
