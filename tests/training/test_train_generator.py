@@ -50,6 +50,18 @@ def assert_saved_run(output):
     assert metadata["base_model"] and metadata["license"] and metadata["training_data"]
 
 
+def assert_adapter_serves(model, adapter):
+    """The adapter loads over `model` and generates through the serving engine (merged into its export)."""
+    generator = load_generator(str(model), adapter=str(adapter))
+    prompt = generator.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
+    backend, sequence = backend_for(generator, max_new_tokens=5), Sequence()
+    backend.eos_ids = set()  # random weights may end at once: ask for the five tokens
+    backend.generate([prompt], [sequence])
+    assert len(sequence.token_ids) == 5
+
+
 def test_training_data_validates_on_held_out_episodes(demo_transcripts):
     data = load_training_data(demo_transcripts, "Sheldon", seed=42)
     train_episodes = {s.episode for s in data.train_samples}
@@ -108,14 +120,7 @@ def test_train_generator_command_trains_a_lora_adapter_that_loads(tiny_chat, dem
     metrics = json.loads((output / "metrics.json").read_text())["metrics"]
     assert metrics["eval_loss"] < metrics["eval_loss_before"]
 
-    generator = load_generator(str(tiny_chat), adapter=str(output))
-    prompt = generator.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
-    )
-    backend, sequence = backend_for(generator, max_new_tokens=5), Sequence()
-    backend.eos_ids = set()  # random weights may end at once: ask for the five tokens
-    backend.generate([prompt], [sequence])  # through the serving engine, the adapter merged into its export
-    assert len(sequence.token_ids) == 5
+    assert_adapter_serves(tiny_chat, output)
 
 
 def test_seq2seq_training_lowers_the_loss_and_saves_a_loadable_model(

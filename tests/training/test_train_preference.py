@@ -10,9 +10,8 @@ import torch
 from django.core.management import CommandError, call_command
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from inference.backends import CHAT_SAMPLING, backend_for
+from inference.backends import CHAT_SAMPLING
 from inference.loading import load_generator
-from inference.requests import Sequence
 from training.feedback import PreferencePair
 from training.generator import causal_features, load_training_data
 from training.preference import (
@@ -27,6 +26,7 @@ from training.preference import (
 )
 
 from ..test_hygiene import model_card_metadata
+from .test_train_generator import assert_adapter_serves
 
 # A random tiny model learns to order a handful of pairs in a few steps at this rate.
 FAST = dict(batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, beta=0.5, max_length=96, max_reply_tokens=16)
@@ -163,14 +163,7 @@ def test_train_preference_command_trains_a_lora_adapter_that_serves(tiny_chat, d
     card = (output / "README.md").read_text()
     assert "train_preference" in card and model_card_metadata(card)["base_model"] == str(tiny_chat)
 
-    generator = load_generator(str(tiny_chat), adapter=str(output))
-    prompt = generator.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
-    )
-    backend, sequence = backend_for(generator, max_new_tokens=5), Sequence()
-    backend.eos_ids = set()  # random weights may end at once: ask for the five tokens
-    backend.generate([prompt], [sequence])  # through the serving engine, the adapter merged into its export
-    assert len(sequence.token_ids) == 5
+    assert_adapter_serves(tiny_chat, output)
 
     # An adapter trained further (the offline profile's default: its shipped adapter), from where it stands.
     further = tmp_path / "further"

@@ -80,26 +80,15 @@ class Command(BaseCommand):
         sampler.to(device())
 
         sampling = REFERENCE_SAMPLING if seq2seq else CHAT_SAMPLING
-        pairs = app_pairs + scripted_pairs(
-            sampler,
-            tokenizer,
-            data.train_samples[: config.pairs],
-            data.own_lines,
-            config,
-            sampling,
-            options["character"],
-            desc="Sampling rejected replies",
+
+        training_pairs, validation_pairs = (
+            scripted_pairs(sampler, tokenizer, samples, data.own_lines, config, sampling, options["character"], desc)
+            for samples, desc in (
+                (data.train_samples[: config.pairs], "Sampling rejected replies"),
+                (data.validation_samples[: config.validation_pairs], "Sampling held-out replies"),
+            )
         )
-        validation_pairs = scripted_pairs(
-            sampler,
-            tokenizer,
-            data.validation_samples[: config.validation_pairs],
-            data.own_lines,
-            config,
-            sampling,
-            options["character"],
-            desc="Sampling held-out replies",
-        )
+        pairs = app_pairs + training_pairs
         del sampler
         self.stdout.write(
             f"{len(pairs)} training pairs ({len(app_pairs)} from the export), {len(validation_pairs)} held out"
