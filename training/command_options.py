@@ -1,10 +1,15 @@
-"""The options train_generator and train_retriever share (their hyper-parameters come from training/arguments.py)."""
+"""What the training commands share: options (their hyper-parameters come from training/arguments.py), the
+profile and the export, each refused with a clear CommandError."""
 
 import argparse
 
 from django.conf import settings
+from django.core.management.base import CommandError
 
 from data.corpus import find_transcripts
+from inference.loading import ModelNotFoundError
+from inference.profiles import Profile, active_profile
+from training.feedback import FeedbackError, read_export
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser, model_help: str, output_help: str) -> None:
@@ -29,3 +34,19 @@ def apply_shared_options(options: dict) -> str:
     if options["threads"] > 0:
         torch.set_num_threads(options["threads"])
     return options["transcripts"] or find_transcripts()[0]
+
+
+def command_profile() -> Profile:
+    """The active profile, or a CommandError that names the missing model."""
+    try:
+        return active_profile()
+    except ModelNotFoundError as error:
+        raise CommandError(str(error)) from error
+
+
+def export_rows(path: str) -> list[dict]:
+    """The rows of a chat export (`read_export`), or a CommandError that says why the file cannot be used."""
+    try:
+        return read_export(path)
+    except (FeedbackError, OSError) as error:
+        raise CommandError(f"Cannot use the export {path}: {error}") from error

@@ -203,12 +203,13 @@ def _collate(collator, features, device):
 
 def dpo_loss(
     policy_logps: torch.Tensor, reference_logps: torch.Tensor, beta: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per pair: the DPO loss, and the margin of the implicit rewards (chosen minus rejected)."""
-    half = len(policy_logps) // 2
-    log_ratios = policy_logps - reference_logps
-    margins = beta * (log_ratios[:half] - log_ratios[half:])
-    return -torch.nn.functional.logsigmoid(margins), margins
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per pair: the DPO loss, and the implicit rewards (beta times the log-ratio to the reference) of its
+    chosen and of its rejected reply; their difference is the margin. Rows: the chosen replies, then the rejected."""
+    rewards = beta * (policy_logps - reference_logps)
+    half = len(rewards) // 2
+    chosen, rejected = rewards[:half], rewards[half:]
+    return -torch.nn.functional.logsigmoid(chosen - rejected), chosen, rejected
 
 
 @torch.no_grad()
@@ -237,13 +238,11 @@ def _evaluate(model, features, reference_logps, collator, config, seq2seq):
     losses, margins, chosen_rewards, rejected_rewards = [], [], [], []
     policy = _logps(model, features, collator, config.batch_size, seq2seq, "Held-out pairs")
     for policy_batch, reference_batch in zip(policy, reference_logps):
-        loss, margin = dpo_loss(policy_batch, reference_batch, config.beta)
+        loss, chosen, rejected = dpo_loss(policy_batch, reference_batch, config.beta)
         losses += loss.tolist()
-        margins += margin.tolist()
-        rewards = config.beta * (policy_batch - reference_batch)
-        half = len(rewards) // 2
-        chosen_rewards += rewards[:half].tolist()
-        rejected_rewards += rewards[half:].tolist()
+        margins += (chosen - rejected).tolist()
+        chosen_rewards += chosen.tolist()
+        rejected_rewards += rejected.tolist()
     return {
         "eval_loss": sum(losses) / len(losses),
         "eval_accuracy": _ordered(torch.tensor(margins)).mean().item(),
@@ -317,9 +316,10 @@ def train_preference(
         batch = _collate(
             collator, train_features[index * config.batch_size : (index + 1) * config.batch_size], policy.device
         )
-        loss, margins = dpo_loss(
+        loss, chosen, rejected = dpo_loss(
             reply_logps(policy, batch, seq2seq), reference_train[index].to(policy.device), config.beta
         )
+        margins = chosen - rejected
         loss.mean().backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         rate = schedule.get_last_lr()[0]
@@ -400,7 +400,7 @@ def train_preference(
         base_model_name,
         "seq2seq DPO" if seq2seq else "causal LoRA DPO",
         examples,
-        made_by="training.preference.train_preference (python manage.py train_preference)",
+        made_by="`training.preference.train_preference` (`python manage.py train_preference`)",
         example_heading="Held-out pairs: the scripted line (chosen) and the model's own sample before training (rejected)",
     )
     return TrainingResult(output_dir, metrics, train_seconds)

@@ -63,6 +63,13 @@ def card_metadata(base_model_name: str, method: str, data_source: str) -> str:
     )
 
 
+def generator_setting(base_model_name, output_dir, seq2seq):
+    """The settings that serve a trained generator: a chat model's adapter over its base, or a whole model."""
+    if seq2seq:
+        return f"GENERATOR_MODEL={output_dir}"
+    return f"GENERATOR_MODEL={base_model_name} GENERATOR_ADAPTER={output_dir}"
+
+
 def write_model_card(
     output_dir,
     data,
@@ -71,16 +78,12 @@ def write_model_card(
     base_model_name,
     method,
     examples,
-    made_by="training.generator.train_generator (python manage.py train_generator)",
+    made_by="`training.generator.train_generator` (`python manage.py train_generator`)",
     example_heading="Validation replies (greedy decoding)",
 ):
     """README.md in the output folder: metadata, data, parameters, metrics, time, and how to use it."""
     output_dir = Path(output_dir)
-    use = (
-        f"GENERATOR_MODEL={base_model_name} GENERATOR_ADAPTER={output_dir}"
-        if method.startswith("causal")
-        else f"GENERATOR_MODEL={output_dir}"
-    )
+    use = generator_setting(base_model_name, output_dir, seq2seq=not method.startswith("causal"))
     metric_rows = "\n".join(f"| {name} | {_format(value)} |" for name, value in metrics.items())
     parameter_rows = "\n".join(f"| {name} | {value} |" for name, value in vars(config).items() if name != "extra")
     parameter_rows += "".join(f"\n| {name} | {value} |" for name, value in config.extra.items())

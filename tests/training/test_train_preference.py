@@ -43,11 +43,12 @@ def test_a_sampled_reply_is_cut_as_the_replier_serves_it():
 
 def test_the_dpo_loss_is_log_2_at_the_start_and_falls_as_the_chosen_reply_gains():
     reference = torch.tensor([-10.0, -12.0, -11.0, -9.0])  # chosen, chosen, rejected, rejected
-    loss, margins = dpo_loss(reference.clone(), reference, beta=0.1)
-    assert torch.allclose(loss, torch.full((2,), math.log(2))) and torch.equal(margins, torch.zeros(2))
+    loss, chosen, rejected = dpo_loss(reference.clone(), reference, beta=0.1)
+    assert torch.allclose(loss, torch.full((2,), math.log(2))) and torch.equal(chosen - rejected, torch.zeros(2))
     better = reference + torch.tensor([2.0, 2.0, -1.0, -1.0])
-    loss, margins = dpo_loss(better, reference, beta=0.1)
-    assert torch.allclose(margins, torch.full((2,), 0.3)) and (loss < math.log(2)).all()
+    loss, chosen, rejected = dpo_loss(better, reference, beta=0.1)
+    assert torch.allclose(chosen - rejected, torch.full((2,), 0.3)) and (loss < math.log(2)).all()
+    assert torch.allclose(chosen, torch.full((2,), 0.2)) and torch.allclose(rejected, torch.full((2,), -0.1))
 
 
 @pytest.mark.parametrize("kind", ["chat", "t5"])

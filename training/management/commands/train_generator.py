@@ -14,12 +14,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from data.pipeline import TranscriptError
 from inference.loading import ModelNotFoundError, load_retriever, read_generator
-from inference.profiles import DISABLED, active_profile, offline_profile
+from inference.profiles import DISABLED, offline_profile
 from training.arguments import add_config_options, config_from_options
-from training.command_options import add_shared_arguments, apply_shared_options
-from training.feedback import FeedbackError, read_export, well_rated_samples
+from training.command_options import add_shared_arguments, apply_shared_options, command_profile, export_rows
+from training.feedback import well_rated_samples
 from training.generator import TrainingConfig, is_seq2seq, load_training_data, train_generator
-from training.reporting import next_version_folder
+from training.reporting import generator_setting, next_version_folder
 
 
 def output_name(model_name):
@@ -59,10 +59,7 @@ class Command(BaseCommand):
     def handle(self, **options):
         logging.getLogger("training").setLevel(logging.INFO)
         transcripts = apply_shared_options(options)
-        try:
-            profile = active_profile()
-        except ModelNotFoundError as error:
-            raise CommandError(str(error)) from error
+        profile = command_profile()
         model_name = options["model"] or profile.generator_model
         output = Path(options["output"]) if options["output"] else None
         if options["resume"] and not output:
@@ -106,20 +103,17 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
 
         self.stdout.write(json.dumps(result.metrics, indent=2))
-        setting = (
-            f"GENERATOR_MODEL={model_name} GENERATOR_ADAPTER={output}" if not seq2seq else f"GENERATOR_MODEL={output}"
-        )
         self.stdout.write(
-            self.style.SUCCESS(f"Saved to {output} in {result.seconds:.0f} s of training. Use it: {setting}")
+            self.style.SUCCESS(
+                f"Saved to {output} in {result.seconds:.0f} s of training. "
+                f"Use it: {generator_setting(model_name, output, seq2seq)}"
+            )
         )
 
     def training_data(self, transcripts, options):
         extra = []
         if options["extra_export"]:
-            try:
-                extra = well_rated_samples(read_export(options["extra_export"]))
-            except (FeedbackError, OSError) as error:
-                raise CommandError(f"Cannot use the export {options['extra_export']}: {error}") from error
+            extra = well_rated_samples(export_rows(options["extra_export"]))
             self.stdout.write(f"{len(extra)} extra samples from {options['extra_export']}")
         try:
             return load_training_data(

@@ -16,14 +16,14 @@ from django.core.management.base import BaseCommand, CommandError
 from data.pipeline import TranscriptError
 from inference.backends import CHAT_SAMPLING, REFERENCE_SAMPLING
 from inference.loading import ModelNotFoundError, apply_adapter, device, read_generator
-from inference.profiles import DISABLED, active_profile
+from inference.profiles import DISABLED
 from training.arguments import add_config_options, config_from_options
-from training.command_options import add_shared_arguments, apply_shared_options
-from training.feedback import FeedbackError, preference_pairs, read_export
+from training.command_options import add_shared_arguments, apply_shared_options, command_profile, export_rows
+from training.feedback import preference_pairs
 from training.generator import load_training_data
 from training.management.commands.train_generator import output_name
 from training.preference import PreferenceConfig, scripted_pairs, train_preference, trainable_policy
-from training.reporting import next_version_folder
+from training.reporting import generator_setting, next_version_folder
 
 
 class Command(BaseCommand):
@@ -49,10 +49,7 @@ class Command(BaseCommand):
     def handle(self, **options):
         logging.getLogger("training").setLevel(logging.INFO)
         transcripts = apply_shared_options(options)
-        try:
-            profile = active_profile()
-        except ModelNotFoundError as error:
-            raise CommandError(str(error)) from error
+        profile = command_profile()
         model_name = options["model"] or profile.generator_model
         adapter = options["adapter"] or (profile.generator_adapter if not options["model"] else "")
         adapter = "" if adapter.lower() == DISABLED else adapter
@@ -119,17 +116,16 @@ class Command(BaseCommand):
         except FileExistsError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(json.dumps(result.metrics, indent=2))
-        setting = f"GENERATOR_MODEL={output}" if seq2seq else f"GENERATOR_MODEL={model_name} GENERATOR_ADAPTER={output}"
         self.stdout.write(
-            self.style.SUCCESS(f"Saved to {output} in {result.seconds:.0f} s of training. Use it: {setting}")
+            self.style.SUCCESS(
+                f"Saved to {output} in {result.seconds:.0f} s of training. "
+                f"Use it: {generator_setting(model_name, output, seq2seq)}"
+            )
         )
 
     def export_pairs(self, path):
         if not path:
             return []
-        try:
-            pairs = preference_pairs(read_export(path))
-        except (FeedbackError, OSError) as error:
-            raise CommandError(f"Cannot use the export {path}: {error}") from error
+        pairs = preference_pairs(export_rows(path))
         self.stdout.write(f"{len(pairs)} rated pairs from {path}")
         return pairs
