@@ -7,6 +7,9 @@ to the same turn, one preferred, with the loss
     -log sigmoid(beta * ((log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected))))
 
 where pi is the model in training and ref the same model frozen before it.
+Plain DPO can order a pair by pushing both replies down (it did here: docs/evaluation.md, round 11);
+`sft_weight` adds the chosen reply's mean token negative log-likelihood to the loss (RPO, Pang et al., 2024),
+which holds his lines' probability up.
 Two sources of pairs, both `training.feedback.PreferencePair`:
 
 - `scripted_pairs`: for a training exchange, the character's scripted line
@@ -80,6 +83,9 @@ class PreferenceConfig:
         1, "both replies of a scripted pair end after this many sentences, as served replies do (0: no cut)"
     )
     beta: float = option(0.1, "DPO's beta: how far the policy may move from the reference")
+    sft_weight: float = option(
+        0.0, "weight of the chosen replies' mean token NLL added to the loss (RPO; TRL's rpo_alpha; 0: plain DPO)"
+    )
     epochs: float = option(1.0, "passes over the pairs")
     learning_rate: float = option(
         0.0, f"AdamW learning rate (0: {LORA_RATE} for LoRA, {WHOLE_MODEL_RATE} for a whole T5)"
@@ -212,6 +218,15 @@ def dpo_loss(
     return -torch.nn.functional.logsigmoid(chosen - rejected), chosen, rejected
 
 
+def chosen_nll(policy_logps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per pair: the chosen reply's mean token negative log-likelihood, the term RPO (Pang et al., 2024) adds to
+    DPO's loss so that his lines keep their probability while the model learns to order the pairs.
+    Rows as in `dpo_loss`; `labels` the batch's, whose labelled tokens `reply_logps` summed."""
+    half = len(policy_logps) // 2
+    tokens = (labels[:half] != IGNORED_LABEL).sum(-1).clamp(min=1)
+    return -policy_logps[:half] / tokens
+
+
 @torch.no_grad()
 def _logps(model, features, collator, batch_size, seq2seq, desc):
     """Log-probabilities of every pair's two replies, chosen then rejected per batch, in batch order."""
@@ -316,11 +331,11 @@ def train_preference(
         batch = _collate(
             collator, train_features[index * config.batch_size : (index + 1) * config.batch_size], policy.device
         )
-        loss, chosen, rejected = dpo_loss(
-            reply_logps(policy, batch, seq2seq), reference_train[index].to(policy.device), config.beta
-        )
+        policy_logps = reply_logps(policy, batch, seq2seq)
+        loss, chosen, rejected = dpo_loss(policy_logps, reference_train[index].to(policy.device), config.beta)
+        nll = chosen_nll(policy_logps, batch["labels"])
         margins = chosen - rejected
-        loss.mean().backward()
+        (loss + config.sft_weight * nll).mean().backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         rate = schedule.get_last_lr()[0]
         optimizer.step()
@@ -328,14 +343,15 @@ def train_preference(
         optimizer.zero_grad()
         step += 1
         progress.update()
-        window.append((loss.mean().item(), _ordered(margins).mean().item(), margins.mean().item()))
+        window.append((loss.mean().item(), _ordered(margins).mean().item(), margins.mean().item(), nll.mean().item()))
         if step % config.logging_steps == 0 or step == total_steps:
-            losses, accuracies, mean_margins = zip(*window)
+            losses, accuracies, mean_margins, nlls = zip(*window)
             entry = {
                 "step": step,
                 "loss": sum(losses) / len(losses),
                 "accuracy": sum(accuracies) / len(accuracies),
                 "margin": sum(mean_margins) / len(mean_margins),
+                "chosen_nll": sum(nlls) / len(nlls),
                 "learning_rate": rate,
                 "seconds": round(time.perf_counter() - started, 1),
             }
