@@ -270,6 +270,16 @@ def _evaluate(model, features, reference_logps, collator, config, seq2seq):
 # --- Training ------------------------------------------------------------------
 
 
+def _pairs_summary(pairs: list[PreferencePair], validation_pairs: list[PreferencePair]) -> str:
+    """The model card's lines on the pairs a run trained on."""
+    scripted = sum(pair.source.startswith("scripted/") for pair in pairs)
+    return (
+        f"- {len(pairs)} training pairs: {scripted} of his scripted line (chosen) against the model's own sample,\n"
+        f"  {len(pairs) - scripted} from a chat export's ratings\n"
+        f"- {len(validation_pairs)} held-out pairs of the validation episodes"
+    )
+
+
 def train_preference(
     policy: "PreTrainedModel",
     tokenizer: "PreTrainedTokenizerBase",
@@ -418,6 +428,7 @@ def train_preference(
         examples,
         made_by="`training.preference.train_preference` (`python manage.py train_preference`)",
         example_heading="Held-out pairs: the scripted line (chosen) and the model's own sample before training (rejected)",
+        trained_on=_pairs_summary(pairs, validation_pairs),
     )
     return TrainingResult(output_dir, metrics, train_seconds)
 

@@ -80,9 +80,17 @@ def write_model_card(
     examples,
     made_by="`training.generator.train_generator` (`python manage.py train_generator`)",
     example_heading="Validation replies (greedy decoding)",
+    trained_on="",
 ):
-    """README.md in the output folder: metadata, data, parameters, metrics, time, and how to use it."""
+    """README.md in the output folder: metadata, data, parameters, metrics, time, and how to use it.
+
+    `trained_on`: the Data section's lines on what the run trained on (default: the fine-tuning samples)."""
     output_dir = Path(output_dir)
+    trained_on = trained_on or (
+        f"- {len(data.train_samples)} training samples (reference augmentation: one per context suffix),\n"
+        f"  of which {data.extra_samples} from a chat export\n"
+        f"- {len(data.validation_samples)} validation exchanges (full context)"
+    )
     use = generator_setting(base_model_name, output_dir, seq2seq=not method.startswith("causal"))
     metric_rows = "\n".join(f"| {name} | {_format(value)} |" for name, value in metrics.items())
     parameter_rows = "\n".join(f"| {name} | {value} |" for name, value in vars(config).items() if name != "extra")
@@ -105,9 +113,7 @@ Use it: `{use}`
 - transcripts: `{data.source}`, character {data.character}
 - split by episode (seed {data.seed}): {data.train_episodes} training episodes,
   {data.validation_episodes} validation episodes
-- {len(data.train_samples)} training samples (reference augmentation: one per context suffix),
-  of which {data.extra_samples} from a chat export
-- {len(data.validation_samples)} validation exchanges (full context)
+{trained_on}
 
 ## Parameters
 

@@ -177,6 +177,8 @@ def test_train_preference_command_trains_a_lora_adapter_that_serves(tiny_chat, d
     assert losses[-1] < losses[0]
     card = (output / "README.md").read_text()
     assert "train_preference" in card and model_card_metadata(card)["base_model"] == str(tiny_chat)
+    assert f"{metrics['pairs']} training pairs: {metrics['pairs']} of his scripted line" in card, "the card's data"
+    assert f"{metrics['validation_pairs']} held-out pairs" in card and "training samples" not in card
 
     assert_adapter_serves(tiny_chat, output)
 
