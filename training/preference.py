@@ -84,7 +84,7 @@ class PreferenceConfig:
     )
     beta: float = option(0.1, "DPO's beta: how far the policy may move from the reference")
     sft_weight: float = option(
-        0.0, "weight of the chosen replies' mean token NLL added to the loss (RPO; TRL's rpo_alpha; 0: plain DPO)"
+        0.0, "weight of the chosen replies' mean token NLL added to the loss (RPO, Pang et al. 2024; 0: plain DPO)"
     )
     epochs: float = option(1.0, "passes over the pairs")
     learning_rate: float = option(
@@ -221,7 +221,8 @@ def dpo_loss(
 def chosen_nll(policy_logps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per pair: the chosen reply's mean token negative log-likelihood, the term RPO (Pang et al., 2024) adds to
     DPO's loss so that his lines keep their probability while the model learns to order the pairs.
-    Rows as in `dpo_loss`; `labels` the batch's, whose labelled tokens `reply_logps` summed."""
+    Rows as in `dpo_loss`; `labels` the batch's. `reply_logps` sums a causal row's labels after its first
+    position; counting them all is the same, because a row starts with its prompt, never labelled."""
     half = len(policy_logps) // 2
     tokens = (labels[:half] != IGNORED_LABEL).sum(-1).clamp(min=1)
     return -policy_logps[:half] / tokens
@@ -271,11 +272,13 @@ def _evaluate(model, features, reference_logps, collator, config, seq2seq):
 
 
 def _pairs_summary(pairs: list[PreferencePair], validation_pairs: list[PreferencePair]) -> str:
-    """The model card's lines on the pairs a run trained on."""
+    """The model card's lines on the pairs a run trained on, by source (`scripted_pairs`, an export's ratings)."""
     scripted = sum(pair.source.startswith("scripted/") for pair in pairs)
+    exported = sum(pair.source.startswith("conversation-") for pair in pairs)
+    other = len(pairs) - scripted - exported
     return (
         f"- {len(pairs)} training pairs: {scripted} of his scripted line (chosen) against the model's own sample,\n"
-        f"  {len(pairs) - scripted} from a chat export's ratings\n"
+        f"  {exported} from a chat export's ratings" + (f", {other} given by the caller" if other else "") + "\n"
         f"- {len(validation_pairs)} held-out pairs of the validation episodes"
     )
 

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 import torch
 from django.core.management import CommandError, call_command
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq
 
 from inference.backends import CHAT_SAMPLING
 from inference.loading import load_generator
@@ -68,10 +68,14 @@ def test_reply_log_probabilities_cover_only_the_reply(kind, tiny_chat, tiny_t5):
             # The model's own loss is the mean negative log-likelihood of the labelled tokens.
             logps = reply_logps(model, batch, kind == "t5")
             assert torch.allclose(logps, -model(**batch).loss * replied, atol=1e-4)
-        # RPO's term, per pair: the chosen reply's mean token NLL, which is the model's own loss on it.
-        batch = {name: torch.tensor([values]) for name, values in chosen.items()}
-        both = {name: torch.cat([batch[name], batch[name]]) for name in batch}
-        assert torch.allclose(chosen_nll(reply_logps(model, both, kind == "t5"), both["labels"]), model(**batch).loss)
+        # RPO's term, per pair: the chosen reply's mean token NLL (the model's own loss on it), from a padded batch.
+        collator = DataCollatorForSeq2Seq(tokenizer, model=model if kind == "t5" else None, label_pad_token_id=-100)
+        pair_batch = collator([chosen, rejected])
+        losses = [
+            model(**{name: torch.tensor([values]) for name, values in f.items()}).loss for f in (chosen, rejected)
+        ]
+        nll = chosen_nll(reply_logps(model, pair_batch, kind == "t5"), pair_batch["labels"])
+        assert torch.allclose(nll, losses[0], atol=1e-5) and not torch.allclose(nll, losses[1], atol=1e-2)
 
 
 def test_scripted_pairs_prefer_his_line_over_the_models_own_sample(tiny_chat, demo_transcripts):
@@ -103,9 +107,10 @@ def test_scripted_pairs_prefer_his_line_over_the_models_own_sample(tiny_chat, de
 
 def test_dpo_on_a_t5_model_orders_the_pairs_and_saves_a_loadable_model(tiny_t5, demo_transcripts, tmp_path):
     data = load_training_data(demo_transcripts, "Sheldon", seed=42)
+    sources = ["scripted/episode", "conversation-1/message-2"]  # the two kinds the card counts
     pairs = [
-        PreferencePair(tuple(s.context), s.question, s.answer, "I am a rejected reply.", "test")
-        for s in data.train_samples[:8]
+        PreferencePair(tuple(s.context), s.question, s.answer, "I am a rejected reply.", sources[i % 2])
+        for i, s in enumerate(data.train_samples[:8])
     ]
     held_out = [
         PreferencePair(tuple(s.context), s.question, s.answer, "I am a rejected reply.", "test")
@@ -136,14 +141,15 @@ def test_dpo_on_a_t5_model_orders_the_pairs_and_saves_a_loadable_model(tiny_t5, 
     with pytest.raises(FileExistsError):
         train_preference(policy, tokenizer, data, pairs, held_out, output, config)
 
+    card = (output / "README.md").read_text()
+    assert "8 training pairs: 4 of his scripted line" in card and "4 from a chat export's ratings\n" in card
+    assert "4 held-out pairs" in card
+
     # With RPO's term his held-out lines gain more probability than with plain DPO (the same run otherwise).
-    chosen_rewards = {}
-    for sft_weight in (0.0, 1.0):
-        weighted = replace(config, sft_weight=sft_weight)
-        fresh = trainable_policy(AutoModelForSeq2SeqLM.from_pretrained(tiny_t5), "", weighted)
-        run = train_preference(fresh, tokenizer, data, pairs, held_out, tmp_path / f"sft-{sft_weight}", weighted)
-        chosen_rewards[sft_weight] = run.metrics["eval_chosen_reward"]
-    assert chosen_rewards[1.0] > chosen_rewards[0.0] + 0.1, chosen_rewards
+    weighted = replace(config, sft_weight=1.0)
+    fresh = trainable_policy(AutoModelForSeq2SeqLM.from_pretrained(tiny_t5), "", weighted)
+    rpo = train_preference(fresh, tokenizer, data, pairs, held_out, tmp_path / "rpo", weighted).metrics
+    assert rpo["eval_chosen_reward"] > metrics["eval_chosen_reward"] + 0.1, (rpo, metrics)
 
 
 def test_train_preference_command_trains_a_lora_adapter_that_serves(tiny_chat, demo_transcripts, tmp_path):
