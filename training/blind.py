@@ -17,6 +17,7 @@ the command and the page compute one thing. No torch at import: only the
 """
 
 import json
+import math
 import random
 import re
 from collections import defaultdict
@@ -440,6 +441,18 @@ def mean_with_interval(item_values: list[float], rng: np.random.Generator) -> tu
     return float(values.mean()), float(low), float(high)
 
 
+def sign_test(up: int, down: int) -> float:
+    """Two-sided exact sign test: how likely a split at least this uneven is when each item is a coin toss.
+
+    With few items whose reply differs, a bootstrap over items can exclude zero on one lucky round (rounds 12
+    and 14 of docs/evaluation.md did, and the next rounds did not repeat them); this counts those items."""
+    n = up + down
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(up, down) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def summarize(found: list[Judgement], systems: list[str] | None = None, seed: int = 0) -> list[dict]:
     """One row per system: each measure's mean with its 95% interval, n items, n raters,
     per-rater means and the largest gap between two raters' means.
@@ -513,8 +526,9 @@ def agreement_lines(rows: list[dict]) -> list[str]:
 
 def paired(key: dict, found: list[Judgement], baseline: str) -> list[dict]:
     """Per other system, its difference from `baseline` item by item (the two systems' item means, over the
-    items both answered), each measure's mean with a 95% bootstrap interval, and on how many items the two
-    showed different replies (an identical reply is shown once, so it differs by nothing)."""
+    items both answered): each measure's mean with a 95% bootstrap interval, on how many items it is rated
+    higher (`_up`) and lower (`_down`) with the sign test's p of that split (`_p`), and on how many items the
+    two showed different replies (an identical reply is shown once, so it differs by nothing)."""
     if baseline not in key["systems"]:
         raise BlindError(f"No system {baseline!r} in this sheet; its systems are {', '.join(key['systems'])}.")
     means = defaultdict(list)
@@ -538,12 +552,16 @@ def paired(key: dict, found: list[Judgement], baseline: str) -> list[dict]:
                 for item in items
             ]
             row[measure], row[f"{measure}_low"], row[f"{measure}_high"] = mean_with_interval(differences, rng)
+            row[f"{measure}_up"] = sum(difference > 0 for difference in differences)
+            row[f"{measure}_down"] = sum(difference < 0 for difference in differences)
+            row[f"{measure}_p"] = sign_test(row[f"{measure}_up"], row[f"{measure}_down"])
         rows.append(row)
     return rows
 
 
 def format_paired(rows: list[dict]) -> str:
-    """The paired table: system | each measure's mean difference [interval] | items whose reply differs."""
+    """The paired table: system | each measure's mean difference [interval], items up and down, sign test p |
+    items whose reply differs."""
     if not rows:
         return ""
     lines = [
@@ -551,7 +569,11 @@ def format_paired(rows: list[dict]) -> str:
         "|---" * 6 + "|",
     ]
     for row in rows:
-        cells = [f"{row[m]:+.2f} [{row[m + '_low']:+.2f}, {row[m + '_high']:+.2f}]" for m in MEASURES[:4]]
+        cells = [
+            f"{row[m]:+.2f} [{row[m + '_low']:+.2f}, {row[m + '_high']:+.2f}] "
+            f"{row[m + '_up']} up {row[m + '_down']} down p {row[m + '_p']:.2f}"
+            for m in MEASURES[:4]
+        ]
         lines.append(f"| {row['system']} | " + " | ".join(cells) + f" | {row['differ']} of {row['items']} |")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ from training.blind import (
     read_ratings,
     score,
     shuffled_candidates,
+    sign_test,
     summarize,
     write_sheet,
 )
@@ -368,8 +369,8 @@ def test_paired_differences_item_by_item_against_a_system(sheet, tmp_path):
     paired_lines = table.split("\n\n")[1].splitlines()
     assert paired_lines[0] == "| against other, item by item | sense | character | fit | good | items whose reply differs |"
     assert paired_lines[2] == (
-        "| scripted | +3.00 [+3.00, +3.00] | +3.00 [+3.00, +3.00] | +4.00 [+4.00, +4.00] | +1.00 [+1.00, +1.00] "
-        "| 10 of 10 |"
+        "| scripted | +3.00 [+3.00, +3.00] 10 up 0 down p 0.00 | +3.00 [+3.00, +3.00] 10 up 0 down p 0.00 "
+        "| +4.00 [+4.00, +4.00] 10 up 0 down p 0.00 | +1.00 [+1.00, +1.00] 10 up 0 down p 0.00 | 10 of 10 |"
     )
     key = read_key(sheet)
     found = judgements(key, {"rater-a": read_ratings(ratings[0], key)})
@@ -377,11 +378,20 @@ def test_paired_differences_item_by_item_against_a_system(sheet, tmp_path):
     # Item 1 is the scripted line (rated 5, 4, 5); items 2-10 are rated 3, 3 and a fit of 1 + item % 5.
     assert (bot["sense"], bot["character"], bot["fit"]) == pytest.approx(((3 + 9) / 10, (3 + 18) / 10, (4 + 19) / 10))
     assert bot["fit_low"] < bot["fit"] < bot["fit_high"] and bot["differ"] == 10
+    # Fit against the other's 1: higher on item 1 (5) and the 7 items whose 1 + item % 5 is over 1, level on 2.
+    assert (bot["fit_up"], bot["fit_down"], bot["fit_p"]) == (8, 0, pytest.approx(2 / 2**8))
     # Against the scripted line, the bot's item 1 is the same text, shown once: it differs on 9 items.
     bot = {row["system"]: row for row in paired(key, found, "scripted")}["bot"]
     assert bot["differ"] == 9 and bot["items"] == 10
     with pytest.raises(BlindError, match="No system 'nobody'.*scripted, other, bot"):
         score(sheet, ratings, against="nobody")
+
+
+def test_the_sign_test_counts_items_not_their_sizes():
+    # Rounds 12 and 14 of docs/evaluation.md: intervals above zero, and splits a coin gives often enough.
+    assert sign_test(10, 3) == pytest.approx(0.0923, abs=1e-4) and sign_test(5, 0) == pytest.approx(0.0625)
+    assert sign_test(3, 10) == sign_test(10, 3) and sign_test(3, 3) == sign_test(0, 0) == 1.0
+    assert sign_test(12, 0) < 0.001
 
 
 def test_interval_is_a_bootstrap_over_items():
