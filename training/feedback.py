@@ -67,6 +67,12 @@ class FeedbackError(ValueError):
     """An export file that cannot be read; the message names the problem."""
 
 
+# Where a pair comes from, the start of its `source`: a chat export's ratings, or a scripted exchange
+# (`training.preference.scripted_pairs`).
+EXPORT_SOURCE = "conversation-"
+SCRIPTED_SOURCE = "scripted/"
+
+
 @dataclass(frozen=True)
 class PreferencePair:
     """Two alternative replies to the same turn, the better one chosen."""
@@ -75,7 +81,7 @@ class PreferencePair:
     question: str
     chosen: str
     rejected: str
-    source: str  # "conversation-<id>/message-<user message id>"
+    source: str  # EXPORT_SOURCE + "<id>/message-<user message id>", or SCRIPTED_SOURCE + "<episode>"
     episode: str = ""  # of a scripted exchange: tells the character's own context lines (assistant turns)
 
 
@@ -255,7 +261,7 @@ def preference_pairs(rows, min_margin=MIN_MARGIN):
                             question=question["text"],
                             chosen=better["text"],
                             rejected=worse["text"],
-                            source=f"conversation-{conversation_id}/message-{question['message_id']}",
+                            source=f"{EXPORT_SOURCE}{conversation_id}/message-{question['message_id']}",
                         )
                     )
     return pairs

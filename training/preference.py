@@ -46,7 +46,7 @@ from transformers import DataCollatorForSeq2Seq, get_linear_schedule_with_warmup
 from data.pipeline import Sample
 from inference.cleanup import ReplyCleaner
 from training.arguments import option
-from training.feedback import PreferencePair
+from training.feedback import EXPORT_SOURCE, SCRIPTED_SOURCE, PreferencePair
 from training.generator import (
     IGNORED_LABEL,
     TrainingData,
@@ -151,7 +151,7 @@ def scripted_pairs(
                     question=sample.question,
                     chosen=chosen,
                     rejected=rejected,
-                    source=f"scripted/{sample.episode}",
+                    source=f"{SCRIPTED_SOURCE}{sample.episode}",
                     episode=sample.episode,
                 )
             )
@@ -273,8 +273,8 @@ def _evaluate(model, features, reference_logps, collator, config, seq2seq):
 
 def _pairs_summary(pairs: list[PreferencePair], validation_pairs: list[PreferencePair]) -> str:
     """The model card's lines on the pairs a run trained on, by source (`scripted_pairs`, an export's ratings)."""
-    scripted = sum(pair.source.startswith("scripted/") for pair in pairs)
-    exported = sum(pair.source.startswith("conversation-") for pair in pairs)
+    scripted = sum(pair.source.startswith(SCRIPTED_SOURCE) for pair in pairs)
+    exported = sum(pair.source.startswith(EXPORT_SOURCE) for pair in pairs)
     other = len(pairs) - scripted - exported
     return (
         f"- {len(pairs)} training pairs: {scripted} of his scripted line (chosen) against the model's own sample,\n"
