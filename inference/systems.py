@@ -126,28 +126,44 @@ class ReplySystem:
 
     def replies(self, items: "list[Item]") -> list[str]:
         """Sheldon's reply to each item's last line, given the lines before it."""
-        import torch
+        replier = self.replier()
+        requests = self._requests(items)
+        if self.spec.candidates == 0:
+            histories = [[turn.text for turn in replier.bounded(request.history)] for request in requests]
+            hits = replier.index.search_many(histories, [request.message for request in requests], k=1)
+            return [found[0].text for found in hits]
+        return [reply.text for reply in self._replies(requests)]
 
+    def samples(self, items: "list[Item]") -> list[list[str]]:
+        """Each item's generated candidates as the ranking would see them (cleaned and cut), before the choice."""
+        if self.spec.candidates == 0:
+            raise SystemSpecError("candidates=0 generates nothing to sample.")
+        return [
+            [candidate.text for candidate in reply.candidates if candidate.source == "generated"]
+            for reply in self._replies(self._requests(items))
+        ]
+
+    def _requests(self, items: "list[Item]") -> list:
         from .replier import RequestState, Turn
 
-        replier = self.replier()
-        torch.manual_seed(self.spec.seed)
         character = settings.SHELDON_CHARACTER
-        requests = [
+        return [
             RequestState(
                 [Turn("bot" if speaker == character else "user", text) for speaker, text in item.context],
                 item.line[1],
             )
             for item in items
         ]
-        if self.spec.candidates == 0:
-            histories = [[turn.text for turn in replier.bounded(request.history)] for request in requests]
-            hits = replier.index.search_many(histories, [request.message for request in requests], k=1)
-            return [found[0].text for found in hits]
-        texts = []
+
+    def _replies(self, requests: list) -> list:
+        import torch
+
+        replier = self.replier()
+        torch.manual_seed(self.spec.seed)
+        replies = []
         for start in range(0, len(requests), BATCH):
-            texts += [reply.text for reply in replier.reply_many(requests[start : start + BATCH], self.spec.candidates)]
-        return texts
+            replies += replier.reply_many(requests[start : start + BATCH], self.spec.candidates)
+        return replies
 
 
 def build_system(spec: str, transcripts: "str | Path | None" = None) -> ReplySystem:

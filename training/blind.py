@@ -22,7 +22,7 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -66,7 +66,7 @@ class BlindError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """A validation exchange to answer, as a rater sees it (plus the hidden true answer)."""
+    """An exchange to answer, as a rater sees it (plus the hidden true answer)."""
 
     id: int
     episode: str
@@ -100,13 +100,9 @@ def pick_items(lines: list[ScriptLine], n: int, seed: int = 1234, character: str
     """
     if n < 1:
         raise BlindError("The number of exchanges must be at least 1.")
-    _, validation = split_episodes(episode_names(lines), seed=SPLIT_SEED)
-    by_position = {(line.episode, line.position): line for line in lines}
     by_episode = defaultdict(list)
-    for exchange in build_exchanges(lines, character):
-        question = by_position[(exchange.episode, exchange.answer_position - 1)]
-        if exchange.episode in validation and question.speaker != character:
-            by_episode[exchange.episode].append((exchange, question))
+    for item in split_items(lines, "validation", character):
+        by_episode[item.episode].append(item)
     if not by_episode:
         raise BlindError(f"The validation episodes hold no exchange of {character}: use a larger transcripts file.")
     rng = random.Random(seed)
@@ -119,15 +115,34 @@ def pick_items(lines: list[ScriptLine], n: int, seed: int = 1234, character: str
         for episode in episodes:
             if by_episode[episode] and len(picked) < n:
                 picked.append(by_episode[episode].pop())
+    return [replace(item, id=number) for number, item in enumerate(picked, start=1)]
+
+
+def split_items(lines: list[ScriptLine], split: str, character: str = "Sheldon") -> list[Item]:
+    """Every exchange of `character` in the `split` ("train" or "validation") episodes that answers another
+    character's line, in script order, numbered from 1."""
+    train, validation = split_episodes(episode_names(lines), seed=SPLIT_SEED)
+    episodes = {"train": train, "validation": validation}[split]
+    by_position = {(line.episode, line.position): line for line in lines}
     items = []
-    for number, (exchange, question) in enumerate(picked, start=1):
+    for exchange in build_exchanges(lines, character):
+        question = by_position[(exchange.episode, exchange.answer_position - 1)]
+        if exchange.episode not in episodes or question.speaker == character:
+            continue
         first = question.position - len(exchange.context)
         context = tuple(
             (by_position[(exchange.episode, first + offset)].speaker, text)
             for offset, text in enumerate(exchange.context)
         )
         items.append(
-            Item(number, exchange.episode, exchange.scene, context, (question.speaker, question.text), exchange.answer)
+            Item(
+                len(items) + 1,
+                exchange.episode,
+                exchange.scene,
+                context,
+                (question.speaker, question.text),
+                exchange.answer,
+            )
         )
     return items
 

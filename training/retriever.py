@@ -2,21 +2,27 @@
 
 Pairs are (context + question -> answer), one per exchange. The loss is
 MultipleNegativesRankingLoss: every other answer in a batch is a negative, so
-larger batches make a harder task. Recall@k asks, for each validation
-exchange, whether its true answer is among the k answers nearest to its
-query out of all validation answers.
+larger batches make a harder task. A pair may also carry hard negatives: the
+generator's own replies to the same dialogue (`manage.py sample_replies`),
+which the selector must learn to rank below his line, since those are what it
+chooses among when serving. Recall@k asks, for each validation exchange,
+whether its true answer is among the k answers nearest to its query out of
+all validation answers; `own_sample_wins` whether it beats the generator's
+replies to it.
 
-    pairs = exchange_pairs(exchanges)
+    pairs = with_negatives(exchange_pairs(exchanges), read_samples("samples.jsonl", "train"))
     before = recall_at_k(model, validation_pairs)
     log = train_retriever(model, train_pairs, RetrieverConfig())
 
 Plain Python (no Django).
 """
 
+import json
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -33,6 +39,7 @@ logger = logging.getLogger(__name__)
 class Pair:
     query: str  # the scene's last lines, then the line answered (inference.prompts.selector_query)
     answer: str
+    negatives: tuple[str, ...] = ()  # the generator's own replies to the query: hard negatives
 
 
 def exchange_pairs(exchanges):
@@ -44,6 +51,31 @@ def exchange_pairs(exchanges):
         seen.add(exchange.answer)
         pairs.append(Pair(selector_query(exchange.context, exchange.question), exchange.answer))
     return pairs
+
+
+def read_samples(path: str | Path, split: str) -> dict[tuple[str, str], list[str]]:
+    """{(query, answer): generated replies} of one split of a `manage.py sample_replies` file."""
+    samples = {}
+    with Path(path).open() as file:
+        for number, line in enumerate(file, start=1):
+            try:
+                row = json.loads(line)
+                if row["split"] == split:
+                    samples[(row["query"], row["answer"])] = list(row["generated"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}, line {number}: not a sample_replies row ({error}).") from None
+    return samples
+
+
+def with_negatives(pairs: list[Pair], samples: dict[tuple[str, str], list[str]]) -> list[Pair]:
+    """`pairs`, each with its generated replies as negatives: distinct, and none that is his line itself."""
+    found = []
+    for pair in pairs:
+        own = pair.answer.casefold().strip()
+        generated = samples.get((pair.query, pair.answer), ())
+        negatives = tuple(dict.fromkeys(text for text in generated if text.strip() and text.casefold().strip() != own))
+        found.append(replace(pair, negatives=negatives))
+    return found
 
 
 @dataclass
@@ -61,6 +93,10 @@ class RetrieverConfig:
     batch_size: int = option(32, "pairs per step; the other answers of a batch are each pair's negatives")
     learning_rate: float = option(2e-5, "AdamW learning rate (suits full; lora wants about 3e-4, the shipped selector's)")
     warmup_ratio: float = option(0.1, "share of the steps the learning rate warms up over")
+    negatives_per_pair: int = option(
+        1,
+        "with --negatives: generated replies added to a batch per pair (its own; another pair's when it has none)",
+    )
     max_seq_length: int = option(128, "tokens read of a text; a longer query loses its oldest words, not the line answered")
     seed: int = option(42, "training's random state")
 
@@ -89,6 +125,32 @@ def recall_at_k(model, pairs, ks=(1, 5), batch_size=64, seed=0):
     return recall
 
 
+def own_sample_wins(model, pairs, batch_size=64):
+    """Share of the pairs with negatives whose answer the model scores above every one of them (None: none)."""
+    pairs = [pair for pair in pairs if pair.negatives]
+    if not pairs:
+        return None
+    texts = [pair.query for pair in pairs] + [pair.answer for pair in pairs]
+    texts += [negative for pair in pairs for negative in pair.negatives]
+    vectors = model.encode(texts, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True).cpu()
+    queries, answers, negatives = vectors[: len(pairs)], vectors[len(pairs) : 2 * len(pairs)], vectors[2 * len(pairs) :]
+    wins, start = 0, 0
+    for query, answer, pair in zip(queries, answers, pairs):
+        own = negatives[start : start + len(pair.negatives)]
+        start += len(pair.negatives)
+        wins += bool(query @ answer > (own @ query).max())
+    return wins / len(pairs)
+
+
+def _negative_columns(batch, count, pool, rng):
+    """`count` columns of hard negatives, one text per pair of the batch in each."""
+    chosen = []
+    for pair in batch:
+        own = list(pair.negatives) or pool
+        chosen.append(rng.sample(own, count) if len(own) >= count else rng.choices(own, k=count))
+    return [[texts[column] for texts in chosen] for column in range(count)]
+
+
 def train_retriever(model, pairs, config):
     """Fine-tune `model` in place on `pairs`; returns the log [{"step", "loss"}, ...] for the loss curve."""
     set_seed(config.seed)
@@ -103,6 +165,8 @@ def train_retriever(model, pairs, config):
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(total_steps * config.warmup_ratio), total_steps)
     shuffler = random.Random(config.seed)
+    pool = [negative for pair in pairs for negative in pair.negatives]
+    hard_negatives = config.negatives_per_pair if pool else 0
     log = []
     model.train()
     with tqdm(total=total_steps, desc="Training the retriever", unit="step") as progress:
@@ -112,7 +176,9 @@ def train_retriever(model, pairs, config):
                 batch = pairs[start : start + config.batch_size]
                 if len(batch) < 2 or progress.n >= total_steps:
                     continue  # a lone pair has no negative
-                features = [_tokenized(model, [p.query for p in batch]), _tokenized(model, [p.answer for p in batch])]
+                columns = [[p.query for p in batch], [p.answer for p in batch]]
+                columns += _negative_columns(batch, hard_negatives, pool, shuffler)
+                features = [_tokenized(model, column) for column in columns]
                 loss = loss_function(features, None)
                 loss.backward()
                 optimizer.step()

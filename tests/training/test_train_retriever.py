@@ -1,22 +1,28 @@
 """train_retriever on a tiny bi-encoder: recall is printed before and after, and the model is saved."""
 
 import json
+from dataclasses import replace
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from sentence_transformers import SentenceTransformer
 
-from data.pipeline import ScriptExchange
+from data.pipeline import ScriptExchange, read_transcripts
 from inference.loading import read_retriever, save_lora
+from inference.prompts import selector_query
+from training.blind import split_items
 from training.retriever import (
     Pair,
     RetrieverConfig,
     add_lora,
     exchange_pairs,
+    own_sample_wins,
+    read_samples,
     recall_at_k,
     train_linear_head,
     train_retriever,
+    with_negatives,
 )
 
 
@@ -52,6 +58,35 @@ def test_training_pulls_queries_towards_their_answers(tiny_retriever):
     after = recall_at_k(model, pairs)
     assert log[-1]["loss"] < log[0]["loss"]
     assert after[1] > before[1] and after[5] == 1.0
+
+
+def test_hard_negatives_teach_it_to_rank_his_line_above_the_generators_replies(tiny_retriever):
+    # Each "generated reply" nearly repeats its query: in-batch negatives alone never push it away.
+    pairs = [
+        replace(pair, negatives=(pair.query.replace("line number", "number"),)) for pair in topic_pairs()
+    ]
+    config = RetrieverConfig(epochs=30, batch_size=8, learning_rate=1e-3, warmup_ratio=0.0)
+    wins = {}
+    for negatives_per_pair in (0, 1):
+        model = SentenceTransformer(str(tiny_retriever), device="cpu")
+        train_retriever(model, pairs, replace(config, negatives_per_pair=negatives_per_pair))
+        wins[negatives_per_pair] = own_sample_wins(model, pairs)
+    assert wins[1] == 1.0 and wins[1] > wins[0]
+    assert own_sample_wins(model, topic_pairs()) is None  # no pair has negatives: nothing to measure
+
+
+def test_a_samples_file_gives_each_pair_its_distinct_negatives_but_never_his_line(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    rows = [
+        {"split": "train", "query": "q1", "answer": "Bazinga.", "generated": ["No.", "No.", "bazinga. ", "", "Yes."]},
+        {"split": "validation", "query": "q2", "answer": "Hello.", "generated": ["Hi."]},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pairs = with_negatives([Pair("q1", "Bazinga."), Pair("q2", "Hello.")], read_samples(path, "train"))
+    assert pairs == [Pair("q1", "Bazinga.", ("No.", "Yes.")), Pair("q2", "Hello.")]
+    path.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(ValueError, match="line 2: not a sample_replies row"):
+        read_samples(path, "train")
 
 
 def test_a_linear_head_over_the_frozen_encoder_pulls_queries_towards_their_answers(tiny_retriever):
@@ -184,3 +219,36 @@ def test_command_can_train_on_every_speakers_exchanges_and_still_validates_on_th
     assert metrics["all"]["train_pairs"] > metrics["character"]["train_pairs"] > 0
     assert metrics["all"]["validation_pairs"] == metrics["character"]["validation_pairs"]
     assert metrics["all"]["recall_before"] == metrics["character"]["recall_before"]  # the same validation pairs
+
+
+def test_the_generators_samples_become_the_selectors_hard_negatives(
+    tiny_retriever, tiny_chat, demo_transcripts, settings, tmp_path
+):
+    settings.GENERATOR_MODEL, settings.GENERATOR_ADAPTER, settings.RETRIEVER_MODEL = str(tiny_chat), "none", "none"
+    samples = tmp_path / "samples.jsonl"
+    call_command("sample_replies", output=str(samples), transcripts=str(demo_transcripts), system="candidates=2",
+                 stdout=StringIO())
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    lines = read_transcripts(demo_transcripts)
+    expected = [
+        (split, selector_query([text for _, text in item.context], item.line[1]), item.answer)
+        for split in ("train", "validation")
+        for item in split_items(lines, split)
+    ]
+    assert [(row["split"], row["query"], row["answer"]) for row in rows] == expected
+    assert all(len(row["generated"]) == 2 for row in rows)
+    with pytest.raises(CommandError, match="exists"):
+        call_command("sample_replies", output=str(samples), transcripts=str(demo_transcripts), stdout=StringIO())
+
+    output = tmp_path / "selector"
+    stdout = StringIO()
+    call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts), output=str(output),
+                 negatives=str(samples), method="lora", lora_rank=2, epochs=1, batch_size=4, threads=1, stdout=stdout)
+    assert stdout.getvalue().count("beats own samples") == 2
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert 0 < metrics["train_pairs_with_negatives"] <= metrics["train_pairs"]
+    assert 0.0 <= metrics["recall_after"]["beats own samples"] <= 1.0
+    with pytest.raises(CommandError, match="--negatives: .*not a sample_replies row"):
+        (tmp_path / "bad.jsonl").write_text("[]\n")
+        call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts),
+                     output=str(tmp_path / "bad"), negatives=str(tmp_path / "bad.jsonl"), threads=1, stdout=StringIO())

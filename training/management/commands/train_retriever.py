@@ -1,6 +1,7 @@
 """python manage.py train_retriever: fine-tune the bi-encoder on (context + question -> answer).
 
-Prints recall@1 and recall@5 on the validation episodes before and after,
+Prints recall@1 and recall@5 on the validation episodes before and after (and, with --negatives, how often
+his line beats the generator's own replies to it),
 and saves the model, its loss curve, metrics and card in a new versioned
 folder under models/ (RETRIEVER_MODEL can point at it; rebuild the index with
 `manage.py build_index` afterwards).
@@ -26,9 +27,12 @@ from training.retriever import (
     add_lora,
     exchange_pairs,
     limit_length,
+    own_sample_wins,
+    read_samples,
     recall_at_k,
     train_linear_head,
     train_retriever,
+    with_negatives,
 )
 
 
@@ -55,6 +59,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--validation-pairs", type=int, default=1000, help="validation pairs to rank among (0: all)"
         )
+        parser.add_argument(
+            "--negatives",
+            default="",
+            help="a `manage.py sample_replies` file: each pair's generated replies become its hard negatives "
+            "(its validation rows measure how often his line beats them)",
+        )
 
     def handle(self, **options):
         import random
@@ -74,6 +84,14 @@ class Command(BaseCommand):
             train_pairs = train_pairs[: options["max_pairs"]]
         if options["validation_pairs"]:
             validation_pairs = validation_pairs[: options["validation_pairs"]]
+        if options["negatives"]:
+            try:
+                train_pairs = with_negatives(train_pairs, read_samples(options["negatives"], "train"))
+                validation_pairs = with_negatives(validation_pairs, read_samples(options["negatives"], "validation"))
+            except (OSError, ValueError) as error:
+                raise CommandError(f"--negatives: {error}") from error
+            if not any(pair.negatives for pair in train_pairs):
+                raise CommandError(f"--negatives: {options['negatives']} holds no sample of these training pairs.")
         if len(train_pairs) < 2 or not validation_pairs:
             raise CommandError(
                 f"Too few exchanges of {options['character']!r} in {transcripts}: {len(train_pairs)} training pairs, "
@@ -94,7 +112,7 @@ class Command(BaseCommand):
         if config.method == "lora" and config.lora_rank < 1:
             raise CommandError(f"--lora-rank {config.lora_rank}: use a rank of at least 1.")
         limit_length(model, config.max_seq_length)
-        before = recall_at_k(model, validation_pairs)
+        before = self.measure(model, validation_pairs)
         self.stdout.write(self.recall_line("before", before))
         if config.method == "lora":
             try:
@@ -108,7 +126,7 @@ class Command(BaseCommand):
         except ValueError as error:
             raise CommandError(str(error)) from error
         seconds = time.perf_counter() - started
-        after = recall_at_k(model, validation_pairs)
+        after = self.measure(model, validation_pairs)
         self.stdout.write(self.recall_line("after", after))
 
         output = (
@@ -128,6 +146,8 @@ class Command(BaseCommand):
             "recall_before": before,
             "recall_after": after,
             "train_pairs": len(train_pairs),
+            "train_pairs_with_negatives": sum(1 for pair in train_pairs if pair.negatives),
+            "negatives": options["negatives"],
             "train_speakers": options["train_speakers"],
             "validation_pairs": len(validation_pairs),
             "steps": len(log),
@@ -145,9 +165,16 @@ class Command(BaseCommand):
         )
 
     @staticmethod
+    def measure(model, validation_pairs):
+        recall = recall_at_k(model, validation_pairs)
+        wins = own_sample_wins(model, validation_pairs)
+        return recall if wins is None else {**recall, "beats own samples": wins}
+
+    @staticmethod
     def recall_line(when, recall):
         hits = f"  hits@1/10 {recall['hits@1/10']:.3f}" if "hits@1/10" in recall else ""
-        return f"recall@1 {recall[1]:.3f}  recall@5 {recall[5]:.3f}{hits}  ({when} fine-tuning)"
+        wins = f"  beats own samples {recall['beats own samples']:.3f}" if "beats own samples" in recall else ""
+        return f"recall@1 {recall[1]:.3f}  recall@5 {recall[5]:.3f}{hits}{wins}  ({when} fine-tuning)"
 
     @staticmethod
     def card(output, metrics):
