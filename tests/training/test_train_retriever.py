@@ -248,6 +248,9 @@ def test_the_generators_samples_become_the_selectors_hard_negatives(
     metrics = json.loads((output / "metrics.json").read_text())
     assert 0 < metrics["train_pairs_with_negatives"] <= metrics["train_pairs"]
     assert 0.0 <= metrics["recall_after"]["beats own samples"] <= 1.0
+    with pytest.raises(CommandError, match="--negatives-per-pair -1"):
+        call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts),
+                     output=str(tmp_path / "bad"), negatives=str(samples), negatives_per_pair=-1, stdout=StringIO())
     with pytest.raises(CommandError, match="--negatives: .*not a sample_replies row"):
         (tmp_path / "bad.jsonl").write_text("[]\n")
         call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts),

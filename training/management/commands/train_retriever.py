@@ -109,6 +109,8 @@ class Command(BaseCommand):
         config = config_from_options(RetrieverConfig, options)
         if config.method not in ("full", "lora", "head"):
             raise CommandError(f"--method {config.method!r}: use full, lora or head.")
+        if config.negatives_per_pair < 0:
+            raise CommandError(f"--negatives-per-pair {config.negatives_per_pair}: use 0 or more.")
         if config.method == "lora" and config.lora_rank < 1:
             raise CommandError(f"--lora-rank {config.lora_rank}: use a rank of at least 1.")
         limit_length(model, config.max_seq_length)
@@ -179,10 +181,11 @@ class Command(BaseCommand):
     @staticmethod
     def card(output, metrics):
         rows = "\n".join(f"| {name} | {value} |" for name, value in metrics.items())
+        hard = f" and the generator's own replies from {metrics['negatives']} as hard negatives" if metrics["negatives"] else ""
         return (
             f"# {output.name}\n\n"
             f"`{metrics['base_model']}` fine-tuned on (context + question -> answer) pairs with in-batch negatives "
-            f"(MultipleNegativesRankingLoss) by `python manage.py train_retriever`, "
+            f"(MultipleNegativesRankingLoss){hard} by `python manage.py train_retriever`, "
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.\n\n"
             f"Recall@k: the true answer among the k nearest of all validation answers (validation episodes only).\n\n"
             f"| what | value |\n| --- | --- |\n{rows}\n\n![loss curve](loss_curve.png)\n"
