@@ -137,7 +137,7 @@ class ReplySystem:
     def samples(self, items: "list[Item]") -> list[list[str]]:
         """Each item's generated candidates as the ranking would see them (cleaned and cut), before the choice."""
         if self.spec.candidates == 0:
-            raise SystemSpecError("candidates=0 generates nothing to sample.")
+            raise SystemSpecError("candidates=0 generates nothing to sample: give candidates=1 or more.")
         return [
             [candidate.text for candidate in reply.candidates if candidate.source == "generated"]
             for reply in self._replies(self._requests(items))

@@ -12,13 +12,18 @@ from inference.profiles import Profile, active_profile
 from training.feedback import FeedbackError, read_export
 
 
-def add_shared_arguments(parser: argparse.ArgumentParser, model_help: str, output_help: str) -> None:
-    parser.add_argument("--model", default="", help=model_help)
+def add_transcripts_argument(parser: argparse.ArgumentParser) -> None:
+    """--transcripts; read it with `options["transcripts"] or data.corpus.find_transcripts()[0]`."""
     parser.add_argument(
         "--transcripts",
         default="",
         help="transcripts CSV (default: TRANSCRIPTS, else the show's transcripts, else the demo corpus)",
     )
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser, model_help: str, output_help: str) -> None:
+    parser.add_argument("--model", default="", help=model_help)
+    add_transcripts_argument(parser)
     parser.add_argument("--character", default=settings.SHELDON_CHARACTER, help="whose lines are the answers")
     parser.add_argument("--output", default="", help=output_help)
     parser.add_argument("--seed", type=int, default=42, help="the episode split, the shuffle and training")

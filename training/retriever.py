@@ -10,7 +10,7 @@ whether its true answer is among the k answers nearest to its query out of
 all validation answers; `own_sample_wins` whether it beats the generator's
 replies to it.
 
-    pairs = with_negatives(exchange_pairs(exchanges), read_samples("samples.jsonl", "train"))
+    pairs = with_negatives(exchange_pairs(exchanges), read_samples("samples.jsonl"))
     before = recall_at_k(model, validation_pairs)
     log = train_retriever(model, train_pairs, RetrieverConfig())
 
@@ -31,6 +31,7 @@ from transformers import get_linear_schedule_with_warmup, set_seed
 
 from inference.prompts import selector_query
 from training.arguments import option
+from training.metrics import words
 
 logger = logging.getLogger(__name__)
 
@@ -53,28 +54,42 @@ def exchange_pairs(exchanges):
     return pairs
 
 
-def read_samples(path: str | Path, split: str) -> dict[tuple[str, str], list[str]]:
-    """{(query, answer): generated replies} of one split of a `manage.py sample_replies` file."""
+def read_samples(path: str | Path) -> dict[tuple[str, str], list[str]]:
+    """{(query, answer): generated replies} from a `manage.py sample_replies` file.
+
+    Every row counts, whatever its `split`: a pair's own generated replies give nothing away, and a
+    `train_retriever --seed` other than the file's split still finds them."""
     samples = {}
     with Path(path).open() as file:
         for number, line in enumerate(file, start=1):
             try:
                 row = json.loads(line)
-                if row["split"] == split:
-                    samples[(row["query"], row["answer"])] = list(row["generated"])
+                query, answer, generated = row["query"], row["answer"], row["generated"]
             except (ValueError, KeyError, TypeError) as error:
                 raise ValueError(f"{path}, line {number}: not a sample_replies row ({error}).") from None
+            if not (isinstance(query, str) and isinstance(answer, str) and isinstance(generated, list)) or not all(
+                isinstance(text, str) for text in generated
+            ):
+                raise ValueError(f"{path}, line {number}: query and answer must be texts, generated a list of texts.")
+            samples[(query, answer)] = generated
     return samples
 
 
+def _same_line(text: str) -> tuple[str, ...]:
+    """What two lines must share to be the same line: their words ("Bazinga!" is "bazinga.")."""
+    return tuple(words(text))
+
+
 def with_negatives(pairs: list[Pair], samples: dict[tuple[str, str], list[str]]) -> list[Pair]:
-    """`pairs`, each with its generated replies as negatives: distinct, and none that is his line itself."""
+    """`pairs`, each with its generated replies as negatives: distinct, with words, and none that is his line."""
     found = []
     for pair in pairs:
-        own = pair.answer.casefold().strip()
-        generated = samples.get((pair.query, pair.answer), ())
-        negatives = tuple(dict.fromkeys(text for text in generated if text.strip() and text.casefold().strip() != own))
-        found.append(replace(pair, negatives=negatives))
+        negatives = {}
+        for text in samples.get((pair.query, pair.answer), ()):
+            key = _same_line(text)
+            if key and key != _same_line(pair.answer):
+                negatives.setdefault(key, text)
+        found.append(replace(pair, negatives=tuple(negatives.values())))
     return found
 
 
@@ -143,10 +158,17 @@ def own_sample_wins(model, pairs, batch_size=64):
 
 
 def _negative_columns(batch, count, pool, rng):
-    """`count` columns of hard negatives, one text per pair of the batch in each."""
+    """`count` columns of hard negatives, one text per pair of the batch in each.
+
+    A pair's own replies first, else another pair's; never a line that is the answer of a pair in the batch
+    (the loss ranks every query against every negative of the batch: "Yes." is many pairs' true answer)."""
+    answers = {_same_line(pair.answer) for pair in batch}
     chosen = []
     for pair in batch:
-        own = list(pair.negatives) or pool
+        own = [text for text in pair.negatives if _same_line(text) not in answers]
+        if not own:
+            drawn = rng.sample(pool, min(len(pool), 4 * count))
+            own = [text for text in drawn if _same_line(text) not in answers] or drawn
         chosen.append(rng.sample(own, count) if len(own) >= count else rng.choices(own, k=count))
     return [[texts[column] for texts in chosen] for column in range(count)]
 

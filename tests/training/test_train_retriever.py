@@ -1,6 +1,7 @@
 """train_retriever on a tiny bi-encoder: recall is printed before and after, and the model is saved."""
 
 import json
+import random
 from dataclasses import replace
 from io import StringIO
 
@@ -15,6 +16,7 @@ from training.blind import split_items
 from training.retriever import (
     Pair,
     RetrieverConfig,
+    _negative_columns,
     add_lora,
     exchange_pairs,
     own_sample_wins,
@@ -72,21 +74,50 @@ def test_hard_negatives_teach_it_to_rank_his_line_above_the_generators_replies(t
         train_retriever(model, pairs, replace(config, negatives_per_pair=negatives_per_pair))
         wins[negatives_per_pair] = own_sample_wins(model, pairs)
     assert wins[1] == 1.0 and wins[1] > wins[0]
-    assert own_sample_wins(model, topic_pairs()) is None  # no pair has negatives: nothing to measure
 
 
 def test_a_samples_file_gives_each_pair_its_distinct_negatives_but_never_his_line(tmp_path):
     path = tmp_path / "samples.jsonl"
     rows = [
-        {"split": "train", "query": "q1", "answer": "Bazinga.", "generated": ["No.", "No.", "bazinga. ", "", "Yes."]},
+        {"split": "train", "query": "q1", "answer": "Bazinga.", "generated": ["No.", "no!", "Bazinga!", "...", "Yes."]},
         {"split": "validation", "query": "q2", "answer": "Hello.", "generated": ["Hi."]},
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    pairs = with_negatives([Pair("q1", "Bazinga."), Pair("q2", "Hello.")], read_samples(path, "train"))
-    assert pairs == [Pair("q1", "Bazinga.", ("No.", "Yes.")), Pair("q2", "Hello.")]
-    path.write_text(json.dumps(rows[0]) + "\n{not json\n")
-    with pytest.raises(ValueError, match="line 2: not a sample_replies row"):
-        read_samples(path, "train")
+    pairs = with_negatives([Pair("q1", "Bazinga."), Pair("q2", "Hello."), Pair("q3", "Hm.")], read_samples(path))
+    assert pairs == [Pair("q1", "Bazinga.", ("No.", "Yes.")), Pair("q2", "Hello.", ("Hi.",)), Pair("q3", "Hm.")]
+    for bad, why in (
+        ("{not json", "not a sample_replies row"),
+        ('{"query": "q", "answer": "a"}', "not a sample_replies row"),
+        ('{"query": "q", "answer": "a", "generated": "Hello there"}', "generated a list of texts"),
+        ('{"query": "q", "answer": "a", "generated": [null, 3]}', "generated a list of texts"),
+    ):
+        path.write_text(json.dumps(rows[0]) + "\n" + bad + "\n")
+        with pytest.raises(ValueError, match=f"line 2: .*{why}"):
+            read_samples(path)
+
+
+def test_own_sample_wins_compares_each_answer_with_its_own_replies_only(tiny_retriever):
+    model = SentenceTransformer(str(tiny_retriever), device="cpu")
+    # Each query is its own answer (cosine 1), so it wins unless one of its replies is the same text.
+    pairs = [
+        Pair("trains", "trains", ("physics",)),
+        Pair("the couch", "the couch", ("laundry", "Thursday", "the couch")),
+        Pair("comic books", "comic books", ("bazinga", "the spot")),
+    ]
+    assert own_sample_wins(model, pairs) == pytest.approx(2 / 3)
+    assert own_sample_wins(model, [pairs[0], pairs[2], pairs[1]]) == pytest.approx(2 / 3)
+    assert own_sample_wins(model, topic_pairs()) is None  # no pair has negatives: nothing to measure
+
+
+def test_a_batchs_negatives_are_never_the_answer_of_a_pair_in_it():
+    pool = ["No.", "Maybe."]
+    batch = [Pair("q1", "Yes.", ("No!", "Sure.")), Pair("q2", "No."), Pair("q3", "Oh.", ("Oh, no.",))]
+    for seed in range(5):
+        columns = _negative_columns(batch, 2, pool, random.Random(seed))
+        assert len(columns) == 2 and all(len(column) == 3 for column in columns)
+        assert {columns[0][0], columns[1][0]} == {"Sure."}  # its own, without "No!" (the second pair's answer)
+        assert {columns[0][1], columns[1][1]} == {"Maybe."}  # none of its own: another pair's, not "No."
+        assert columns[0][2] == columns[1][2] == "Oh, no."  # one of its own, drawn twice
 
 
 def test_a_linear_head_over_the_frozen_encoder_pulls_queries_towards_their_answers(tiny_retriever):
@@ -239,6 +270,15 @@ def test_the_generators_samples_become_the_selectors_hard_negatives(
     assert all(len(row["generated"]) == 2 for row in rows)
     with pytest.raises(CommandError, match="exists"):
         call_command("sample_replies", output=str(samples), transcripts=str(demo_transcripts), stdout=StringIO())
+    with pytest.raises(CommandError, match="candidates=0 generates nothing"):
+        call_command("sample_replies", output=str(tmp_path / "none.jsonl"), transcripts=str(demo_transcripts),
+                     system="candidates=0,retriever=" + str(tiny_retriever), stdout=StringIO())
+    settings.GENERATOR_MODEL = str(tmp_path / "no-such-model")
+    with pytest.raises(CommandError, match="no-such-model"):
+        call_command("sample_replies", output=str(tmp_path / "lost.jsonl"), transcripts=str(demo_transcripts),
+                     stdout=StringIO())
+    assert not list(tmp_path.glob("lost.jsonl*"))  # nothing that looks like a (partial) result is left
+    settings.GENERATOR_MODEL = str(tiny_chat)
 
     output = tmp_path / "selector"
     stdout = StringIO()
@@ -246,8 +286,11 @@ def test_the_generators_samples_become_the_selectors_hard_negatives(
                  negatives=str(samples), method="lora", lora_rank=2, epochs=1, batch_size=4, threads=1, stdout=stdout)
     assert stdout.getvalue().count("beats own samples") == 2
     metrics = json.loads((output / "metrics.json").read_text())
-    assert 0 < metrics["train_pairs_with_negatives"] <= metrics["train_pairs"]
-    assert 0.0 <= metrics["recall_after"]["beats own samples"] <= 1.0
+    assert metrics["train_pairs_with_negatives"] == metrics["train_pairs"]  # every exchange answers another speaker
+    assert metrics["validation_pairs_with_negatives"] == metrics["validation_pairs"]
+    with pytest.raises(CommandError, match="a head ignores them"):
+        call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts),
+                     output=str(tmp_path / "bad"), negatives=str(samples), method="head", stdout=StringIO())
     with pytest.raises(CommandError, match="--negatives-per-pair -1"):
         call_command("train_retriever", model=str(tiny_retriever), transcripts=str(demo_transcripts),
                      output=str(tmp_path / "bad"), negatives=str(samples), negatives_per_pair=-1, stdout=StringIO())

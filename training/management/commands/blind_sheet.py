@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from data.corpus import find_transcripts
 from data.pipeline import TranscriptError, read_transcripts
 from training.blind import KEY, SHEET, BlindError, build_system, collect_replies, parse_systems, pick_items, write_sheet
+from training.command_options import add_transcripts_argument
 
 
 class Command(BaseCommand):
@@ -38,11 +39,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--seed", type=int, default=1234, help="which exchanges, the candidates' order, `other` (default 1234)"
         )
-        parser.add_argument(
-            "--transcripts",
-            default="",
-            help="transcripts CSV (default: TRANSCRIPTS, else the show's transcripts, else the demo corpus)",
-        )
+        add_transcripts_argument(parser)
 
     def handle(self, **options):
         output = Path(options["output"])

@@ -5,27 +5,33 @@
 One line per exchange of the character that answers another speaker, training and validation episodes:
 {"split", "episode", "query", "answer", "generated": [...]}, where `query` is the selector's query of the
 dialogue (`inference.prompts.selector_query`), `answer` his scripted line and `generated` the candidates the
-reply system sampled, cleaned and cut as the ranking sees them. `train_retriever --negatives` trains the
-response selector to rank his line above them.
+reply system sampled, cleaned and cut as the ranking sees them (those a hard filter would leave out included).
+`train_retriever --negatives` trains the response selector to rank his line above them.
 """
 
+import contextlib
 import json
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
 from data.corpus import find_transcripts
 from data.pipeline import TranscriptError, read_transcripts
+from inference.loading import ModelNotFoundError
 from inference.prompts import selector_query
 from inference.systems import SystemSpecError, build_system
 from training.blind import split_items
+from training.command_options import add_transcripts_argument
 
 # No retrieval in the prompt or the pool: in the training episodes the index holds the very exchange, and a
 # prompt that shows his line would make the samples copies of it.
 DEFAULT_SYSTEM = "candidates=4,prompt_hit=0,scripted=0"
 CHUNK = 64  # exchanges per progress step and per write
+# A bad spec, or a model that cannot be found (the generator loads with the first chunk).
+_SAMPLING_ERRORS = (SystemSpecError, ModelNotFoundError, ImproperlyConfigured)
 
 
 class Command(BaseCommand):
@@ -42,11 +48,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-exchanges", type=int, default=0, help="at most this many exchanges of each split (0: all)"
         )
-        parser.add_argument(
-            "--transcripts",
-            default="",
-            help="transcripts CSV (default: TRANSCRIPTS, else the show's transcripts, else the demo corpus)",
-        )
+        add_transcripts_argument(parser)
 
     def handle(self, **options):
         output = Path(options["output"])
@@ -60,28 +62,39 @@ class Command(BaseCommand):
         try:
             lines = read_transcripts(transcripts)
             system = build_system(options["system"], transcripts=transcripts)
-            if system.spec.candidates == 0:
-                raise SystemSpecError("candidates=0 generates nothing to sample: give candidates=1 or more.")
-        except (TranscriptError, SystemSpecError) as error:
+        except (TranscriptError, *_SAMPLING_ERRORS) as error:
             raise CommandError(str(error)) from error
-        output.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
-        with output.open("w") as file:
-            for split in splits:
-                items = split_items(lines, split, character)
-                if options["max_exchanges"]:
-                    items = items[: options["max_exchanges"]]
-                for start in tqdm(range(0, len(items), CHUNK), desc=f"Sampling ({split})", unit="chunk"):
-                    chunk = items[start : start + CHUNK]
-                    for item, generated in zip(chunk, system.samples(chunk), strict=True):
-                        row = {
-                            "split": split,
-                            "episode": item.episode,
-                            "query": selector_query([text for _, text in item.context], item.line[1]),
-                            "answer": item.answer,
-                            "generated": generated,
-                        }
-                        file.write(json.dumps(row) + "\n")
-                        written += 1
-                    file.flush()
+        items = {split: split_items(lines, split, character) for split in splits}
+        if options["max_exchanges"]:
+            items = {split: found[: options["max_exchanges"]] for split, found in items.items()}
+        if not any(items.values()):
+            raise CommandError(f"{transcripts} holds no exchange of {character} that answers another speaker.")
+        # Written aside and renamed at the end: an interrupted run leaves no file that looks complete.
+        partial = output.with_name(output.name + ".partial")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            with partial.open("w") as file:
+                for split, found in items.items():
+                    self.sample(system, split, found, file)
+            partial.replace(output)
+        except (*_SAMPLING_ERRORS, OSError) as error:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            raise CommandError(str(error)) from error
+        written = sum(len(found) for found in items.values())
         self.stdout.write(self.style.SUCCESS(f"{written} exchanges with their samples written to {output}."))
+
+    @staticmethod
+    def sample(system, split, items, file):
+        for start in tqdm(range(0, len(items), CHUNK), desc=f"Sampling ({split})", unit="chunk"):
+            chunk = items[start : start + CHUNK]
+            for item, generated in zip(chunk, system.samples(chunk), strict=True):
+                row = {
+                    "split": split,
+                    "episode": item.episode,
+                    "query": selector_query([text for _, text in item.context], item.line[1]),
+                    "answer": item.answer,
+                    "generated": generated,
+                }
+                file.write(json.dumps(row) + "\n")
+            file.flush()

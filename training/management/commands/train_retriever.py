@@ -85,11 +85,14 @@ class Command(BaseCommand):
         if options["validation_pairs"]:
             validation_pairs = validation_pairs[: options["validation_pairs"]]
         if options["negatives"]:
+            if options["method"] == "head":
+                raise CommandError("--negatives trains the encoder (--method full or lora); a head ignores them.")
             try:
-                train_pairs = with_negatives(train_pairs, read_samples(options["negatives"], "train"))
-                validation_pairs = with_negatives(validation_pairs, read_samples(options["negatives"], "validation"))
+                samples = read_samples(options["negatives"])
             except (OSError, ValueError) as error:
                 raise CommandError(f"--negatives: {error}") from error
+            train_pairs = with_negatives(train_pairs, samples)
+            validation_pairs = with_negatives(validation_pairs, samples)
             if not any(pair.negatives for pair in train_pairs):
                 raise CommandError(f"--negatives: {options['negatives']} holds no sample of these training pairs.")
         if len(train_pairs) < 2 or not validation_pairs:
@@ -149,6 +152,7 @@ class Command(BaseCommand):
             "recall_after": after,
             "train_pairs": len(train_pairs),
             "train_pairs_with_negatives": sum(1 for pair in train_pairs if pair.negatives),
+            "validation_pairs_with_negatives": sum(1 for pair in validation_pairs if pair.negatives),
             "negatives": options["negatives"],
             "train_speakers": options["train_speakers"],
             "validation_pairs": len(validation_pairs),
