@@ -134,13 +134,17 @@ class ReplySystem:
             return [found[0].text for found in hits]
         return [reply.text for reply in self._replies(requests)]
 
+    def generate(self, items: "list[Item]") -> list:
+        """Each item's Reply, with every candidate of its pool and their scores (`Reply.candidates`)."""
+        if self.spec.candidates == 0:
+            raise SystemSpecError("candidates=0 generates nothing: give candidates=1 or more.")
+        return self._replies(self._requests(items))
+
     def samples(self, items: "list[Item]") -> list[list[str]]:
         """Each item's generated candidates as the ranking would see them (cleaned and cut), before the choice."""
-        if self.spec.candidates == 0:
-            raise SystemSpecError("candidates=0 generates nothing to sample: give candidates=1 or more.")
         return [
             [candidate.text for candidate in reply.candidates if candidate.source == "generated"]
-            for reply in self._replies(self._requests(items))
+            for reply in self.generate(items)
         ]
 
     def _requests(self, items: "list[Item]") -> list:

@@ -270,7 +270,7 @@ def test_the_generators_samples_become_the_selectors_hard_negatives(
     assert all(len(row["generated"]) == 2 for row in rows)
     with pytest.raises(CommandError, match="exists"):
         call_command("sample_replies", output=str(samples), transcripts=str(demo_transcripts), stdout=StringIO())
-    with pytest.raises(CommandError, match="candidates=0 generates nothing"):
+    with pytest.raises(CommandError, match="candidates=0 generates nothing: give candidates=1"):
         call_command("sample_replies", output=str(tmp_path / "none.jsonl"), transcripts=str(demo_transcripts),
                      system="candidates=0,retriever=" + str(tiny_retriever), stdout=StringIO())
     settings.GENERATOR_MODEL = str(tmp_path / "no-such-model")
