@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from training.blind import Item
 
-    from .replier import Replier
+    from .replier import Replier, Reply
     from .retrieval import RetrievalIndex
 
 _SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float}
@@ -134,7 +134,7 @@ class ReplySystem:
             return [found[0].text for found in hits]
         return [reply.text for reply in self._replies(requests)]
 
-    def generate(self, items: "list[Item]") -> list:
+    def generate(self, items: "list[Item]") -> "list[Reply]":
         """Each item's Reply, with every candidate of its pool and their scores (`Reply.candidates`)."""
         if self.spec.candidates == 0:
             raise SystemSpecError("candidates=0 generates nothing: give candidates=1 or more.")

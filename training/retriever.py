@@ -84,10 +84,10 @@ def with_negatives(pairs: list[Pair], samples: dict[tuple[str, str], list[str]])
     """`pairs`, each with its generated replies as negatives: distinct, with words, and none that is his line."""
     found = []
     for pair in pairs:
-        negatives = {}
+        his, negatives = _same_line(pair.answer), {}
         for text in samples.get((pair.query, pair.answer), ()):
             key = _same_line(text)
-            if key and key != _same_line(pair.answer):
+            if key and key != his:
                 negatives.setdefault(key, text)
         found.append(replace(pair, negatives=tuple(negatives.values())))
     return found
