@@ -7,7 +7,8 @@ One file per backend, behind `base.Backend`:
   batch step, which runs all its rows to the end.
 - `openvino.OpenVINOChatBackend` (chat models on CPU, the default): OpenVINO
   GenAI's continuous-batching pipeline with int8 weights; rows join and
-  leave at every step, prompts start from its prefix cache.
+  leave at every step, prompts start from its prefix cache, and the
+  candidates of one request compute their prompt once.
 - `chat.CausalChatBackend` (chat models on torch: CUDA, or
   INFERENCE_ENGINE=torch): the same prompt, `decoding.DecodeBatch` for
   continuous batching and its own `PrefixStore`.

@@ -27,6 +27,9 @@ class GenerationBatch(Protocol):
       sentence cap) leaves the batch first, its rows freed and not computed.
       Then `on_step` is called with the sequences that changed.
     - `len(batch)`: the sequences still running.
+
+    Sequences of one request with the same prompt (its candidates) may start a step apart: the OpenVINO
+    batch computes the prompt for the first and starts the others from its prefix cache.
     """
 
     def add(self, prompts: list[str], sequences: list[Sequence]) -> None: ...

@@ -99,3 +99,52 @@ def test_a_changed_adapter_gets_a_new_export(tiny_chat, tmp_path, settings):
     first = _export_key(str(tiny_chat), str(adapter))
     (adapter / "adapter_model.safetensors").write_bytes(b"longer")
     assert _export_key(str(tiny_chat), str(adapter)) != first
+
+
+def _all_started(backend, prompts, sequences):
+    """Add the sequences and step until each has a token; the pipeline's key-value cache usage then (%)."""
+    batch = backend.open_batch()
+    batch.add(prompts, sequences)
+    for _ in range(len(sequences)):
+        batch.step()
+        if all(sequence.token_ids for sequence in sequences):
+            break
+    usage = backend.model.get_metrics().cache_usage
+    while batch:
+        batch.step()
+    return usage
+
+
+def test_the_candidates_of_one_request_compute_its_prompt_once(tiny_chat, settings):
+    """The first candidate computes the prompt; the others start a step later from its blocks in the prefix
+    cache. Four requests of as long prompts each compute their own."""
+    settings.INFERENCE_ENGINE = "openvino"
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=4, prefix_cache_tokens=8192)
+    backend.eos_ids = set()
+    prompts = [backend.prompt([], f"Tell me about trains, timetables and railways, part {n}. " * 4, None) for n in range(4)]
+
+    request = RequestState([], "Trains?")
+    candidates = [Sequence(request) for _ in range(4)]
+    shared = _all_started(backend, [prompts[0]] * 4, candidates)
+    apart = _all_started(backend, prompts, [Sequence(RequestState([], "Trains?")) for _ in range(4)])
+    assert all(len(candidate.token_ids) == 4 for candidate in candidates)
+    assert shared < apart / 2, (shared, apart)
+    assert not backend.model.has_non_finished_requests()
+
+
+def test_candidates_stopped_while_they_wait_for_the_prompt_are_never_started(tiny_chat, settings):
+    settings.INFERENCE_ENGINE = "openvino"
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=4, prefix_cache_tokens=8192)
+    backend.eos_ids = set()
+    request = RequestState([], "Stop the others.")
+    first, *others = [Sequence(request) for _ in range(3)]
+    batch = backend.open_batch()
+    batch.add([backend.prompt([], "Hi.", None)] * 3, [first, *others])
+    batch.step()
+    assert first.token_ids and not any(other.token_ids for other in others), "the others wait for the prompt"
+    for other in others:
+        other.finish(FinishReason.STOPPED)
+    while batch:
+        batch.step()
+    assert len(first.token_ids) == 4 and all(other.token_ids == [] for other in others)
+    assert not backend.model.has_non_finished_requests()
