@@ -26,10 +26,11 @@ class GenerationBatch(Protocol):
       sequence finished from outside since the last step (a stop, the
       sentence cap) leaves the batch first, its rows freed and not computed.
       Then `on_step` is called with the sequences that changed.
-    - `len(batch)`: the sequences still running.
+    - `len(batch)`: the sequences not finished yet (running, or waiting to start).
 
-    Sequences of one request with the same prompt (its candidates) may start a step apart: the OpenVINO
-    batch computes the prompt for the first and starts the others from its prefix cache.
+    Sequences of one request with the same prompt (its candidates) may start at different steps: the
+    OpenVINO batch computes the prompt for the first and starts the others once it has its first token,
+    from the prompt's key-value blocks in the prefix cache.
     """
 
     def add(self, prompts: list[str], sequences: list[Sequence]) -> None: ...

@@ -28,8 +28,8 @@ class OpenVINOChatBackend(CausalChatBackend):
     from its own prefix cache (paged key-value blocks shared by every prompt
     that begins the same way: the persona, a conversation's previous turn),
     and it samples with the same parameters. This backend only hands rows in
-    and tokens out, and starts the candidates of one request a step apart
-    so that they share its prompt (`_OpenVINOBatch.add`).
+    and tokens out, and starts the candidates of one request one after the
+    other so that they share its prompt (`_OpenVINOBatch`).
     """
 
     def open_batch(self, on_step: OnStep | None = None) -> "_OpenVINOBatch":
@@ -66,8 +66,10 @@ class _OpenVINOBatch:
 
     The candidates of one request have the same prompt. Added together, the pipeline would compute it once
     for each: its prefix cache only holds blocks already computed. So the first candidate starts at once
-    and the others wait until it has its first token, then start from its cached blocks: one prompt's work
-    instead of four, and the same samples (a lone user's reply 1.5x sooner on a 2-core Xeon: docs/inference.md).
+    and the others wait until it has its first token (its prompt computed, in one step or in several
+    chunks), then start from the prompt's full blocks in the cache and compute only the last, partial one:
+    about one prompt's work instead of four, and the same samples (a lone user's reply 1.5x sooner on a
+    2-core Xeon: docs/inference.md).
     The pipeline's own several sequences per request (`num_return_sequences`) would share the prompt too,
     but it hands their tokens over only once all of them have ended, so the sentence cap could not end them.
     """
@@ -140,9 +142,12 @@ class _OpenVINOBatch:
 
     def _start_waiting(self) -> None:
         """Start the candidates whose prompt is now in the prefix cache: their first candidate has a token (or
-        has ended). One finished meanwhile (a stop) is never started."""
+        has ended). One finished meanwhile (a stop) is never started, nor one whose prompt the pipeline
+        could not schedule for the first."""
         waiting, self.waiting = self.waiting, []
         for sequence, first, prompt_ids, seed in waiting:
+            if first.finish_reason is FinishReason.IGNORED:
+                sequence.finish(FinishReason.IGNORED)
             if sequence.finished:
                 continue
             if first.token_ids or first.finished:

@@ -101,6 +101,15 @@ def test_a_changed_adapter_gets_a_new_export(tiny_chat, tmp_path, settings):
     assert _export_key(str(tiny_chat), str(adapter)) != first
 
 
+def _run_out(batch, max_steps=50):
+    """Step the batch until it is empty; a batch that never empties fails instead of hanging the run."""
+    for _ in range(max_steps):
+        if not batch:
+            return
+        batch.step()
+    assert not batch, f"the batch still holds {len(batch)} sequences after {max_steps} steps"
+
+
 def _all_started(backend, prompts, sequences):
     """Add the sequences and step until each has a token; the pipeline's key-value cache usage then (%)."""
     batch = backend.open_batch()
@@ -110,8 +119,7 @@ def _all_started(backend, prompts, sequences):
         if all(sequence.token_ids for sequence in sequences):
             break
     usage = backend.model.get_metrics().cache_usage
-    while batch:
-        batch.step()
+    _run_out(batch)
     return usage
 
 
@@ -144,7 +152,30 @@ def test_candidates_stopped_while_they_wait_for_the_prompt_are_never_started(tin
     assert first.token_ids and not any(other.token_ids for other in others), "the others wait for the prompt"
     for other in others:
         other.finish(FinishReason.STOPPED)
-    while batch:
-        batch.step()
+    _run_out(batch)
     assert len(first.token_ids) == 4 and all(other.token_ids == [] for other in others)
+    assert not backend.model.has_non_finished_requests()
+
+
+def test_candidates_start_when_the_first_ends_on_its_first_token(tiny_chat, settings):
+    """A first candidate that ends at once (an end token) leaves no token to wait for: the others start anyway."""
+    settings.INFERENCE_ENGINE = "openvino"
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=4, prefix_cache_tokens=8192)
+    backend.eos_ids = set(range(len(backend.tokenizer)))  # every token ends a reply
+    request = RequestState([], "End at once.")
+    candidates = [Sequence(request) for _ in range(3)]
+    batch = backend.open_batch()
+    batch.add([backend.prompt([], "Hi.", None)] * 3, candidates)
+    _run_out(batch)
+    assert all(c.finish_reason is FinishReason.END and c.token_ids == [] for c in candidates)
+    assert not backend.model.has_non_finished_requests()
+
+
+def test_a_ranked_request_stopped_before_its_first_step_computes_nothing(tiny_chat, settings):
+    settings.INFERENCE_ENGINE = "openvino"
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=8, prefix_cache_tokens=8192)
+    replier = Replier(Profile("test", "", str(tiny_chat), ""), backend, max_candidates=4)
+    stopped, going = replier.reply_many([RequestState([], "Stop.", should_stop=lambda: True), RequestState([], "Go.")])
+    assert stopped.stopped and stopped.new_tokens == 0
+    assert going.parameters["candidates"] == 4 and len(going.candidates) == 4 and going.new_tokens > 0
     assert not backend.model.has_non_finished_requests()
