@@ -29,10 +29,16 @@ def _tallied_add(self, prompts, sequences):
     with TOKENIZER_LOCK:
         prompt_ids = self.backend.tokenizer(prompts, add_special_tokens=False).input_ids
     with _lock:
-        # Rows added together (a request's candidates) are computed together: each counts only earlier ones.
+        # Rows added together are computed together: each counts only earlier ones, except a request's later
+        # candidates, which the batch starts from the first one's prompt once it is computed.
         earlier = [ids + sequence.token_ids for ids, sequence in _computed]
+        firsts = set()
         for ids, sequence in zip(prompt_ids, sequences):
             shared = max((len(os.path.commonprefix([ids, known])) for known in earlier), default=0)
+            candidate = (id(sequence.request), tuple(ids))
+            if self.share_prompts and sequence.request is not None and candidate in firsts:
+                shared = len(ids)
+            firsts.add(candidate)
             # The engine computes at least a prompt's last token (its logits give the first reply token).
             reused = min(shared, len(ids) - 1)
             tally = _redis.pipeline().hincrby(TALLY_KEY, "rows", 1).hincrby(TALLY_KEY, "prompt_tokens", len(ids))
