@@ -2,13 +2,16 @@
 rows, peak memory, and this machine's limits measured by the same script.
 
     .venv/bin/python bench/engine.py [--rows 1 4 16] [--new-tokens 40] [--engines torch-int8 openvino] [--repeat 3]
+                                     [--candidates 1]
 
 Engines: `openvino` (the serving default on CPU: OpenVINO GenAI's continuous batching, int8 weights),
 `torch-float32` (the torch engine, served on CUDA and for seq2seq models) and `torch-int8` (the baseline:
 the torch engine with torch's dynamic int8 linear layers, the serving path until 2026-11-30; torch has
 deprecated that API, so it lives here only). Every engine gets the same prompts (the offline profile's chat
 model with the shipped adapter, the persona prompt, one message each) and generates exactly --new-tokens
-tokens per row (end tokens are ignored), so their work is equal. Each configuration runs --repeat times,
+tokens per row (end tokens are ignored), so their work is equal. With --candidates K the rows are the
+candidates of requests, K each, with their request's prompt, as sample-and-rank samples them (an engine may
+compute a request's prompt once for all of its candidates). Each configuration runs --repeat times,
 interleaved; the table gives the median and the range, and each engine's ratio to the first one is taken
 run by run. The limits: memory copy bandwidth (a 512 MiB numpy copy) and the float32 matmul rate of torch
 with the engines' thread count; from them, the decode rate one stream could reach if each step only had
@@ -39,6 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--new-tokens", type=int, default=40)
     parser.add_argument("--engines", nargs="+", default=["torch-int8", "openvino"], choices=list(ENGINES))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--candidates", type=int, default=1,
+                        help="rows per request: a request's candidates share its prompt (sample-and-rank)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="threads per engine (default: one per core, as a worker's INFERENCE_THREADS=0)")
     return parser.parse_args(argv)
@@ -123,9 +128,10 @@ class Engine:
         self.weights_bytes = weights_bytes(generator)
         self.prompts = [self.backend.prompt([], message, None) for message in MESSAGES]
 
-    def run(self, rows, new_tokens):
-        """(tokens per second over all rows, seconds to the first token of each row, median)."""
-        from inference.requests import Sequence
+    def run(self, rows, new_tokens, candidates=1):
+        """(tokens per second over all rows, seconds to the first token of each row, median); the rows are
+        the candidates of requests, `candidates` each."""
+        from inference.requests import RequestState, Sequence
 
         self.backend.max_new_tokens = new_tokens
         first = {}
@@ -136,8 +142,9 @@ class Engine:
 
         batch = self.backend.open_batch(on_step)
         started = time.perf_counter()
-        rows_made = [Sequence() for _ in range(rows)]
-        batch.add([self.prompts[n % len(self.prompts)] for n in range(rows)], rows_made)
+        requests = [RequestState([], MESSAGES[n % len(MESSAGES)]) for n in range(-(-rows // candidates))]
+        rows_made = [Sequence(requests[n // candidates]) for n in range(rows)]
+        batch.add([self.prompts[(n // candidates) % len(self.prompts)] for n in range(rows)], rows_made)
         while batch:
             batch.step()
         seconds = time.perf_counter() - started
@@ -167,10 +174,10 @@ def main(argv=None):
     for _ in range(args.repeat):
         for rows in args.rows:
             for engine in engines:  # interleaved, so a noisy moment hits every engine alike
-                results[(engine.name, rows)].append(engine.run(rows, args.new_tokens))
+                results[(engine.name, rows)].append(engine.run(rows, args.new_tokens, args.candidates))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{args.new_tokens} new tokens per row, {args.repeat} runs each: median [min, max]; "
-          f"process peak memory {peak_mib:,.0f} MiB (all engines loaded)\n")
+    print(f"\n{args.new_tokens} new tokens per row, {args.candidates} candidate(s) per request, {args.repeat} runs "
+          f"each: median [min, max]; process peak memory {peak_mib:,.0f} MiB (all engines loaded)\n")
     print("| engine | rows | tokens/s, all rows | first token s | weights MB | one stream at the bandwidth limit, tokens/s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for engine in engines:
