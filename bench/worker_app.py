@@ -26,25 +26,24 @@ _add = _OpenVINOBatch.add
 
 
 def _tallied_add(self, prompts, sequences):
+    _add(self, prompts, sequences)
+    # The batch holds a request's later candidates back until the first has computed their prompt.
+    held_back = {id(sequence) for sequence, *_ in self.waiting}
     with TOKENIZER_LOCK:
         prompt_ids = self.backend.tokenizer(prompts, add_special_tokens=False).input_ids
     with _lock:
-        # Rows added together are computed together: each counts only earlier ones, except a request's later
-        # candidates, which the batch starts from the first one's prompt once it is computed.
+        # Rows added together are computed together: each counts only earlier ones, but for those held back.
         earlier = [ids + sequence.token_ids for ids, sequence in _computed]
-        firsts = set()
         for ids, sequence in zip(prompt_ids, sequences):
-            shared = max((len(os.path.commonprefix([ids, known])) for known in earlier), default=0)
-            candidate = (id(sequence.request), tuple(ids))
-            if self.share_prompts and sequence.request is not None and candidate in firsts:
+            if id(sequence) in held_back:
                 shared = len(ids)
-            firsts.add(candidate)
+            else:
+                shared = max((len(os.path.commonprefix([ids, known])) for known in earlier), default=0)
             # The engine computes at least a prompt's last token (its logits give the first reply token).
             reused = min(shared, len(ids) - 1)
             tally = _redis.pipeline().hincrby(TALLY_KEY, "rows", 1).hincrby(TALLY_KEY, "prompt_tokens", len(ids))
             tally.hincrby(TALLY_KEY, "reused_tokens", reused).execute()
             _computed.append((ids, sequence))
-    _add(self, prompts, sequences)
 
 
 _OpenVINOBatch.add = _tallied_add
