@@ -332,7 +332,35 @@ class DecodeBatch:
     def _prefill(
         self, prompt_ids: list[list[int]], sequences: list[Sequence], stored: list[_Stored | None], length: int
     ) -> None:
-        """Compute prompts whose first `length` tokens come from `stored` sequences, and join them."""
+        """Compute prompts whose first `length` tokens come from `stored` sequences, and join them.
+
+        Equal prompts (the candidates of one request) are computed once: their rows of the cache and of the
+        logits are copies of one, and each row samples its own first token from them.
+        """
+        device = self.model.device
+        unique = {}  # prompt -> its row among the computed ones
+        rows = [unique.setdefault(tuple(ids), len(unique)) for ids in prompt_ids]
+        firsts = [rows.index(row) for row in range(len(unique))]
+        cache, attention_mask, logits = self._compute([prompt_ids[i] for i in firsts], [stored[i] for i in firsts], length)
+        if len(unique) < len(prompt_ids):
+            copies = torch.tensor(rows, device=device)
+            cache = growing_cache([layer.selected(copies) for layer in cache.layers])
+            attention_mask, logits = attention_mask[copies], logits[copies]
+        # The repetition penalty counts the reply's own tokens only: penalising the prompt's (the persona,
+        # the user's words) pushed the model off common word pieces and broke words ("wasn tough").
+        seen = torch.zeros(len(sequences), logits.shape[-1], dtype=torch.bool, device=device)
+        size = self.sampling.no_repeat_ngram_size
+        slots = [
+            _Slot(sequence, NGramTable(size, ids) if size else None, ids, cached=len(ids))
+            for sequence, ids in zip(sequences, prompt_ids)
+        ]
+        self._merge(slots, cache, attention_mask, attention_mask.sum(-1), seen)
+        self._advance(logits, first=len(self.slots) - len(sequences))
+
+    def _compute(
+        self, prompt_ids: list[list[int]], stored: list[_Stored | None], length: int
+    ) -> tuple[Cache, torch.Tensor, torch.Tensor]:
+        """(cache, attention mask, last logits) of prompts whose first `length` tokens come from `stored`."""
         device = self.model.device
         new_ids = [ids[length:] for ids in prompt_ids]
         width = max(map(len, new_ids))
@@ -350,16 +378,7 @@ class DecodeBatch:
             use_cache=True,
             logits_to_keep=1,
         )
-        # The repetition penalty counts the reply's own tokens only: penalising the prompt's (the persona,
-        # the user's words) pushed the model off common word pieces and broke words ("wasn tough").
-        seen = torch.zeros(len(sequences), output.logits.shape[-1], dtype=torch.bool, device=device)
-        size = self.sampling.no_repeat_ngram_size
-        slots = [
-            _Slot(sequence, NGramTable(size, ids) if size else None, ids, cached=len(ids))
-            for sequence, ids in zip(sequences, prompt_ids)
-        ]
-        self._merge(slots, output.past_key_values, attention_mask, attention_mask.sum(-1), seen)
-        self._advance(output.logits[:, -1], first=len(self.slots) - len(sequences))
+        return output.past_key_values, attention_mask, output.logits[:, -1]
 
     def _advance(self, logits: torch.Tensor, first: int = 0) -> None:
         """Sample the next token of rows `first:` and append it to their sequences; then `on_step`."""

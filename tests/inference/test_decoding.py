@@ -144,6 +144,31 @@ def test_the_next_turn_of_a_conversation_starts_from_the_stored_previous_turn(fu
     assert_computed_as_alone(backend, batch, [next_prompt, new_prompt], rows)
 
 
+@pytest.mark.parametrize("use_prefixes", [True, False])
+def test_equal_prompts_are_computed_once_and_each_row_goes_on_as_alone(full_precision_chat, use_prefixes):
+    """The candidates of one request have one prompt: it is computed in one row, and the copies of its keys
+    and values grow apart, each row computing what the prompt computes alone."""
+    backend = full_precision_chat
+    prompt = backend.prompt([Turn("user", "Hello."), Turn("bot", "Hello.")], "How are you?", HIT)
+    prompts = [prompt, prompt, backend.prompt([], "Hi.", None), prompt]
+    rows = [Sequence() for _ in prompts]
+    prefixes = backend.prefix_store() if use_prefixes else None  # the persona computed before counting
+    computed = []  # rows of each forward pass over more than one token (a prompt's)
+    hook = backend.model.register_forward_pre_hook(
+        lambda module, args, kwargs: computed.append(len(kwargs["input_ids"])) if kwargs["input_ids"].shape[1] > 1 else None,
+        with_kwargs=True,
+    )
+    try:
+        batch = recording_batch(backend, prefixes)
+        batch.add(token_ids(backend, prompts), rows)
+        while batch:
+            batch.step()
+    finally:
+        hook.remove()
+    assert computed == [2]  # two distinct prompts, four rows
+    assert_computed_as_alone(backend, batch, prompts, rows)
+
+
 def test_the_prefix_store_keeps_recent_sequences_within_its_token_budget():
     store = PrefixStore(max_tokens=10)
     store.pin([1, 2, 3], layers=[])
