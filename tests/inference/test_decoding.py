@@ -147,7 +147,7 @@ def test_the_next_turn_of_a_conversation_starts_from_the_stored_previous_turn(fu
 @pytest.mark.parametrize("use_prefixes", [True, False])
 def test_equal_prompts_are_computed_once_and_each_row_goes_on_as_alone(full_precision_chat, use_prefixes):
     """The candidates of one request have one prompt: it is computed in one row, and the copies of its keys
-    and values grow apart, each row computing what the prompt computes alone."""
+    and values grow apart: each row, sampled, computes what its prompt and its own tokens compute alone."""
     backend = full_precision_chat
     prompt = backend.prompt([Turn("user", "Hello."), Turn("bot", "Hello.")], "How are you?", HIT)
     prompts = [prompt, prompt, backend.prompt([], "Hi.", None), prompt]
@@ -158,15 +158,29 @@ def test_equal_prompts_are_computed_once_and_each_row_goes_on_as_alone(full_prec
         lambda module, args, kwargs: computed.append(len(kwargs["input_ids"])) if kwargs["input_ids"].shape[1] > 1 else None,
         with_kwargs=True,
     )
+
+    def stop_the_second_at_two_tokens(changed):  # a copy leaves (and is stored) while the others go on
+        if rows[1] in changed and len(rows[1].token_ids) == 2:
+            rows[1].finish(FinishReason.STOPPED)
+
+    torch.manual_seed(7)
+    sampling = Sampling(do_sample=True, temperature=1.0, top_k=0)
+    batch = RecordingBatch(*recording_args(backend, sampling, prefixes), stop_the_second_at_two_tokens)
     try:
-        batch = recording_batch(backend, prefixes)
         batch.add(token_ids(backend, prompts), rows)
         while batch:
             batch.step()
     finally:
         hook.remove()
     assert computed == [2]  # two distinct prompts, four rows
-    assert_computed_as_alone(backend, batch, prompts, rows)
+    copies = [rows[0].token_ids, rows[1].token_ids, rows[3].token_ids]
+    assert len(rows[1].token_ids) == 2 and copies[0] != copies[2]  # the copies sampled apart
+    for prompt_ids, row in zip(token_ids(backend, prompts), rows):
+        # One unpadded pass over the prompt and the row's tokens: the logits each of its tokens was drawn from.
+        ids = torch.tensor([prompt_ids + row.token_ids[:-1]])
+        with torch.inference_mode():
+            logits = backend.model(input_ids=ids).logits[0, len(prompt_ids) - 1 :]
+        assert torch.allclose(torch.stack(batch.logits[id(row)]), logits, atol=1e-5, rtol=0)
 
 
 def test_the_prefix_store_keeps_recent_sequences_within_its_token_budget():
