@@ -54,7 +54,9 @@ def test_the_cpu_account_gives_each_process_its_role_and_the_rest_to_other():
     while time.process_time() < deadline:  # this process keeps the account: the load generator
         pass
     account.stop()
-    assert account.seconds["load generator"] >= 0.3
+    # The kernel counts a process's CPU time in ticks of 10 ms, read as floats: the account's difference of two
+    # readings may come out a tick short at each end, or a hair short in floating point (0.29999999999998 once).
+    assert account.seconds["load generator"] >= 0.3 - 0.02
     assert account.busy >= account.seconds["load generator"] - 0.05  # the kernel's tick is coarser than ours
     assert set(account.seconds) == set(ROLES)
 
