@@ -108,6 +108,7 @@ async def test_sockets_to_other_users_conversations_are_refused(no_worker, make_
         # Accepted, then closed with the code: a browser sees it (a socket closed before it opens is a 1006 there).
         assert await tab.connect()
         assert await tab.communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": code}
+        await tab.close()
 
 
 async def test_an_unknown_socket_path_is_closed_with_4404(no_worker, alice):
@@ -116,6 +117,9 @@ async def test_an_unknown_socket_path_is_closed_with_4404(no_worker, alice):
     tab.communicator.scope["path"] = "/ws/nothing-here/"
     assert await tab.connect()
     assert await tab.communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_NOT_FOUND}
+    # The browser's side of the close ends the consumer here; left for the event loop's shutdown to cancel,
+    # it once held the test's teardown past its 240 s timeout.
+    await tab.close()
 
 
 async def test_logging_out_closes_the_users_sockets(no_worker, alice, conversation):
@@ -129,6 +133,8 @@ async def test_logging_out_closes_the_users_sockets(no_worker, alice, conversati
     again = ChatSocket(conversation.pk, client.cookies["sessionid"].value)
     assert await again.connect()
     assert (await again.communicator.receive_output(timeout=5))["code"] == CLOSE_LOGGED_OUT
+    await tab.close()
+    await again.close()
 
 
 async def test_sockets_from_another_port_or_scheme_are_refused(no_worker, alice, conversation):
@@ -156,6 +162,7 @@ async def test_a_deleted_conversation_closes_its_socket(no_worker, open_socket, 
     await database_sync_to_async(Conversation.objects.filter(pk=conversation.pk).delete)()
     await tab.send({"type": "user_message", "text": "Anyone?"})
     assert (await tab.communicator.receive_output(timeout=5))["type"] == "websocket.close"
+    await tab.close()
 
 
 async def test_without_redis_the_reply_streams_from_a_thread_of_the_web_process(
