@@ -18,8 +18,8 @@ stored sequence it starts with (the persona; in a conversation, the previous
 turn's prompt and reply as well).
 
 Sampling follows generate()'s for the same parameters: repetition penalty
-(over the reply's own tokens: `prompt_ignore_length`), no repeated n-grams, then temperature, top-k
-and top-p; only the top-k candidates are sorted and drawn from, which gives
+(over the reply's own tokens: `prompt_ignore_length`), no repeated n-grams, then temperature, top-k,
+top-p and min-p; only the top-k candidates are sorted and drawn from, which gives
 the same distribution (top-p keeps a subset of the top k) without sorting
 the whole vocabulary.
 """
@@ -126,6 +126,7 @@ class Sampling:
     temperature: float = 1.0
     top_k: int = 50
     top_p: float = 1.0
+    min_p: float = 0.0  # drop tokens less likely than min_p times the likeliest (0: off)
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
 
@@ -141,7 +142,7 @@ class Sampling:
         return logits
 
     def candidates(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row's candidate tokens and their probabilities, after temperature, top-k and top-p."""
+        """Each row's candidate tokens and their probabilities, after temperature, top-k, top-p and min-p."""
         values, token_ids = logits.topk(min(self.top_k or logits.shape[-1], logits.shape[-1]), dim=-1)
         values = values / self.temperature
         if self.top_p < 1.0:
@@ -150,6 +151,11 @@ class Sampling:
             drop = ascending.softmax(-1).cumsum(-1) <= 1 - self.top_p
             drop[:, -1] = False
             values = ascending.masked_fill(drop, -float("inf")).flip(-1)
+        if self.min_p > 0.0:
+            # As generate's min-p: relative to the likeliest token left, which always stays.
+            probabilities = values.softmax(-1)
+            drop = probabilities < self.min_p * probabilities.max(-1, keepdim=True).values
+            values = values.masked_fill(drop, -float("inf"))
         return values.softmax(-1), token_ids
 
     def choose(self, logits: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ setting. Keys:
     threshold    lowest selector score of a retrieved line (prompt and pool)
     prompt_hit   1: the best retrieved exchange over the threshold goes into the prompt; 0: only into the pool
     sentences    a reply ends after this many sentences (0: at the token limit)
-    temperature, top_p, top_k, repetition_penalty   the generator's sampling
+    temperature, top_p, top_k, min_p, repetition_penalty   the generator's sampling
     fluency, length, pmi   the ranking's weights (inference.selection.RankWeights; pmi: the
                  candidate's pointwise mutual information with the dialogue, 0 = off)
     adapter      `default` (the profile's), `none`, or a LoRA adapter folder
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .replier import Replier, Reply
     from .retrieval import RetrievalIndex
 
-_SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float}
+_SAMPLING_KEYS = {"temperature": float, "top_p": float, "top_k": int, "min_p": float, "repetition_penalty": float}
 _WEIGHT_KEYS = {"fluency": float, "length": float, "pmi": float}
 _KEYS = {
     "candidates": int, "scripted": int, "threshold": float, "sentences": int, "seed": int, "prompt_hit": int,

@@ -45,7 +45,7 @@ class OpenVINOChatBackend(CausalChatBackend):
         config = openvino_genai.GenerationConfig()
         sampling = self.sampling
         config.do_sample = sampling.get("do_sample", False)
-        for name in ("temperature", "top_p", "top_k", "no_repeat_ngram_size"):
+        for name in ("temperature", "top_p", "top_k", "min_p", "no_repeat_ngram_size"):
             if name in sampling:
                 setattr(config, name, sampling[name])
         # The library's repetition penalty counts the prompt's tokens too, which broke words ("wasn tough");

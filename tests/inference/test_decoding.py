@@ -1,9 +1,12 @@
 """Continuous batching computes what generate() computes: rows joining and leaving mid-way, prompts
 starting from stored prefixes, the same sampling."""
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import (
     LogitsProcessorList,
+    MinPLogitsWarper,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
@@ -252,6 +255,22 @@ def test_sampling_draws_from_the_distribution_generate_draws_from():
     assert (ours > 0).sum(-1).lt(CHAT_SAMPLING["top_k"]).all()  # top-p did leave some out
     chosen = sampling.choose(logits)
     assert expected.softmax(-1).gather(-1, chosen[:, None]).gt(0).all()
+
+
+def test_min_p_draws_from_the_distribution_generate_draws_from():
+    """min-p after temperature, top-k and top-p, as generate() applies them: at a higher temperature it leaves out
+    the long tail that top-p keeps."""
+    torch.manual_seed(2)
+    logits = torch.randn(4, 1000) * 3
+    sampling = Sampling(**{**CHAT_SAMPLING, "temperature": 0.9, "min_p": 0.1})
+    expected = logits.clone()
+    for warper in (TemperatureLogitsWarper(0.9), TopKLogitsWarper(50), TopPLogitsWarper(0.9), MinPLogitsWarper(0.1)):
+        expected = warper(None, expected)
+    probabilities, token_ids = sampling.candidates(logits)
+    ours = torch.zeros_like(logits).scatter(-1, token_ids, probabilities)
+    assert torch.allclose(ours, expected.softmax(-1), atol=1e-6)
+    without = replace(sampling, min_p=0.0).candidates(logits)[0]
+    assert (ours > 0).sum() < (without > 0).sum()  # min-p left out tokens that top-p kept
 
 
 def test_penalties_match_generate_processors():

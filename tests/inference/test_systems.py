@@ -10,9 +10,9 @@ from training.blind import Item
 
 def test_a_spec_overrides_only_what_it_names(tiny_chat_settings):
     tiny_chat_settings.REPLY_CANDIDATES = 4
-    spec = parse_spec("candidates=2, temperature=0.5, fluency=0.3, adapter=none, sentences=1")
+    spec = parse_spec("candidates=2, temperature=0.5, min_p=0.1, fluency=0.3, adapter=none, sentences=1")
     assert (spec.candidates, spec.sentences, spec.adapter) == (2, 1, "")
-    assert spec.sampling == {"temperature": 0.5} and spec.weights == {"fluency": 0.3}
+    assert spec.sampling == {"temperature": 0.5, "min_p": 0.1} and spec.weights == {"fluency": 0.3}
     assert spec.scripted == tiny_chat_settings.SCRIPTED_CANDIDATES
     assert spec.threshold == retrieval_threshold(spec.retriever)
     assert parse_spec("").candidates == 4

@@ -60,6 +60,11 @@ def test_the_openvino_engine_takes_the_products_sampling_and_stops_each_row(tiny
     assert [len(row.token_ids) for row in runs] == [8, 8]
     assert all(row.finish_reason is FinishReason.LENGTH for row in runs)
     assert all(row.log_probability < 0 for row in runs), "the sampled tokens' log-probabilities are kept"
+    # The sampling controls reach the pipeline's config, min-p among them (off unless set).
+    assert backend.generation_config().min_p == 0.0
+    backend.sampling = {**backend.sampling, "min_p": 0.1, "top_k": 20}
+    config = backend.generation_config()
+    assert config.min_p == pytest.approx(0.1) and config.top_k == 20
 
 
 def test_sequences_stopped_at_the_last_step_free_their_cache_blocks(tiny_chat, settings):
