@@ -461,6 +461,7 @@ def sign_test(up: int, down: int) -> float:
 
     With few items whose reply differs, a bootstrap over items can exclude zero on one lucky round (rounds 12
     and 14 of docs/evaluation.md did, and the next rounds did not repeat them); this counts those items."""
+    up, down = int(up), int(down)  # numpy's counts would overflow 2**n past 62 items
     n = up + down
     if n == 0:
         return 1.0

@@ -7,6 +7,7 @@ from collections import Counter
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -392,6 +393,8 @@ def test_the_sign_test_counts_items_not_their_sizes():
     assert sign_test(10, 3) == pytest.approx(0.0923, abs=1e-4) and sign_test(5, 0) == pytest.approx(0.0625)
     assert sign_test(3, 10) == sign_test(10, 3) and sign_test(3, 3) == sign_test(0, 0) == 1.0
     assert sign_test(12, 0) < 0.001
+    # Counts as numpy gives them (sums of booleans), over more items than 2**n holds in 64 bits: rounds pooled.
+    assert sign_test(np.int64(68), np.int64(4)) == sign_test(68, 4) and 0 < sign_test(68, 4) < 1e-10
 
 
 def test_interval_is_a_bootstrap_over_items():
