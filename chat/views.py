@@ -15,5 +15,6 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         "conversationId": conversation_id,
         "character": settings.SHELDON_CHARACTER,
         "maxChars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "resyncSeconds": settings.CHAT_RESYNC_SECONDS,
     }
     return render(request, "chat/chat.html", {"page_settings": page_settings})

@@ -163,7 +163,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis's layer, with a fix for a frame lost when a socket closes (see the module).
+            "BACKEND": "sheldonsite.channel_layer.ShieldedPopChannelLayer",
             # redis-py's default 5 s socket timeout equals channels-redis's 5 s
             # blocking pop, which then crashes every socket idle for 5 s.
             # A Redis restart leaves the pool's connections dead: the next command on one
@@ -270,6 +271,9 @@ CHAT_TOKEN_BUDGET = os.environ.get("CHAT_TOKEN_BUDGET", "3000/60")
 CHAT_MAX_MESSAGE_TOKENS = int(os.environ.get("CHAT_MAX_MESSAGE_TOKENS", "384"))
 # Streaming: the worker saves the partial reply and sends it to the page at most this often.
 CHAT_STREAM_FLUSH_SECONDS = float(os.environ.get("CHAT_STREAM_FLUSH_SECONDS", "0.08"))
+# A page whose reply in progress has had no frame for this long reads its messages again: the channel
+# layer delivers a frame at most once, and a lost last frame would leave the page waiting.
+CHAT_RESYNC_SECONDS = float(os.environ.get("CHAT_RESYNC_SECONDS", "5"))
 # A streaming reply with no progress for this long has lost its worker and is marked failed.
 CHAT_REPLY_STALE_SECONDS = int(os.environ.get("CHAT_REPLY_STALE_SECONDS", "20"))
 # A reply no worker picked up in this long is marked failed.

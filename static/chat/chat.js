@@ -45,6 +45,7 @@
     commenting: null, // {id, draft} while a rating's comment is being written
     highlight: null, // a message id to show (from a search result's link)
     unsent: null, // {text} of a new chat's first message until the server stored it
+    awaitingEcho: false, // a message, edit or regenerate was sent and no frame has answered it yet
   };
   const hashMatch = location.hash.match(/^#message-(\d+)$/);
   if (hashMatch) state.highlight = Number(hashMatch[1]);
@@ -593,6 +594,7 @@
 
   function updateControls() {
     watchWakingUp();
+    watchForLostFrames();
     const replying = busy();
     els.stop.hidden = !replying;
     els.send.disabled = replying;
@@ -657,8 +659,46 @@
     }
   }
 
+  // --- Frames that never came -------------------------------------------------------
+  // A channel layer delivers a frame at most once (Channels' channel layer spec):
+  // if a reply's last frame is lost, the page would wait for it forever. So while a
+  // reply is in progress, or a sent frame's answer has not come, and no frame has
+  // come for resyncSeconds, the page reads the newest messages again and takes the
+  // ones it missed: new messages, and replies that ended meanwhile.
+  let lastFrameAt = Date.now();
+  let resyncTimer = null;
+  let resyncing = false;
+  function watchForLostFrames() {
+    clearTimeout(resyncTimer);
+    const waiting = busy() || state.awaitingEcho;
+    resyncTimer = waiting ? setTimeout(resync, lastFrameAt + settings.resyncSeconds * 1000 - Date.now()) : null;
+  }
+
+  async function resync() {
+    if (!resyncing && Date.now() - lastFrameAt >= settings.resyncSeconds * 1000) {
+      resyncing = true;
+      lastFrameAt = Date.now(); // the next try after another quiet spell
+      try {
+        const data = await api("GET", `/api/conversations/${state.conversationId}/messages/`);
+        state.awaitingEcho = false;
+        for (const message of data.messages) {
+          // Not a reply still in progress: the snapshot may be older than its frames.
+          const known = state.messages.get(message.id);
+          if (!known || (inProgress(known) && !inProgress(message))) upsert(message);
+        }
+      } catch (error) {
+        // Offline: the socket's reconnect reads the messages, or the next quiet spell tries again.
+      } finally {
+        resyncing = false;
+      }
+    }
+    watchForLostFrames();
+  }
+
   // --- The socket --------------------------------------------------------------
   function handleFrame(frame) {
+    lastFrameAt = Date.now();
+    if (frame.type === "message" || frame.type === "error") state.awaitingEcho = false;
     if (frame.type === "message" || frame.type === "reply_done") {
       upsert(frame.message);
       // The first message names the conversation.
@@ -734,6 +774,9 @@
 
   function sendFrame(frame) {
     els.error.hidden = true;
+    lastFrameAt = Date.now(); // the quiet spell of its answer starts now
+    if (frame.type !== "stop") state.awaitingEcho = true;
+    watchForLostFrames();
     if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(frame));
     else state.pendingFrame = frame;
   }
