@@ -601,8 +601,12 @@
     els.rename.hidden = els.remove.hidden = !state.conversationId;
   }
 
+  function newestPage() {
+    return api("GET", `/api/conversations/${state.conversationId}/messages/`);
+  }
+
   async function loadNewestPage() {
-    const data = await api("GET", `/api/conversations/${state.conversationId}/messages/`);
+    const data = await newestPage();
     for (const message of data.messages) state.messages.set(message.id, message);
     state.olderCursor = data.before;
     els.older.hidden = !data.has_more;
@@ -679,7 +683,7 @@
       resyncing = true;
       lastFrameAt = Date.now(); // the next try after another quiet spell
       try {
-        const data = await api("GET", `/api/conversations/${state.conversationId}/messages/`);
+        const data = await newestPage();
         state.awaitingEcho = false;
         for (const message of data.messages) {
           // Not a reply still in progress: the snapshot may be older than its frames.

@@ -27,6 +27,7 @@ def test_a_frame_popped_for_a_closing_socket_reaches_its_own():
     prefix = f"test-{uuid.uuid4().hex}"
     layer, sender = make_layer(prefix), make_layer(prefix)
     frame = {"type": "chat.frame", "n": 1}
+    store = redis.Redis.from_url(settings.REDIS_URL)
 
     async def send_from_another_process(channel):
         await sender.send(channel, frame)
@@ -44,9 +45,9 @@ def test_a_frame_popped_for_a_closing_socket_reaches_its_own():
         thread.start()
         thread.join()
         deadline = time.monotonic() + 5
-        while redis.Redis.from_url(settings.REDIS_URL).zcard(queue) and time.monotonic() < deadline:
+        while store.zcard(queue) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert redis.Redis.from_url(settings.REDIS_URL).zcard(queue) == 0, "Redis has not popped the frame"
+        assert store.zcard(queue) == 0, "Redis has not popped the frame"
         # ...and the closing socket's receive is cancelled first, as when its socket closes.
         closing_receive.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -59,4 +60,7 @@ def test_a_frame_popped_for_a_closing_socket_reaches_its_own():
         await layer.flush()
         return received
 
-    assert asyncio.run(scenario()) == frame
+    try:
+        assert asyncio.run(scenario()) == frame
+    finally:
+        store.close()
