@@ -4,8 +4,8 @@ rows, peak memory, and this machine's limits measured by the same script.
     .venv/bin/python bench/engine.py [--rows 1 4 16] [--new-tokens 40] [--engines torch-int8 openvino] [--repeat 3]
                                      [--candidates 1]
 
-Engines: `openvino` (the serving default on CPU: OpenVINO GenAI's continuous batching, int8 weights),
-`torch-float32` (the torch engine, served on CUDA and for seq2seq models) and `torch-int8` (the baseline:
+Engines: `openvino` (the serving default on CPU: OpenVINO GenAI's continuous batching, int8 weights,
+computing in float32), `openvino-bf16` (the same computing in bfloat16, `INFERENCE_PRECISION=bf16`), `torch-float32` (the torch engine, served on CUDA and for seq2seq models) and `torch-int8` (the baseline:
 the torch engine with torch's dynamic int8 linear layers, the serving path until 2026-11-30; torch has
 deprecated that API, so it lives here only). Every engine gets the same prompts (the offline profile's chat
 model with the shipped adapter, the persona prompt, one message each) and generates exactly --new-tokens
@@ -100,8 +100,13 @@ def torch_int8(model):
     return quantization.quantize_dynamic(model, per_channel, dtype=torch.qint8)
 
 
-# name -> (INFERENCE_ENGINE, change to the loaded torch model)
-ENGINES = {"openvino": ("openvino", None), "torch-int8": ("torch", torch_int8), "torch-float32": ("torch", None)}
+# name -> (INFERENCE_ENGINE, INFERENCE_PRECISION, change to the loaded torch model)
+ENGINES = {
+    "openvino": ("openvino", "f32", None),
+    "openvino-bf16": ("openvino", "bf16", None),
+    "torch-int8": ("torch", "f32", torch_int8),
+    "torch-float32": ("torch", "f32", None),
+}
 
 
 class Engine:
@@ -116,8 +121,8 @@ class Engine:
         from inference.loading import load_generator
         from inference.profiles import active_profile
 
-        engine, change = ENGINES[name]
-        settings.INFERENCE_ENGINE = engine
+        engine, precision, change = ENGINES[name]
+        settings.INFERENCE_ENGINE, settings.INFERENCE_PRECISION = engine, precision
         profile = active_profile()
         generator = load_generator(profile.generator_model, profile.generator_adapter)
         if change is not None:

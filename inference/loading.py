@@ -203,8 +203,8 @@ def convert_gguf(gguf_path: str | Path) -> Path:
 def load_generator(name: str, adapter: str = "") -> Generator:
     """The generator `name` (with the LoRA adapter folder `adapter`), loaded once per process."""
     with _lock:
-        # The engine setting is part of what was loaded.
-        key = (name, adapter, settings.INFERENCE_ENGINE)
+        # The engine settings are part of what was loaded.
+        key = (name, adapter, settings.INFERENCE_ENGINE, settings.INFERENCE_PRECISION)
         if key not in _generators:
             _generators[key] = _load_generator(name, adapter)
         return _generators[key]
@@ -225,6 +225,13 @@ def _engine_setting() -> str:
     choice = settings.INFERENCE_ENGINE.lower()
     if choice not in ("auto", Engine.OPENVINO, Engine.TORCH):
         raise ImproperlyConfigured(f"INFERENCE_ENGINE={settings.INFERENCE_ENGINE!r}: use auto, openvino or torch.")
+    return choice
+
+
+def _precision_setting() -> str:
+    choice = settings.INFERENCE_PRECISION.lower()
+    if choice not in ("auto", "f32", "bf16", "f16"):
+        raise ImproperlyConfigured(f"INFERENCE_PRECISION={settings.INFERENCE_PRECISION!r}: use f32, bf16, f16 or auto.")
     return choice
 
 
@@ -396,6 +403,8 @@ def _openvino_pipeline(folder: Path) -> "openvino_genai.ContinuousBatchingPipeli
     scheduler.max_num_seqs = max(1, settings.BATCH_MAX_SIZE)
     scheduler.cache_size = settings.INFERENCE_KV_CACHE_GB
     properties = {"INFERENCE_NUM_THREADS": settings.INFERENCE_THREADS} if settings.INFERENCE_THREADS > 0 else {}
+    if _precision_setting() != "auto":
+        properties["INFERENCE_PRECISION_HINT"] = _precision_setting()
     return openvino_genai.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
 
 

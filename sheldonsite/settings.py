@@ -247,6 +247,10 @@ INFERENCE_ENGINE = os.environ.get("INFERENCE_ENGINE", "auto")
 # 2-core benchmark machine two OpenVINO threads beat one beside the web tier (16 users: 114 against 93-100
 # replies/min; README). With several workers on one machine, give each cores / workers.
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", "0"))
+# OpenVINO: the precision the generator computes in, whatever its weights are stored in: "f32" (the default),
+# "bf16" or "f16" where the CPU has them, or "auto" for OpenVINO's own choice, which is bf16 on a CPU with AMX.
+# The replies were rated blind in f32; docs/inference.md has what bf16 changes and saves.
+INFERENCE_PRECISION = os.environ.get("INFERENCE_PRECISION", "f32")
 # Threads a retriever embeds with on OpenVINO: one suits a worker, where a reply embeds a few short texts beside
 # the generator; more builds a large index faster on a bigger machine (0: OpenVINO's default, every core).
 RETRIEVER_THREADS = int(os.environ.get("RETRIEVER_THREADS", "1"))

@@ -26,6 +26,37 @@ def test_openvino_is_refused_for_a_seq2seq_model_and_unknown_engines_are_refused
         engine_for(str(tiny_t5))
 
 
+def test_an_unknown_precision_is_refused(tiny_chat, settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.INFERENCE_ENGINE, settings.INFERENCE_PRECISION = "openvino", "int4"
+    with pytest.raises(ImproperlyConfigured, match="f32, bf16, f16 or auto"):
+        load_generator(str(tiny_chat), "")
+
+
+def _greedy_log_probabilities(tiny_chat, settings, precision: str) -> list[float]:
+    settings.INFERENCE_ENGINE, settings.INFERENCE_PRECISION = "openvino", precision
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=6)
+    backend.eos_ids = set()
+    backend.sampling = {**backend.sampling, "do_sample": False}
+    rows = [Sequence() for _ in range(2)]
+    backend.generate([backend.prompt([], message, None) for message in ("Hi.", "Tell me about trains.")], rows)
+    return [row.log_probability for row in rows]
+
+
+def test_the_engine_computes_in_float32_even_where_openvino_would_choose_bfloat16(tiny_chat, settings):
+    """The replies were rated computed in float32; OpenVINO's own choice on a CPU with AMX is bfloat16."""
+    import openvino
+
+    own_choice = str(openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    if "bf16" not in own_choice and "bfloat16" not in own_choice:
+        pytest.skip(f"OpenVINO computes in {own_choice} on this CPU anyway: no bfloat16 to tell apart")
+    float32 = _greedy_log_probabilities(tiny_chat, settings, "f32")
+    assert _greedy_log_probabilities(tiny_chat, settings, "auto") != float32, "auto computes in bfloat16 here"
+    assert _greedy_log_probabilities(tiny_chat, settings, "bf16") != float32
+    assert _greedy_log_probabilities(tiny_chat, settings, "f32") == float32
+
+
 def test_the_openvino_export_has_int8_weights_is_made_once_and_replies(tiny_chat, settings):
     import openvino
 
