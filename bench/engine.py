@@ -5,7 +5,8 @@ rows, peak memory, and this machine's limits measured by the same script.
                                      [--candidates 1]
 
 Engines: `openvino` (the serving default on CPU: OpenVINO GenAI's continuous batching, int8 weights,
-computing in float32), `openvino-bf16` (the same computing in bfloat16, `INFERENCE_PRECISION=bf16`), `torch-float32` (the torch engine, served on CUDA and for seq2seq models) and `torch-int8` (the baseline:
+computing in float32), `openvino-bf16` (the same computing in bfloat16, `INFERENCE_PRECISION=bf16`),
+`torch-float32` (the torch engine, served on CUDA and for seq2seq models) and `torch-int8` (the baseline:
 the torch engine with torch's dynamic int8 linear layers, the serving path until 2026-11-30; torch has
 deprecated that API, so it lives here only). Every engine gets the same prompts (the offline profile's chat
 model with the shipped adapter, the persona prompt, one message each) and generates exactly --new-tokens

@@ -41,6 +41,7 @@ class Outcome:
     text: str = ""
     message_id: int | None = None
     error: str = ""
+    read_again: bool = False  # its last frame never came: the reply was read from the messages, as the page does
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Report:
             "error_samples": sorted({o.error for o in self.outcomes if o.error})[:5],
             "duplicated_replies": len(ids) - len(set(ids)),
             "empty_replies": sum(1 for o in ok if not o.text.strip()),
+            "replies_read_again": sum(1 for o in ok if o.read_again),
             "first_token_p50_s": percentile(firsts, 50),
             "first_token_p95_s": percentile(firsts, 95),
             "first_token_max_s": max(firsts, default=None),
@@ -152,39 +154,75 @@ async def stack_user(index, args, outcomes, start):
         ws_url = url.replace("http", "ws", 1) + f"/ws/conversations/{conversation}/"
         async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": url}) as socket:
             await start.ready(index)
+            chat = StackConversation(socket, http, conversation, args.timeout, args.read_again_seconds)
             for text in messages_for(index, args.messages):
-                outcomes.append(await stack_exchange(socket, index, text, args.timeout))
+                outcomes.append(await chat.exchange(index, text))
 
 
-async def stack_exchange(socket, index, text, timeout):
-    outcome = Outcome(user=index)
-    started = time.perf_counter()
-    await socket.send(json.dumps({"type": "user_message", "text": text}))
-    pieces = []
-    try:
-        while True:
-            frame = json.loads(await asyncio.wait_for(socket.recv(), timeout))
-            if frame["type"] == "token":
-                if outcome.first_token_s is None:
-                    outcome.first_token_s = time.perf_counter() - started
-                pieces.append(frame["text"])
-            elif frame["type"] == "reply_done":
-                message = frame["message"]
-                outcome.reply_s = time.perf_counter() - started
-                outcome.message_id = message["id"]
-                outcome.text = message["text"]
-                outcome.new_tokens = message["record"]["new_tokens"] or 0
-                if message["status"] != "done":
-                    outcome.error = f"reply {message['status']}: {message.get('error', '')}"
-                elif not streamed_as("".join(pieces), message["text"]):
-                    outcome.error = "streamed pieces do not fit the final reply"
-                return outcome
-            elif frame["type"] == "error":
-                outcome.error = f"{frame['code']}: {frame['detail']}"
-                return outcome
-    except (TimeoutError, websockets.ConnectionClosed) as error:
-        outcome.error = f"{type(error).__name__}: {error}"
-    return outcome
+@dataclass
+class StackConversation:
+    """One user's conversation over its socket. The channel layer delivers at most once, so like the page
+    (chat.js, "Frames that never came") a quiet socket makes it read the newest messages again."""
+
+    socket: "websockets.ClientConnection"
+    http: httpx.AsyncClient
+    conversation: int
+    timeout: float
+    read_again_seconds: float
+    last_reply_id: int = 0
+
+    async def exchange(self, index: int, text: str) -> Outcome:
+        outcome = Outcome(user=index)
+        started = time.perf_counter()
+        await self.socket.send(json.dumps({"type": "user_message", "text": text}))
+        pieces = []
+        try:
+            while True:
+                left = self.timeout - (time.perf_counter() - started)
+                try:
+                    frame = json.loads(await asyncio.wait_for(self.socket.recv(), min(left, self.read_again_seconds)))
+                except TimeoutError:
+                    if left <= self.read_again_seconds:
+                        raise
+                    message = await self.finished_reply()
+                    if message is None:
+                        continue
+                    outcome.read_again = True
+                    return self.finish(outcome, message, started)
+                if frame["type"] == "token":
+                    if outcome.first_token_s is None:
+                        outcome.first_token_s = time.perf_counter() - started
+                    pieces.append(frame["text"])
+                elif frame["type"] == "reply_done":
+                    self.finish(outcome, frame["message"], started)
+                    if not outcome.error and not streamed_as("".join(pieces), outcome.text):
+                        outcome.error = "streamed pieces do not fit the final reply"
+                    return outcome
+                elif frame["type"] == "error":
+                    outcome.error = f"{frame['code']}: {frame['detail']}"
+                    return outcome
+        except (TimeoutError, websockets.ConnectionClosed, httpx.HTTPError) as error:
+            outcome.error = f"{type(error).__name__}: {error}"
+        return outcome
+
+    async def finished_reply(self) -> dict | None:
+        """The reply to the last message sent, if the newest messages hold it finished."""
+        response = await self.http.get(f"/api/conversations/{self.conversation}/messages/")
+        response.raise_for_status()
+        newest = response.json()["messages"][-1:]
+        if newest and newest[0]["role"] == "bot" and newest[0]["id"] > self.last_reply_id:
+            if newest[0]["status"] not in ("queued", "streaming"):
+                return newest[0]
+        return None
+
+    def finish(self, outcome: Outcome, message: dict, started: float) -> Outcome:
+        outcome.reply_s = time.perf_counter() - started
+        outcome.message_id = self.last_reply_id = message["id"]
+        outcome.text = message["text"]
+        outcome.new_tokens = message["record"]["new_tokens"] or 0
+        if message["status"] != "done":
+            outcome.error = f"reply {message['status']}: {message.get('error', '')}"
+        return outcome
 
 
 async def reference_user(index, args, outcomes, start):
@@ -248,6 +286,12 @@ def parse_args(argv=None):
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--messages", type=int, default=2, help="messages per user")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for one reply")
+    parser.add_argument(
+        "--read-again-seconds",
+        type=float,
+        default=5,
+        help="a socket quiet this long while a reply is awaited reads the newest messages, as the page does",
+    )
     parser.add_argument("--create-users", action="store_true", help="create the bench accounts first")
     parser.add_argument("--json", type=Path, help="also write the summary here")
     return parser.parse_args(argv)

@@ -20,7 +20,7 @@ from django.core.cache import cache
 from chat.models import Message
 from chat.warmup import STATUS_KEY
 
-from ..chat.live import REPO, VENV_BIN, free_port, live_stack  # noqa: F401  (fixtures)
+from ..chat.live import REPO, live_stack  # noqa: F401  (a fixture)
 from .test_chat_features import logged_in_page, wait_for_reply
 from .test_chat_page import browser, chromium  # noqa: F401  (fixtures)
 
@@ -33,19 +33,6 @@ NOBODY = "test-waking-up-nobody-listens"
 def sheldon(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM checks between browser steps
     return get_user_model().objects.create_user("sheldon", password="Bazinga-73-Bazinga")
-
-
-def start_daphne(env, log_path):
-    port = free_port()
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "sheldonsite.asgi:application"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return process, port
 
 
 def test_a_taken_port_gets_a_clear_message():
@@ -73,7 +60,7 @@ def test_embedded_mode_loads_the_models_at_start_and_is_ready_before_the_first_m
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True
     )
     since = time.time()
-    process, port = start_daphne(env, tmp_path / "daphne.log")
+    process, port = live_stack.spawn_server(env, tmp_path / "daphne.log")
     try:
         waited = subprocess.run(
             [*READINESS, "wait", "127.0.0.1", str(port), str(since)], capture_output=True, text=True, timeout=120
@@ -118,17 +105,8 @@ def test_the_page_says_sheldon_is_waking_up_until_the_models_are_loaded(
         {"state": "loading", "step": 1, "started": time.time() - 12, "expected_seconds": 40.0, "error": ""},
         timeout=None,
     )
-    process, port = start_daphne(env, tmp_path / "daphne.log")
+    process, server = live_stack.start_server(env, tmp_path / "daphne.log")
     try:
-        server = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, (tmp_path / "daphne.log").read_text()
-                time.sleep(0.2)
         page = logged_in_page(browser, server, sheldon, viewport={"width": 1280, "height": 800})
         page.goto(f"{server}/")
         page.fill("#message-input", "Hello?")

@@ -97,22 +97,29 @@ class LiveStack:
         """SIGKILL: the worker dies at once, mid-task, acknowledging nothing."""
         self.stop(self.worker)
 
-    def start_server(self):
-        port = free_port()
-        log = open(self.log_dir / "daphne.log", "w")
-        server = subprocess.Popen(
-            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "sheldonsite.asgi:application"],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    def start_server(self, env=None, log_path=None):
+        """A daphne (on this stack's settings, or `env`), returned once it takes connections, with its URL."""
+        log_path = log_path or self.log_dir / "daphne.log"
+        server, port = self.spawn_server(env or self.env, log_path)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 return server, f"http://127.0.0.1:{port}"
             except OSError:
-                assert server.poll() is None, Path(log.name).read_text()
+                assert server.poll() is None, Path(log_path).read_text()
                 time.sleep(0.2)
-        raise RuntimeError("daphne did not start:\n" + Path(log.name).read_text())
+        raise RuntimeError("daphne did not start:\n" + Path(log_path).read_text())
+
+    @staticmethod
+    def spawn_server(env, log_path):
+        """A daphne process on a free port, not waited for; the caller stops it."""
+        port = free_port()
+        server = subprocess.Popen(
+            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "sheldonsite.asgi:application"],
+            cwd=REPO, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+        )
+        return server, port
 
     @staticmethod
     def _wait_for_log(path, text, process, timeout):
