@@ -40,9 +40,11 @@ def test_batched_scores_equal_each_reply_scored_alone(tiny_chat_settings, tiny_c
 
 
 @pytest.mark.slow
-def test_an_answer_is_worth_more_after_the_question_it_answers():
+def test_an_answer_is_worth_more_after_the_question_it_answers(settings):
     """The real generator: the same reply gets a higher pmi after the dialogue it answers than after
     another one, and an answer beats a line that would fit anywhere."""
+    # Scored by the float32 torch model on any engine; on torch nothing is exported to OpenVINO first (40 s here).
+    settings.INFERENCE_ENGINE = "torch"
     backend = backend_for(load_generator(str(smollm2_gguf())), 60)
     keys = "Your keys are in the bowl by the front door, where keys belong."
     generic = "I'm not crazy. My mother had me tested."
