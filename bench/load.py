@@ -162,62 +162,83 @@ async def stack_user(index, args, outcomes, start):
 @dataclass
 class StackConversation:
     """One user's conversation over its socket. The channel layer delivers at most once, so like the page
-    (chat.js, "Frames that never came") a quiet socket makes it read the newest messages again."""
+    (chat.js, "Frames that never came") a quiet socket makes it read the newest messages again; a reply read
+    that way may still have frames on their way, so only frames of the reply awaited now are taken."""
 
     socket: "websockets.ClientConnection"
     http: httpx.AsyncClient
     conversation: int
     timeout: float
     read_again_seconds: float
-    last_reply_id: int = 0
+    last_reply_id: int = 0  # every reply up to this one is over: its late frames are ignored
+    reply_id: int | None = None  # the reply awaited now, once a frame or the messages named it
 
     async def exchange(self, index: int, text: str) -> Outcome:
         outcome = Outcome(user=index)
         started = time.perf_counter()
+        self.reply_id = None
         await self.socket.send(json.dumps({"type": "user_message", "text": text}))
         pieces = []
         try:
             while True:
                 left = self.timeout - (time.perf_counter() - started)
                 try:
-                    frame = json.loads(await asyncio.wait_for(self.socket.recv(), min(left, self.read_again_seconds)))
+                    raw = await asyncio.wait_for(self.socket.recv(), max(0.0, min(left, self.read_again_seconds)))
                 except TimeoutError:
+                    message = await self.finished_reply(text, left)
+                    if message is not None:
+                        outcome.read_again = True
+                        return self.finish(outcome, message, started)
                     if left <= self.read_again_seconds:
                         raise
-                    message = await self.finished_reply()
-                    if message is None:
-                        continue
-                    outcome.read_again = True
-                    return self.finish(outcome, message, started)
-                if frame["type"] == "token":
+                    continue
+                frame = json.loads(raw)
+                if frame["type"] == "token" and self.is_awaited(frame["message_id"]):
                     if outcome.first_token_s is None:
                         outcome.first_token_s = time.perf_counter() - started
                     pieces.append(frame["text"])
-                elif frame["type"] == "reply_done":
+                elif frame["type"] == "reply_done" and self.is_awaited(frame["message"]["id"]):
                     self.finish(outcome, frame["message"], started)
                     if not outcome.error and not streamed_as("".join(pieces), outcome.text):
                         outcome.error = "streamed pieces do not fit the final reply"
                     return outcome
+                elif frame["type"] == "message" and frame["message"]["role"] == "bot":
+                    self.is_awaited(frame["message"]["id"])
                 elif frame["type"] == "error":
                     outcome.error = f"{frame['code']}: {frame['detail']}"
                     return outcome
         except (TimeoutError, websockets.ConnectionClosed, httpx.HTTPError) as error:
             outcome.error = f"{type(error).__name__}: {error}"
+        finally:
+            self.last_reply_id = max(self.last_reply_id, self.reply_id or 0)
         return outcome
 
-    async def finished_reply(self) -> dict | None:
-        """The reply to the last message sent, if the newest messages hold it finished."""
-        response = await self.http.get(f"/api/conversations/{self.conversation}/messages/")
+    def is_awaited(self, reply_id: int) -> bool:
+        """Whether a frame of reply `reply_id` belongs to this exchange (the first newer reply seen is its own)."""
+        if reply_id <= self.last_reply_id:
+            return False
+        if self.reply_id is None:
+            self.reply_id = reply_id
+        return reply_id == self.reply_id
+
+    async def finished_reply(self, text: str, left: float) -> dict | None:
+        """The reply to `text` if the newest messages hold it finished, else None."""
+        response = await self.http.get(f"/api/conversations/{self.conversation}/messages/", timeout=max(left, 1.0))
         response.raise_for_status()
-        newest = response.json()["messages"][-1:]
-        if newest and newest[0]["role"] == "bot" and newest[0]["id"] > self.last_reply_id:
-            if newest[0]["status"] not in ("queued", "streaming"):
-                return newest[0]
-        return None
+        messages = {message["id"]: message for message in response.json()["messages"]}
+        newest = messages[max(messages)] if messages else None
+        if newest is None or newest["role"] != "bot":
+            return None
+        question = messages.get(newest["reply_to"])
+        if question is None or question["role"] != "user" or question["text"].strip() != text.strip():
+            return None  # not the reply to this message: the message is not stored yet
+        if not self.is_awaited(newest["id"]) or newest["status"] in ("queued", "streaming"):
+            return None
+        return newest
 
     def finish(self, outcome: Outcome, message: dict, started: float) -> Outcome:
         outcome.reply_s = time.perf_counter() - started
-        outcome.message_id = self.last_reply_id = message["id"]
+        outcome.message_id = message["id"]
         outcome.text = message["text"]
         outcome.new_tokens = message["record"]["new_tokens"] or 0
         if message["status"] != "done":

@@ -100,12 +100,12 @@ def test_the_page_says_sheldon_is_waking_up_until_the_models_are_loaded(
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True
     )
+    process, server = live_stack.start_server(env, tmp_path / "daphne.log")
     cache.set(
         STATUS_KEY,
         {"state": "loading", "step": 1, "started": time.time() - 12, "expected_seconds": 40.0, "error": ""},
         timeout=None,
     )
-    process, server = live_stack.start_server(env, tmp_path / "daphne.log")
     try:
         page = logged_in_page(browser, server, sheldon, viewport={"width": 1280, "height": 800})
         page.goto(f"{server}/")

@@ -102,13 +102,13 @@ class LiveStack:
         log_path = log_path or self.log_dir / "daphne.log"
         server, port = self.spawn_server(env or self.env, log_path)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and server.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 return server, f"http://127.0.0.1:{port}"
             except OSError:
-                assert server.poll() is None, Path(log_path).read_text()
                 time.sleep(0.2)
+        self.stop(server)
         raise RuntimeError("daphne did not start:\n" + Path(log_path).read_text())
 
     @staticmethod
