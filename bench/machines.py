@@ -1,0 +1,70 @@
+"""The README's command on each kind of machine, run by run: 16 users' replies a minute, stack and reference.
+
+Reads the `with-reference-N.md` reports that `bench/run.py` wrote into docs/bench/<day>/ and draws one panel
+per machine, each run a pair of bars with its ratio above, so the spread between runs shows beside the medians:
+
+    .venv/bin/python bench/machines.py --output docs/bench/machines.png
+"""
+import argparse
+import re
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+# Which folder holds which machine's runs of the README's command (each folder's README.md describes it).
+MACHINES = {
+    "AMD EPYC, AVX2\n2026-12-01 (ninth)": "2026-12-01-amd",
+    "AMD EPYC, AVX2, slower day\n2026-12-01 (tenth)": "2026-12-01-tenth",
+    "Intel Xeon, AVX-512\n2026-12-01 (candidates)": "2026-12-01-candidates",
+    "Intel Xeon, AMX\n2026-12-01 (eleventh)": "2026-12-01-eleventh",
+    "Intel Xeon, AVX-512 BF16\n2026-12-02 (twelfth)": "2026-12-02-twelfth",
+}
+ROW = re.compile(r"^\| (stack \(1 worker, 2 web\)|reference \(gunicorn, 2 gevent workers\)) \| 16 \| \d+ \| \d+ \|")
+
+
+def replies_per_minute(report: Path) -> tuple[float, float]:
+    """(stack, reference) replies a minute at 16 users in one report."""
+    found = {}
+    for line in report.read_text().splitlines():
+        if ROW.match(line):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            found[cells[0].split()[0]] = float(cells[6])
+    return found["stack"], found["reference"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench-dir", type=Path, default=REPO / "docs" / "bench")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "bench" / "machines.png")
+    args = parser.parse_args(argv)
+
+    figure, axes = plt.subplots(1, len(MACHINES), figsize=(4 * len(MACHINES), 4.2), sharey=True)
+    for axis, (machine, folder) in zip(axes, MACHINES.items(), strict=True):
+        reports = sorted((args.bench_dir / folder).glob("with-reference-[0-9]*.md"))
+        runs = [replies_per_minute(report) for report in reports]
+        ratios = [stack / reference for stack, reference in runs]
+        positions = range(len(runs))
+        axis.bar([p - 0.2 for p in positions], [s for s, _ in runs], 0.4, label="stack", color="tab:blue")
+        axis.bar([p + 0.2 for p in positions], [r for _, r in runs], 0.4, label="reference", color="tab:gray")
+        for position, (stack, _), ratio in zip(positions, runs, ratios, strict=True):
+            axis.annotate(f"{ratio:.2f}x", (position - 0.2, stack), ha="center", va="bottom", fontsize=8)
+        axis.set_xticks(list(positions), [report.stem.rsplit("-", 1)[1] for report in reports])
+        axis.set_xlabel("run")
+        axis.set_title(f"{machine}\nmedian {statistics.median(ratios):.2f}x", fontsize=9)
+        print(f"{folder}: {len(runs)} runs, stack/reference at 16 users "
+              f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
+    axes[0].set_ylabel("replies a minute, 16 users")
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="upper right", ncol=2, fontsize=9)
+    figure.suptitle("The README's command (bench/run.py --users 1 16 --messages 2 --max-new-tokens 40 --two-web)")
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
+    figure.savefig(args.output, dpi=110)
+    print(f"Wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
