@@ -33,7 +33,8 @@ def admin_server(django_db_setup, redis_url, tmp_path):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.django_db(transaction=True)
+# Fresh ids each run: the item's number and the candidates' order (seeded by the ids) stay those of the screenshot.
+@pytest.mark.django_db(transaction=True, reset_sequences=True)
 def test_staff_rate_an_item_and_the_scoreboard_changes(  # noqa: F811
     browser, admin_server, tmp_path, test_output, monkeypatch
 ):
