@@ -6,8 +6,8 @@ per machine, each run a pair of bars with its ratio above, so the spread between
     .venv/bin/python bench/machines.py --output docs/bench/machines.png
 """
 import argparse
-import re
 import statistics
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from bench.report import side  # noqa: E402
+
 # Which folder holds which machine's runs of the README's command (each folder's README.md describes it).
 MACHINES = {
     "AMD EPYC, AVX2\n2026-12-01 (ninth)": "2026-12-01-amd",
@@ -24,17 +27,18 @@ MACHINES = {
     "Intel Xeon, AMX\n2026-12-01 (eleventh)": "2026-12-01-eleventh",
     "Intel Xeon, AVX-512 BF16\n2026-12-02 (twelfth)": "2026-12-02-twelfth",
 }
-ROW = re.compile(r"^\| (stack \(1 worker, 2 web\)|reference \(gunicorn, 2 gevent workers\)) \| 16 \| \d+ \| \d+ \|")
+# The rows of the command's layout, named as bench/report.py names them in the table it writes.
+STACK = side({"target": "stack", "workers": 1, "web_processes": 2})
+REFERENCE = side({"target": "reference"})
 
 
 def replies_per_minute(report: Path) -> tuple[float, float]:
-    """(stack, reference) replies a minute at 16 users in one report."""
-    found = {}
-    for line in report.read_text().splitlines():
-        if ROW.match(line):
-            cells = [cell.strip() for cell in line.strip("|").split("|")]
-            found[cells[0].split()[0]] = float(cells[6])
-    return found["stack"], found["reference"]
+    """(stack, reference) replies a minute at 16 users in one report (the first table, bench/report.py's)."""
+    first_table = report.read_text().split("\n\n")[1]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in first_table.splitlines()]
+    column = rows[0].index("replies/min")
+    found = {row[0]: float(row[column]) for row in rows if row[0] in (STACK, REFERENCE) and row[1] == "16"}
+    return found[STACK], found[REFERENCE]
 
 
 def main(argv=None) -> None:
