@@ -17,7 +17,6 @@ fault it exists to repair).
 
 import logging
 import threading
-import time
 
 from django.conf import settings
 from django.db import connection
@@ -26,7 +25,7 @@ from . import frames, services
 
 logger = logging.getLogger(__name__)
 
-_started = False
+_running: tuple[threading.Thread, threading.Event] | None = None  # this process's sweeper and its stop
 _lock = threading.Lock()
 
 
@@ -45,9 +44,9 @@ def sweep_once() -> None:
         connection.close()
 
 
-def _run() -> None:
+def _run(stop: threading.Event) -> None:
     failing = False
-    while True:
+    while not stop.is_set():
         try:
             sweep_once()
             if failing:
@@ -59,14 +58,31 @@ def _run() -> None:
             else:
                 logger.exception("The reply sweep failed; trying again in %.0f s", sweep_interval())
             failing = True
-        time.sleep(sweep_interval())
+        stop.wait(sweep_interval())
 
 
 def start_sweeper() -> None:
-    """Start this process's sweeper thread (once; later calls do nothing)."""
-    global _started
+    """Start this process's sweeper thread (once: later calls do nothing while it runs)."""
+    global _running
     with _lock:
-        if _started:
+        if _running is not None:
             return
-        _started = True
-    threading.Thread(target=_run, name="reply-sweeper", daemon=True).start()
+        stop = threading.Event()  # its own: a sweeper still ending its last round never sees a new one cleared
+        thread = threading.Thread(target=_run, args=(stop,), name="reply-sweeper", daemon=True)
+        thread.start()
+        _running = thread, stop
+
+
+def stop_sweeper(timeout: float = 30.0) -> bool:
+    """Stop this process's sweeper thread after its round in progress; whether it ended within `timeout`.
+
+    A process that ends may leave the daemon thread to die with it; a test run stops it before its
+    database goes, so that no round reads a database being dropped."""
+    global _running
+    with _lock:
+        if _running is None:
+            return True
+        (thread, stop), _running = _running, None
+    stop.set()
+    thread.join(timeout)
+    return not thread.is_alive()

@@ -65,6 +65,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's test database; before it is dropped, this process's reply sweeper is stopped (socket
+    tests run in this process start it), so that no round of it reads a database that is going."""
+    yield
+    from chat.sweeper import stop_sweeper
+
+    assert stop_sweeper(), "the reply sweeper did not stop"
+
+
 # Tiny models built from configs (no downloads), once per session for every folder.
 @pytest.fixture(scope="session")
 def tiny_t5(tmp_path_factory):

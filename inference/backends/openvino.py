@@ -67,9 +67,10 @@ class _OpenVINOBatch:
     The candidates of one request have the same prompt. Added together, the pipeline would compute it once
     for each: its prefix cache only holds blocks already computed. So the first candidate starts at once
     and the others wait until it has its first token (its prompt computed, in one step or in several
-    chunks), then start from the prompt's full blocks in the cache and compute only the last, partial one:
-    about one prompt's work instead of four, and the same samples (a lone user's reply 1.5x sooner on a
-    2-core Xeon: docs/inference.md).
+    chunks), then start from its blocks in the cache, the last, partly filled one included (the library
+    finds a block by the hash of the tokens in it while the first candidate holds it), and compute only
+    the prompt's last token: one prompt's work instead of four, and the same samples (a lone user's reply
+    1.5x sooner on a 2-core Xeon: docs/inference.md).
     The pipeline's own several sequences per request (`num_return_sequences`) would share the prompt too,
     but it hands their tokens over only once all of them have ended, so the sentence cap could not end them.
     """

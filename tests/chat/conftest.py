@@ -3,7 +3,7 @@ import asyncio
 import json
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
@@ -116,7 +116,7 @@ def open_socket(alice, conversation):
     sockets = []
 
     async def open_(conversation_id=None, user=None):
-        cookie = await sync_to_async(session_cookie)(user or alice)
+        cookie = await database_sync_to_async(session_cookie)(user or alice)
         socket = ChatSocket(conversation_id or conversation.pk, cookie)
         assert await socket.connect()
         sockets.append(socket)
