@@ -26,6 +26,7 @@ MACHINES = {
     "Intel Xeon, AVX-512\n2026-12-01 (candidates)": "2026-12-01-candidates",
     "Intel Xeon, AMX\n2026-12-01 (eleventh)": "2026-12-01-eleventh",
     "Intel Xeon, AVX-512 BF16\n2026-12-02 (twelfth)": "2026-12-02-twelfth",
+    "AMD EPYC, AVX-512 (Zen 5)\n2026-12-02 (fourteenth)": "2026-12-02-fourteenth",
 }
 # The rows of the command's layout, named as bench/report.py names them in the table it writes.
 STACK = side({"target": "stack", "workers": 1, "web_processes": 2})
@@ -41,6 +42,11 @@ def replies_per_minute(report: Path) -> tuple[float, float]:
     return found[STACK], found[REFERENCE]
 
 
+def run_number(report: Path) -> int:
+    """N of `with-reference-N.md`: runs in the order they ran (run 10 after run 9, not after run 1)."""
+    return int(report.stem.rsplit("-", 1)[1])
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench-dir", type=Path, default=REPO / "docs" / "bench")
@@ -49,20 +55,21 @@ def main(argv=None) -> None:
 
     figure, axes = plt.subplots(1, len(MACHINES), figsize=(4 * len(MACHINES), 4.2), sharey=True)
     for axis, (machine, folder) in zip(axes, MACHINES.items(), strict=True):
-        reports = sorted((args.bench_dir / folder).glob("with-reference-[0-9]*.md"))
+        reports = sorted((args.bench_dir / folder).glob("with-reference-[0-9]*.md"), key=run_number)
         runs = [replies_per_minute(report) for report in reports]
         ratios = [stack / reference for stack, reference in runs]
         positions = range(len(runs))
         axis.bar([p - 0.2 for p in positions], [s for s, _ in runs], 0.4, label="stack", color="tab:blue")
         axis.bar([p + 0.2 for p in positions], [r for _, r in runs], 0.4, label="reference", color="tab:gray")
         for position, (stack, _), ratio in zip(positions, runs, ratios, strict=True):
-            axis.annotate(f"{ratio:.2f}x", (position - 0.2, stack), ha="center", va="bottom", fontsize=8)
-        axis.set_xticks(list(positions), [report.stem.rsplit("-", 1)[1] for report in reports])
+            axis.annotate(f"{ratio:.2f}x", (position, stack), ha="center", va="bottom", fontsize=8 if len(runs) < 8 else 6)
+        axis.set_xticks(list(positions), [str(run_number(report)) for report in reports])
         axis.set_xlabel("run")
         axis.set_title(f"{machine}\nmedian {statistics.median(ratios):.2f}x", fontsize=9)
         print(f"{folder}: {len(runs)} runs, stack/reference at 16 users "
               f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
     axes[0].set_ylabel("replies a minute, 16 users")
+    axes[0].set_ylim(0, axes[0].get_ylim()[1] * 1.1)  # room for the ratios above the highest bar
     figure.legend(*axes[0].get_legend_handles_labels(), loc="upper right", ncol=2, fontsize=9)
     figure.suptitle("The README's command (bench/run.py --users 1 16 --messages 2 --max-new-tokens 40 --two-web)")
     figure.tight_layout(rect=(0, 0, 1, 0.95))
