@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sheldonsite.settings")
+from bench.host import describe_cpu  # noqa: E402
 
 MESSAGES = [
     "Hi Sheldon, how are you?", "Can you explain string theory simply?", "What do you think of Penny?",
@@ -168,7 +169,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     settings.INFERENCE_THREADS = args.threads
-    print(f"Machine: {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s)", flush=True)
+    print(f"Machine: {describe_cpu()}; torch {torch.__version__}, {args.threads} torch thread(s)", flush=True)
     bandwidth, gflops = memory_bandwidth_gb_s(), matmul_gflop_s()
     print(f"Limits: memory copy {bandwidth:.1f} GB/s, float32 matmul {gflops:.1f} GFLOP/s", flush=True)
     engines = [Engine(name) for name in args.engines]

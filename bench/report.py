@@ -2,6 +2,7 @@
 import matplotlib
 
 from bench.cpu import ROLES
+from bench.host import describe_cpu
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -21,6 +22,7 @@ def markdown_table(results, args):
     lines = [
         f"Load benchmark: {args.messages} messages per user, at most {args.max_new_tokens} new tokens, "
         f"seed {args.seed}, {args.cores} cores.",
+        f"Machine: {describe_cpu()}.",
         "",
         "| side | users | replies | errors | first token p50 / p95 / max (s) | reply p50 / p95 / max (s) "
         "| replies/min | tokens/s, all | tokens/s, one reply (p50) | tokens/s, stream after first token (p50) "

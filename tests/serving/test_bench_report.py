@@ -3,6 +3,7 @@ import time
 from argparse import Namespace
 
 from bench.cpu import ROLES, CpuAccount, role_of
+from bench.host import describe_cpu
 from bench.load import Outcome, Report
 from bench.report import markdown_table
 
@@ -38,6 +39,7 @@ def test_the_table_gives_each_stack_configuration_as_a_ratio_to_the_reference():
     ]
     table = markdown_table(results, Namespace(messages=1, max_new_tokens=40, seed=1, cores=2))
     assert "| 2 | stack (1 worker, 1 web) | 3.00x | 4.00x |" in table
+    assert f"Machine: {describe_cpu()}." in table.splitlines()[1]  # each report names the machine it ran on
     assert "| 2 | stack (2 workers, 1 web) | 6.00x | 4.00x |" in table
 
 
