@@ -6,6 +6,7 @@ per machine, each run a pair of bars with its ratio above, so the spread between
     .venv/bin/python bench/machines.py --output docs/bench/machines.png
 """
 import argparse
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ MACHINES = {
     "Intel Xeon, AMX\n2026-12-01 (eleventh)": "2026-12-01-eleventh",
     "Intel Xeon, AVX-512 BF16\n2026-12-02 (twelfth)": "2026-12-02-twelfth",
     "AMD EPYC, AVX-512 (Zen 5)\n2026-12-02 (fourteenth)": "2026-12-02-fourteenth",
+    "Intel Xeon, AMX, again\n2026-12-02 (fifteenth)": "2026-12-02-fifteenth",
 }
 # The rows of the command's layout, named as bench/report.py names them in the table it writes.
 STACK = side({"target": "stack", "workers": 1, "web_processes": 2})
@@ -53,8 +55,14 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "bench" / "machines.png")
     args = parser.parse_args(argv)
 
-    figure, axes = plt.subplots(1, len(MACHINES), figsize=(4 * len(MACHINES), 4.2), sharey=True)
-    for axis, (machine, folder) in zip(axes, MACHINES.items(), strict=True):
+    # Four panels a row: one long row of every machine grows too wide to read.
+    columns = min(4, len(MACHINES))
+    rows = math.ceil(len(MACHINES) / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(4 * columns, 4.2 * rows), sharey=True, squeeze=False)
+    axes = list(grid.flat)
+    for axis in axes[len(MACHINES):]:
+        axis.set_visible(False)
+    for axis, (machine, folder) in zip(axes, MACHINES.items()):
         reports = sorted((args.bench_dir / folder).glob("with-reference-[0-9]*.md"), key=run_number)
         runs = [replies_per_minute(report) for report in reports]
         ratios = [stack / reference for stack, reference in runs]
@@ -68,11 +76,12 @@ def main(argv=None) -> None:
         axis.set_title(f"{machine}\nmedian {statistics.median(ratios):.2f}x", fontsize=9)
         print(f"{folder}: {len(runs)} runs, stack/reference at 16 users "
               f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
-    axes[0].set_ylabel("replies a minute, 16 users")
+    for axis in grid[:, 0]:
+        axis.set_ylabel("replies a minute, 16 users")
     axes[0].set_ylim(0, axes[0].get_ylim()[1] * 1.1)  # room for the ratios above the highest bar
     figure.legend(*axes[0].get_legend_handles_labels(), loc="upper right", ncol=2, fontsize=9)
     figure.suptitle("The README's command (bench/run.py --users 1 16 --messages 2 --max-new-tokens 40 --two-web)")
-    figure.tight_layout(rect=(0, 0, 1, 0.95))
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.05 / rows))
     figure.savefig(args.output, dpi=110)
     print(f"Wrote {args.output}")
 
