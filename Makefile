@@ -44,7 +44,7 @@ bench: $(DEV)
 	scripts/bench.sh
 
 worker: $(RUNTIME)
-	$(VENV)/bin/celery -A sheldonsite worker -Q $${GENERATION_QUEUE:-cpu} --pool threads --concurrency $${WORKER_CONCURRENCY:-8} --loglevel INFO
+	$(VENV)/bin/celery -A sheldonsite worker -Q $${GENERATION_QUEUE:-cpu} --pool threads --concurrency $${WORKER_CONCURRENCY:-32} --loglevel INFO
 
 clean-venv:
 	rm -rf $(VENV)

@@ -25,7 +25,7 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
 if [ -n "${REDIS_URL:-}" ]; then
   echo "REDIS_URL is set: starting a Celery worker on queue ${GENERATION_QUEUE:-cpu}"
   scripts/supervise.sh worker .venv/bin/celery -A sheldonsite worker -Q "${GENERATION_QUEUE:-cpu}" --pool threads \
-    --concurrency "${WORKER_CONCURRENCY:-8}" --loglevel INFO &
+    --concurrency "${WORKER_CONCURRENCY:-32}" --loglevel INFO &
   pids+=($!)
 else
   echo "REDIS_URL is not set: replies are generated inside the web process."

@@ -94,6 +94,21 @@ def test_the_image_installs_runtime_only_and_runs_unprivileged():
         assert f"!models/{folder}" in ignored, f"models/{folder} is shipped in git but left out of the image"
 
 
+def test_every_way_to_start_a_cpu_worker_gives_it_the_task_threads_the_benchmark_measured():
+    """One number: make run, make worker, docker-compose and the README start the CPU worker with the threads that
+    bench/run.py runs it with (fewer left 16 users' replies waiting in the queue: docs/bench/2026-12-02-fifteenth)."""
+    from bench.run import parse_args
+
+    threads = parse_args([]).concurrency
+    assert f'--concurrency "${{WORKER_CONCURRENCY:-{threads}}}"' in (REPO / "scripts" / "run.sh").read_text()
+    assert f"--concurrency $${{WORKER_CONCURRENCY:-{threads}}}" in (REPO / "Makefile").read_text()
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert f"-Q cpu --pool threads --concurrency {threads} " in compose["services"]["worker-cpu"]["command"]
+    readme = (REPO / "README.md").read_text()
+    assert f"| `WORKER_CONCURRENCY` | `{threads}` |" in readme
+    assert f"`celery -A sheldonsite worker -Q cpu --pool threads --concurrency {threads}`" in readme
+
+
 def test_every_shipped_model_card_names_its_base_model_licence_and_data():
     cards = [path for path in (REPO / "models").glob("*/README.md")]
     assert cards
