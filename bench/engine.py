@@ -14,9 +14,9 @@ tokens per row (end tokens are ignored), so their work is equal. With --candidat
 candidates of requests, K each, with their request's prompt, as sample-and-rank samples them (an engine may
 compute a request's prompt once for all of its candidates). Each configuration runs --repeat times,
 interleaved; the table gives the median and the range, and each engine's ratio to the first one is taken
-run by run. The limits: memory copy bandwidth (a 512 MiB numpy copy) and the float32 matmul rate of torch
-with the engines' thread count; from them, the decode rate one stream could reach if each step only had
-to read the weights once.
+run by run. The limits: memory copy bandwidth (a 512 MiB copy) and the float32 matmul rate of torch
+with the engines' thread count, on the device the torch engines run on (a GPU where there is one); from
+them, the decode rate one stream could reach if each step only had to read the weights once.
 """
 import argparse
 import os
@@ -51,30 +51,53 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def memory_bandwidth_gb_s():
+def memory_bandwidth_gb_s(device):
+    """Read and write bandwidth of a 512 MiB copy, best of 3: numpy's on a CPU (every record in docs/bench/ was
+    taken so), torch's on a GPU."""
     import numpy as np
+    import torch
 
-    source = np.ones(512 * 1024 * 1024 // 8)
-    target = np.empty_like(source)
+    if device.type == "cuda":
+        source = torch.ones(512 * 1024 * 1024 // 8, dtype=torch.float64, device=device)
+        copy = torch.empty_like(source).copy_
+    else:
+        source = np.ones(512 * 1024 * 1024 // 8)
+        target = np.empty_like(source)
+
+        def copy(source):
+            np.copyto(target, source)
+
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
-        np.copyto(target, source)
+        copy(source)
+        _synchronize(device)
         best = min(best, time.perf_counter() - started)
     return 2 * source.nbytes / best / 1e9  # read and write
 
 
-def matmul_gflop_s():
+def matmul_gflop_s(device):
+    """float32 matmul rate on `device`: 1024 squared on a CPU, 8192 on a GPU (a small one would not fill it)."""
     import torch
 
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    size = 8192 if device.type == "cuda" else 1024
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
+    _synchronize(device)
     best = float("inf")
     for _ in range(5):
         started = time.perf_counter()
         a @ b
+        _synchronize(device)
         best = min(best, time.perf_counter() - started)
-    return 2 * 1024**3 / best / 1e9
+    return 2 * size**3 / best / 1e9
+
+
+def _synchronize(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def weights_bytes(generator):
@@ -167,10 +190,16 @@ def main(argv=None):
     import torch
     from django.conf import settings
 
+    from inference.loading import device
+
     torch.set_num_threads(args.threads)
     settings.INFERENCE_THREADS = args.threads
     print(f"Machine: {describe_cpu()}; torch {torch.__version__}, {args.threads} torch thread(s)", flush=True)
-    bandwidth, gflops = memory_bandwidth_gb_s(), matmul_gflop_s()
+    # The limits of the device the torch engines run on: the GPU where there is one (OpenVINO stays on the CPU).
+    on = device()
+    if on.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(on)}, the torch engines' device", flush=True)
+    bandwidth, gflops = memory_bandwidth_gb_s(on), matmul_gflop_s(on)
     print(f"Limits: memory copy {bandwidth:.1f} GB/s, float32 matmul {gflops:.1f} GFLOP/s", flush=True)
     engines = [Engine(name) for name in args.engines]
     # Loading an OpenVINO generator leaves torch one thread (a worker's setting); the torch engines get --threads.
@@ -183,8 +212,9 @@ def main(argv=None):
             for engine in engines:  # interleaved, so a noisy moment hits every engine alike
                 results[(engine.name, rows)].append(engine.run(rows, args.new_tokens, args.candidates))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_peak = f", GPU peak {torch.cuda.max_memory_allocated(on) / 2**20:,.0f} MiB" if on.type == "cuda" else ""
     print(f"\n{args.new_tokens} new tokens per row, {args.candidates} candidate(s) per request, {args.repeat} runs "
-          f"each: median [min, max]; process peak memory {peak_mib:,.0f} MiB (all engines loaded)\n")
+          f"each: median [min, max]; process peak memory {peak_mib:,.0f} MiB{gpu_peak} (all engines loaded)\n")
     print("| engine | rows | tokens/s, all rows | first token s | weights MB | one stream at the bandwidth limit, tokens/s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for engine in engines:

