@@ -15,7 +15,7 @@ import time
 from celery import Task, current_app, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from . import affinity
@@ -57,7 +57,7 @@ def _generate_in_this_process(bot_message_id: int) -> None:
         try:
             generate_reply.apply(args=[bot_message_id])
         finally:
-            close_old_connections()
+            connections.close_all()  # the thread ends here; left open, its connection outlives it
 
     threading.Thread(target=run, name=f"reply-{bot_message_id}", daemon=True).start()
 

@@ -1,9 +1,12 @@
 """What the socket refuses, and the rules it keeps, with no worker needed."""
 import json
 import os
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection, connections
+from django.db.backends.signals import connection_created
 from django.test import Client
 
 from chat.consumers import CLOSE_LOGGED_OUT, CLOSE_NOT_FOUND
@@ -165,8 +168,25 @@ async def test_a_deleted_conversation_closes_its_socket(no_worker, open_socket, 
     await tab.close()
 
 
+@pytest.fixture
+def reply_thread_sessions():
+    """With persistent connections (DB_CONN_MAX_AGE > 0), the PostgreSQL sessions that reply threads open."""
+    sessions = []
+
+    def note(connection, **kwargs):
+        if threading.current_thread().name.startswith("reply-"):
+            sessions.append(connection.connection.info.backend_pid)
+
+    database = connections.settings["default"]  # read by each thread's new connection
+    max_age, database["CONN_MAX_AGE"] = database["CONN_MAX_AGE"], None
+    connection_created.connect(note)
+    yield sessions
+    connection_created.disconnect(note)
+    database["CONN_MAX_AGE"] = max_age
+
+
 async def test_without_redis_the_reply_streams_from_a_thread_of_the_web_process(
-    settings, open_socket, conversation, tiny_chat
+    settings, open_socket, conversation, tiny_chat, reply_thread_sessions
 ):
     # REDIS_URL unset: the in-memory channel layer, and the task runs in this
     # process, off the event loop, so its pieces still stream through the layer.
@@ -182,3 +202,16 @@ async def test_without_redis_the_reply_streams_from_a_thread_of_the_web_process(
     assert any(f["type"] == "token" for f in frames)
     assert done["record"]["worker"].endswith(f"/{os.getpid()}")  # generated in this process
     await tab.close()
+    # The reply's thread closes its connection as it ends, persistent or not.
+    for thread in threading.enumerate():
+        if thread.name.startswith("reply-"):
+            thread.join(timeout=10)
+    assert reply_thread_sessions and not await open_sessions(reply_thread_sessions)
+
+
+@database_sync_to_async
+def open_sessions(backend_pids: list[int]) -> list[int]:
+    """Which of these PostgreSQL sessions are still open."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", [backend_pids])
+        return [row[0] for row in cursor.fetchall()]
