@@ -15,8 +15,9 @@ candidates of requests, K each, with their request's prompt, as sample-and-rank 
 compute a request's prompt once for all of its candidates). Each configuration runs --repeat times,
 interleaved; the table gives the median and the range, and each engine's ratio to the first one is taken
 run by run. The limits: memory copy bandwidth (a 512 MiB copy) and the float32 matmul rate of torch
-with the engines' thread count, on the device the torch engines run on (a GPU where there is one); from
-them, the decode rate one stream could reach if each step only had to read the weights once.
+with the engines' thread count, on the CPU and, where the torch engines run on a GPU, on it too; from each
+engine's device's bandwidth, the decode rate one stream could reach if each step only had to read the
+weights once.
 """
 import argparse
 import os
@@ -156,6 +157,7 @@ class Engine:
         self.backend = backend_for(generator, 0)
         self.backend.eos_ids = set()  # every row runs to its token limit: equal work for every engine
         self.weights_bytes = weights_bytes(generator)
+        self.device = "cpu" if generator.engine == "openvino" else next(generator.model.parameters()).device.type
         self.prompts = [self.backend.prompt([], message, None) for message in MESSAGES]
 
     def run(self, rows, new_tokens, candidates=1):
@@ -195,12 +197,17 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     settings.INFERENCE_THREADS = args.threads
     print(f"Machine: {describe_cpu()}; torch {torch.__version__}, {args.threads} torch thread(s)", flush=True)
-    # The limits of the device the torch engines run on: the GPU where there is one (OpenVINO stays on the CPU).
-    on = device()
+    # The limits of each device an engine runs on: OpenVINO on the CPU, the torch engines on a GPU where there is one.
+    cpu, on = torch.device("cpu"), device()
+    bandwidth = {"cpu": memory_bandwidth_gb_s(cpu)}
+    print(f"Limits: memory copy {bandwidth['cpu']:.1f} GB/s, float32 matmul {matmul_gflop_s(cpu):.1f} GFLOP/s", flush=True)
     if on.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(on)}, the torch engines' device", flush=True)
-    bandwidth, gflops = memory_bandwidth_gb_s(on), matmul_gflop_s(on)
-    print(f"Limits: memory copy {bandwidth:.1f} GB/s, float32 matmul {gflops:.1f} GFLOP/s", flush=True)
+        bandwidth["cuda"] = memory_bandwidth_gb_s(on)
+        print(f"Limits on the GPU: memory copy {bandwidth['cuda']:.1f} GB/s, float32 matmul {matmul_gflop_s(on):.1f} "
+              f"GFLOP/s", flush=True)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(on)  # the peak printed below is the engines', not the limits' buffers
     engines = [Engine(name) for name in args.engines]
     # Loading an OpenVINO generator leaves torch one thread (a worker's setting); the torch engines get --threads.
     torch.set_num_threads(args.threads)
@@ -218,7 +225,7 @@ def main(argv=None):
     print("| engine | rows | tokens/s, all rows | first token s | weights MB | one stream at the bandwidth limit, tokens/s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for engine in engines:
-        ceiling = bandwidth * 1e9 / engine.weights_bytes
+        ceiling = bandwidth[engine.device] * 1e9 / engine.weights_bytes
         for rows in args.rows:
             rates = [rate for rate, _ in results[(engine.name, rows)]]
             firsts = [first for _, first in results[(engine.name, rows)]]

@@ -6,7 +6,7 @@
 # The stack needs PostgreSQL and Redis (started here when missing, as .ci/run does); the device tool's machine
 # has neither, so bench/device/receive.sh runs this with STACK=0.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 PYTHON=${PYTHON:-.venv/bin/python}
 out=${OUT:-docs/bench/gpu}/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
@@ -25,6 +25,5 @@ if [ "${STACK:-1}" = 1 ]; then
       && "$PYTHON" bench/run.py --queue gpu --users 1 16 64 --messages 2 --max-new-tokens 40 --skip-reference \
            --output-dir "$out/stack"; } 2>&1 | tee "$out/stack.txt" || failed=1
 fi
-nvidia-smi --query-gpu=memory.used --format=csv >> "$out/gpu.csv" || failed=1
 echo "Figures in $out"
 exit $failed

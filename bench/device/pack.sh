@@ -20,8 +20,9 @@ done
 tar -C .device -cf .device/kit.tar kit
 rm -rf .device/kit
 # The working tree travels with every call: tracked files and untracked ones that git does not ignore.
-tree_bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null \
-  | awk '{total += $1} END {print total}')
+# (A tracked file deleted here is listed but not sent: stat skips it.)
+tree_bytes=$(git ls-files -z --cached --others --exclude-standard | { xargs -0 stat -c %s 2>/dev/null || true; } \
+  | awk '{total += $1} END {print total + 0}')
 part_bytes=${PART_BYTES:-$(( 64 * 1024 * 1024 - tree_bytes - 1024 * 1024 ))}  # a MiB spare for changes
 split --bytes "$part_bytes" --numeric-suffixes=1 --suffix-length 2 .device/kit.tar .device/part-
 rm .device/kit.tar
@@ -29,6 +30,9 @@ rm .device/kit.tar
 count=$(wc -l < .device/parts)
 echo "Packed $(du -ch .device/part-* | tail -1 | cut -f1) in $count parts beside a working tree of $(( tree_bytes / 1024 / 1024 )) MiB."
 echo "Calls, each within 30 s of the one before (the machine stays warm that long); the last runs bench/gpu.sh:"
-for part in .device/part-*; do
-  echo "  run(command=\"bash bench/device/receive.sh\", carry=[\"$part\", \".device/parts\"], timeout_s=$([ "$part" = "$(ls .device/part-* | tail -1)" ] && echo 540 || echo 120))"
+parts=(.device/part-*)
+for part in "${parts[@]}"; do
+  # The last call runs the checks (about 3 minutes expected): its limit leaves device time to run it again.
+  timeout=$([ "$part" = "${parts[-1]}" ] && echo 360 || echo 120)
+  echo "  run(command=\"bash bench/device/receive.sh\", carry=[\"$part\", \".device/parts\"], timeout_s=$timeout)"
 done

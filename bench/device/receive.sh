@@ -7,17 +7,42 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHON=${PYTHON:-python3}  # there, the interpreter that holds the CUDA build of torch
 kit=${KIT:-/tmp/sheldon-kit}
+# A new packing (other checksums) starts over: nothing of an earlier one is joined or run.
+if [ -f "$kit/parts" ] && ! cmp --silent "$kit/parts" .device/parts; then
+  rm -rf "$kit"
+fi
 mkdir -p "$kit"
-cp .device/part-* .device/parts "$kit"/
-expected=$(wc -l < "$kit/parts")
-if ! (cd "$kit" && sha256sum --check --quiet --status parts 2>/dev/null); then
-  echo "Have $(find "$kit" -name 'part-*' | wc -l) of $expected parts: carry the next one while the machine is warm."
+cp .device/parts "$kit/parts"
+mapfile -t names < <(awk '{print $2}' "$kit/parts")
+# Keep this packing's parts that arrived whole. Only those: the machine keeps ignored files between calls, parts of
+# other packings included, and a part broken in transfer stays there until a call carries it again.
+broken=()
+for name in "${names[@]}"; do
+  if [ -f ".device/$name" ] && [ ! -f "$kit/$name" ]; then
+    if grep " $name\$" "$kit/parts" | (cd .device && sha256sum --check --quiet --status); then
+      cp ".device/$name" "$kit/$name"
+    else
+      broken+=("$name")
+    fi
+  fi
+done
+missing=()
+for name in "${names[@]}"; do
+  [ -f "$kit/$name" ] || missing+=("$name")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Have $(( ${#names[@]} - ${#missing[@]} )) of ${#names[@]} parts; carry ${missing[0]} next, while the machine is warm."
+  if [ ${#broken[@]} -gt 0 ]; then
+    echo "Not taken, their checksums differ (broken in transfer, or from another packing): ${broken[*]}."
+  fi
   exit 0
 fi
-if [ ! -d "$kit/site" ]; then
-  cat "$kit"/part-* | tar -x -C "$kit"
+if [ ! -f "$kit/installed" ]; then
+  rm -rf "$kit/kit" "$kit/site"
+  for name in "${names[@]}"; do cat "$kit/$name"; done | tar -x -C "$kit"
   "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$kit/site" \
     "$kit"/kit/wheels/*.whl
+  touch "$kit/installed"
 fi
 export PYTHONPATH="$kit/site${PYTHONPATH:+:$PYTHONPATH}" STACK=0
 exec bash bench/gpu.sh
