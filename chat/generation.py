@@ -44,9 +44,13 @@ def reply_done(message: Message) -> None:
     frames.send(message.conversation_id, frames.reply_done_frame(message))
 
 
-def fail_reply(message_id: int, reason: str) -> None:
-    """Mark an unfinished reply failed (e.g. the models could not be loaded)."""
-    changed = Message.objects.filter(pk=message_id, status__in=Message.IN_PROGRESS).update(
+def fail_unclaimed_reply(message_id: int, reason: str) -> None:
+    """Mark a reply failed that no worker has claimed (e.g. this worker could not load its models).
+
+    A streaming one is left alone: a duplicate delivery may reach a worker that cannot generate while a
+    healthy one streams the reply.
+    """
+    changed = Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
         status=Message.Status.FAILED, error=reason, updated=timezone.now()
     )
     if changed:

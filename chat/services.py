@@ -149,15 +149,22 @@ def request_stop(conversation_id: int, user: AbstractBaseUser) -> Message:
     saves the text so far and reports the end itself, or, if it has not
     within CHAT_STOP_GRACE_SECONDS, `end_unanswered_stop` ends it.
     """
+    not_generating = ChatError("not_generating", "There is no reply in progress to stop.")
     with transaction.atomic():
         Conversation.objects.select_for_update().get(pk=conversation_id, owner=user)
         reply = Message.objects.filter(conversation_id=conversation_id, status__in=Message.IN_PROGRESS).first()
         if reply is None:
-            raise ChatError("not_generating", "There is no reply in progress to stop.")
-        reply.stop_requested = True
-        if reply.status == Message.Status.QUEUED:
-            reply.status = Message.Status.STOPPED
-        reply.save(update_fields=["stop_requested", "status", "updated"])
+            raise not_generating
+        # Each write holds only while the reply is still as read: its worker does not lock the conversation, and
+        # a claim or the last save may land in between (a finished reply must not go back to streaming).
+        now = timezone.now()
+        this_reply = Message.objects.filter(pk=reply.pk)
+        stopped = this_reply.filter(status=Message.Status.QUEUED).update(
+            stop_requested=True, status=Message.Status.STOPPED, updated=now
+        )
+        if not stopped and not this_reply.filter(status=Message.Status.STREAMING).update(stop_requested=True, updated=now):
+            raise not_generating  # it ended meanwhile; its worker has sent its end
+        reply.refresh_from_db()
     return reply
 
 

@@ -25,7 +25,7 @@ from .generation import (
     ReplyStream,
     claim_reply,
     conversation_history,
-    fail_reply,
+    fail_unclaimed_reply,
 )
 
 logger = logging.getLogger(__name__)
@@ -41,9 +41,11 @@ def queue_reply(bot_message_id: int) -> None:
     without one (no REDIS_URL) it runs on a thread of this process.
     """
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        transaction.on_commit(lambda: _generate_in_this_process(bot_message_id))
+        transaction.on_commit(lambda: _generate_in_this_process(bot_message_id), robust=True)
     else:
-        transaction.on_commit(lambda: send_reply_task(bot_message_id, affinity.queue_for(bot_message_id)))
+        # robust: a send that fails (the broker away for a moment) is logged, not raised into the committed
+        # request; the reply stays queued, and the sweep sends it again (CHAT_QUEUE_RESEND_SECONDS).
+        transaction.on_commit(lambda: send_reply_task(bot_message_id, affinity.queue_for(bot_message_id)), robust=True)
 
 
 def send_reply_task(bot_message_id: int, queue: str | None = None) -> None:
@@ -76,7 +78,7 @@ def generate_reply(self: Task, bot_message_id: int) -> None:
         warmup_seconds = time.monotonic() - warmup_started
     except Exception as error:
         logger.exception("Could not load the models for reply %s", bot_message_id)
-        fail_reply(bot_message_id, f"The models could not be loaded: {error}")
+        fail_unclaimed_reply(bot_message_id, f"The models could not be loaded: {error}")
         return
 
     worker = f"{self.request.hostname or 'web'}/{os.getpid()}"

@@ -1,11 +1,15 @@
 """Which worker generates a reply: the claim a task makes before it generates."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connections, transaction
 from django.utils import timezone
 
-from chat.generation import IN_PROGRESS_ELSEWHERE, claim_reply
+from chat import services
+from chat.generation import IN_PROGRESS_ELSEWHERE, claim_reply, fail_unclaimed_reply
 from chat.models import Message
 
 from .test_streaming import bot_messages
@@ -51,3 +55,39 @@ def left_streaming_by_a_dead_worker(conversation, stale_for, attempts=1):
         updated=timezone.now() - timedelta(seconds=stale_for),
     )
     return reply.pk
+
+
+def test_a_stop_that_meets_the_workers_last_save_leaves_the_reply_finished(conversation):
+    # The stop reads the reply as streaming while the worker's last save is not yet committed; the stop's write
+    # must then find the reply finished, not put it back to streaming (the worker locks no conversation row).
+    reply_id = left_streaming_by_a_dead_worker(conversation, stale_for=0, attempts=1)
+    outcome = {}
+
+    def stop():
+        try:
+            outcome["reply"] = services.request_stop(conversation.pk, conversation.owner)
+        except services.ChatError as error:
+            outcome["error"] = error.code
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():  # the worker's last save, holding the row until it commits
+        Message.objects.filter(pk=reply_id).update(status=Message.Status.DONE, text="The whole reply.")
+        thread = threading.Thread(target=stop)
+        thread.start()
+        time.sleep(1.0)  # the stop has read the reply as streaming and waits for the row
+    thread.join(timeout=10)
+    stored = Message.objects.get(pk=reply_id)
+    assert (stored.status, stored.text, stored.stop_requested) == ("done", "The whole reply.", False)
+    assert outcome == {"error": "not_generating"}
+
+
+def test_a_worker_that_cannot_load_its_models_fails_only_replies_nobody_claimed(conversation):
+    streaming = left_streaming_by_a_dead_worker(conversation, stale_for=0, attempts=1)  # a healthy worker's
+    question = conversation.messages.create(role=Message.Role.USER, text="And you?")
+    queued = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=question)
+    for reply_id in (streaming, queued.pk):
+        fail_unclaimed_reply(reply_id, "The models could not be loaded: no weights here.")
+    assert Message.objects.get(pk=streaming).status == Message.Status.STREAMING
+    failed = Message.objects.get(pk=queued.pk)
+    assert failed.status == Message.Status.FAILED and "could not be loaded" in failed.error

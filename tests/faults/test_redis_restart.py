@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from chat import services
 from chat.models import Message
 
 from .conftest import queued_reply, send_reply_task, wait_for_status, worker_log
@@ -49,3 +50,24 @@ def test_queued_work_lost_in_a_redis_restart_is_sent_again(make_stack, own_redis
     assert Message.objects.get(pk=lost.pk).status == Message.Status.DONE
     wait_for_status(reply.pk, FINISHED, timeout=60)
     print(f"\na reply whose task was lost: done {seconds:.1f} s after it was queued (resent by the sweep)")
+
+
+def test_a_message_posted_while_redis_is_down_is_stored_and_left_for_the_sweep(
+    settings, own_redis, django_user_model, caplog
+):
+    # The send after the commit needs Redis (here the cache that says which worker holds the conversation);
+    # Redis away for a moment must not turn a stored message into an error: the reply stays queued, and the
+    # sweep sends it again (test_queued_work_lost_in_a_redis_restart_is_sent_again).
+    settings.CELERY_TASK_ALWAYS_EAGER, settings.WORKER_AFFINITY = False, True
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": own_redis.url}}
+    user = django_user_model.objects.create_user("stuart", password="a-long-password-42")
+    earlier = queued_reply(user, "Hello?")
+    Message.objects.filter(pk=earlier.pk).update(status=Message.Status.DONE, text="Hello.", worker="celery@w/1")
+    own_redis.kill()
+    try:
+        message, reply = services.post_user_message(earlier.conversation_id, user, "Are you still there?")
+    finally:
+        own_redis.start()
+    assert Message.objects.get(pk=message.pk).text == "Are you still there?"
+    assert Message.objects.get(pk=reply.pk).status == Message.Status.QUEUED
+    assert "in on_commit()" in caplog.text  # logged with its traceback
