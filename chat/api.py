@@ -22,6 +22,7 @@ from .serializers import conversation_dict, message_dict, rating_dict
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 TITLE_MAX_CHARS = Conversation._meta.get_field("title").max_length
+DATABASE_MAX_INT = 2**63 - 1  # PostgreSQL's bigint: ids, offsets
 COMMENT_MAX_CHARS = 2000
 SEARCH_MIN_CHARS = 2
 SEARCH_MAX_CHARS = 200
@@ -73,12 +74,19 @@ def json_body(request: HttpRequest) -> dict:
     return body
 
 
+def storable(text: str, name: str) -> str:
+    """`text`, or a BadRequest that names what in it the database cannot store."""
+    if problem := services.unstorable(text):
+        raise BadRequest(f"{name} holds {problem}.")
+    return text
+
+
 def clean_title(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("title must be a non-empty string.")
     if len(value.strip()) > TITLE_MAX_CHARS:
         raise BadRequest(f"title has at most {TITLE_MAX_CHARS} characters.")
-    return value.strip()
+    return storable(value.strip(), "title")
 
 
 @json_api("GET", "POST")
@@ -96,11 +104,9 @@ def conversations(request: HttpRequest) -> HttpResponse:
         )
         return JsonResponse(conversation_dict(conversation), status=201)
     # Most recently updated first, a page at a time: `?offset=` from the previous page's `next_offset`.
-    limit = min(positive_int(request.GET.get("limit", MAX_PAGE_SIZE), "limit"), MAX_PAGE_SIZE)
-    offset = request.GET.get("offset", "0")
-    if not offset.isdigit():
-        raise BadRequest("offset must be a whole number, 0 or more.")
-    offset = int(offset)
+    limit = min(whole_number(request.GET.get("limit", MAX_PAGE_SIZE), "limit"), MAX_PAGE_SIZE)
+    # Past the most conversations an account keeps, every page is empty (and the database takes no larger number).
+    offset = min(whole_number(request.GET.get("offset", "0"), "offset", minimum=0), settings.CHAT_MAX_CONVERSATIONS)
     page = list(
         Conversation.objects.filter(owner=request.user).order_by("-updated", "-id")[offset : offset + limit + 1]
     )
@@ -126,13 +132,15 @@ def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return JsonResponse(conversation_dict(conversation))
 
 
-def positive_int(value: Any, name: str) -> int:
+def whole_number(value: Any, name: str, minimum: int = 1) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
         raise BadRequest(f"{name} must be a whole number.") from None
-    if number < 1:
-        raise BadRequest(f"{name} must be at least 1.")
+    if number < minimum:
+        raise BadRequest(f"{name} must be at least {minimum}.")
+    if number > DATABASE_MAX_INT:
+        raise BadRequest(f"{name} must be at most {DATABASE_MAX_INT}.")
     return number
 
 
@@ -143,10 +151,10 @@ def messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
     Within a page the messages are in reading order (oldest first).
     """
     conversation = get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
-    limit = min(positive_int(request.GET.get("limit", PAGE_SIZE), "limit"), MAX_PAGE_SIZE)
+    limit = min(whole_number(request.GET.get("limit", PAGE_SIZE), "limit"), MAX_PAGE_SIZE)
     page = conversation.messages.order_by("-id")
     if "before" in request.GET:
-        page = page.filter(id__lt=positive_int(request.GET["before"], "before"))
+        page = page.filter(id__lt=whole_number(request.GET["before"], "before"))
     page = list(page[: limit + 1])
     has_more = len(page) > limit
     page = list(reversed(page[:limit]))
@@ -171,6 +179,7 @@ def rating(request: HttpRequest, message_id: int) -> HttpResponse:
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > COMMENT_MAX_CHARS:
         raise BadRequest(f"comment must be a string of at most {COMMENT_MAX_CHARS} characters.")
+    storable(comment, "comment")
     saved, _ = Rating.objects.update_or_create(
         message=message, user=request.user, defaults={"score": score, "comment": comment}
     )
@@ -205,6 +214,7 @@ def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     if not SEARCH_MIN_CHARS <= len(query) <= SEARCH_MAX_CHARS:
         raise BadRequest(f"q must have {SEARCH_MIN_CHARS} to {SEARCH_MAX_CHARS} characters.")
+    storable(query, "q")
     found = (
         Message.objects.filter(conversation__owner=request.user, is_chosen=True, text__icontains=query)
         .select_related("conversation")

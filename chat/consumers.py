@@ -21,7 +21,7 @@ from . import services
 from .frames import error_frame, message_frame, reply_done_frame, send_now
 from .models import Conversation, Message
 from .notify import conversation_group, send_from_loop, user_group
-from .services import ChatError
+from .services import ChatError, unstorable
 from .sweeper import start_sweeper
 
 FRAME_TYPES = ("user_message", "edit", "stop", "regenerate")
@@ -54,6 +54,8 @@ def parse_frame(text_data: str | None) -> dict:
         text = text.strip()
         if not text:
             raise ChatError("empty_text", "The message is empty.")
+        if problem := unstorable(text):
+            raise ChatError("bad_text", f"The message holds {problem}.")
         if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
             raise ChatError(
                 "too_long", f"The message has {len(text)} characters; at most {settings.CHAT_MAX_MESSAGE_CHARS} fit."

@@ -29,6 +29,18 @@ class ChatError(Exception):
         self.detail = detail
 
 
+def unstorable(text: str) -> str:
+    """What in `text` the database cannot store ("" when nothing): PostgreSQL's text holds no NUL, and
+    UTF-8 has no half of a surrogate pair (JSON's "\\ud800" alone)."""
+    if "\x00" in text:
+        return "a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "half of a surrogate pair, which is not a character"
+    return ""
+
+
 def token_cost(text: str) -> int:
     """An upper bound of the tokens a reply to `text` costs a worker beyond the persona.
 

@@ -48,8 +48,12 @@ def test_conversations_new_list_rename_delete(alice):
     renamed = send(client, "patch", f"/api/conversations/{conversation_id}/", {"title": "Physics"})
     assert renamed.status_code == 200 and renamed.json()["title"] == "Physics"
     assert client.get(f"/api/conversations/{conversation_id}/").json()["title"] == "Physics"
-    for bad in ({"title": ""}, {"title": 5}, {"title": "x" * 201}, {}):
+    for bad in ({"title": ""}, {"title": 5}, {"title": "x" * 201}, {}, {"title": "a\x00b"}):
         assert send(client, "patch", f"/api/conversations/{conversation_id}/", bad).status_code == 400
+    half_a_pair = '{"title": "\\ud800 alone"}'  # valid JSON, but no character: UTF-8 cannot hold it
+    assert send(client, "post", "/api/conversations/", half_a_pair).status_code == 400
+    for bad in ("x", "²", "-1", "9" * 30):  # "²" is a digit to str.isdigit, but no number to int()
+        assert client.get("/api/conversations/", {"offset": bad}).status_code == 400, bad
     assert send(client, "patch", f"/api/conversations/{conversation_id}/", "{not json").status_code == 400
     assert send(client, "post", "/api/conversations/", "[1]").status_code == 400
 
@@ -71,7 +75,7 @@ def test_history_pages_newest_first(alice, conversation):
     oldest = client.get(url, {"limit": 3, "before": older["before"]}).json()
     assert [m["text"] for m in oldest["messages"]] == ["message 0"]
     assert not oldest["has_more"] and oldest["before"] is None
-    for bad in ({"limit": "x"}, {"limit": 0}, {"before": "-1"}):
+    for bad in ({"limit": "x"}, {"limit": 0}, {"before": "-1"}, {"before": "9" * 30}):
         assert client.get(url, bad).status_code == 400
 
 
@@ -95,7 +99,7 @@ def test_rating_put_change_and_validation(alice, reply):
     assert changed.json() == {**changed.json(), "score": 2, "comment": "Too rude."}
     assert list(Rating.objects.values_list("score", "comment")) == [(2, "Too rude.")]
     for bad in ({"score": 0}, {"score": 6}, {"score": "5"}, {"score": 4.5}, {"score": True}, {},
-                {"score": 3, "comment": 7}, {"score": 3, "comment": "x" * 2001}):
+                {"score": 3, "comment": 7}, {"score": 3, "comment": "x" * 2001}, {"score": 3, "comment": "\x00"}):
         assert send(client, "put", url, bad).status_code == 400, bad
     assert Rating.objects.get().score == 2
     question = reply.reply_to

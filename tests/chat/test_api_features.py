@@ -79,7 +79,7 @@ def test_search_finds_ones_own_shown_messages(alice, mallory, conversation, thre
     # Only the alternative shown on the page is searched.
     assert [r["message"]["id"] for r in client.get("/api/search/", {"q": "penny"}).json()["results"]] == [third.pk]
     assert client.get("/api/search/", {"q": "Bazinga"}).json()["results"] == []
-    for bad in ({}, {"q": " a "}, {"q": "x" * 201}):
+    for bad in ({}, {"q": " a "}, {"q": "x" * 201}, {"q": "door\x00"}):
         assert client.get("/api/search/", bad).status_code == 400
     assert Client().get("/api/search/", {"q": "doppler"}).status_code == 401
 

@@ -47,6 +47,8 @@ def message_count(conversation):
         ({"type": "user_message", "text": ""}, "empty_text"),
         ({"type": "user_message", "text": " \n\t "}, "empty_text"),
         ({"type": "user_message", "text": "x" * 2001}, "too_long"),
+        ({"type": "user_message", "text": "a NUL \x00 here"}, "bad_text"),  # PostgreSQL's text holds none
+        ('{"type": "user_message", "text": "\\ud800 alone"}', "bad_text"),  # half a surrogate pair: no character
         ({"type": "regenerate"}, "nothing_to_regenerate"),
         ({"type": "stop"}, "not_generating"),
     ],
