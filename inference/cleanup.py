@@ -7,9 +7,15 @@ emitted while the reply could still turn out to be a label or the user's own
 message. The final text extends what was emitted, except when the unfinished
 last sentence is cut: then it is a prefix of it (the page's `reply_done`
 frame carries the final text).
+
+A reply that streams is not ranked, so the content filter that ranking applies
+(`inference.selection`) is applied here: a word the show would not air is never
+emitted, and such a reply ends empty (`blocked`).
 """
 import re
 from collections.abc import Callable
+
+from .content import flagged
 
 # A sentence ends at . ! ? or an ellipsis, with any closing quotes or brackets.
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*")
@@ -48,8 +54,11 @@ class ReplyCleaner:
         self.on_piece = on_piece
         self.raw = ""
         self.text = ""  # what has been emitted
+        self.blocked = False  # a streaming reply reached a word the show would not air
 
     def feed(self, raw_piece: str) -> None:
+        if self.blocked:
+            return
         self.raw += _CONTROL.sub("", raw_piece)
         self._emit(self._clean(final=False, cut_fragment=False))
 
@@ -65,9 +74,13 @@ class ReplyCleaner:
         """
         final = self._clean(final=True, cut_fragment=cut_fragment)
         self._emit(final)
-        return final
+        return "" if self.blocked else final
 
     def _emit(self, cleaned: str) -> None:
+        if self.on_piece is not None and not self.blocked and flagged(cleaned):
+            self.blocked = True  # what was emitted before the word stays; the final text is empty
+        if self.blocked:
+            return
         # Emitted text is never taken back here: only extensions are sent.
         if len(cleaned) > len(self.text) and cleaned.startswith(self.text):
             piece, self.text = cleaned[len(self.text) :], cleaned

@@ -164,8 +164,8 @@ class ReplyBatch:
             piece = sequence.new_text(self.tokenizer)
             if piece:
                 sequence.cleaner.feed(piece)
-                if max_sentences and sequence.cleaner.sentences() >= max_sentences:
-                    sequence.finish(FinishReason.END)
+                if sequence.cleaner.blocked or (max_sentences and sequence.cleaner.sentences() >= max_sentences):
+                    sequence.finish(FinishReason.END)  # blocked: it ends empty, and is sampled once more
 
 
 class Replier:

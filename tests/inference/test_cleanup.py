@@ -100,3 +100,39 @@ def test_a_reply_ends_once_it_holds_enough_sentences(tiny_chat, settings):
     assert sequence.finish_reason is FinishReason.END
     assert "fine" not in tokenizer.decode(sequence.token_ids)  # no token after the second sentence was taken
     assert sequence.cleaner.finish(cut_fragment=True) == "Hello there. How are you?"
+
+
+def test_a_streaming_reply_never_shows_a_word_the_show_would_not_air():
+    # A streamed reply is not ranked, so the content filter the ranking applies is applied as it streams.
+    pieces = []
+    cleaner = ReplyCleaner("What do you think of Howard?", on_piece=pieces.append)
+    for piece in ("Howard is a ", "pathetic little sh", "it. And", " another thing."):
+        cleaner.feed(piece)
+    assert cleaner.blocked and "".join(pieces) == "Howard is a pathetic little"
+    assert cleaner.finish(cut_fragment=True) == ""  # it ends empty: sampled once more, else the fallback line
+    ranked = ReplyCleaner("What do you think of Howard?")  # a candidate: shown only if chosen, and choose() filters
+    ranked.feed("Howard is a pathetic little shit.")
+    assert not ranked.blocked and ranked.finish(cut_fragment=True) == "Howard is a pathetic little shit."
+
+
+def test_a_streaming_reply_ends_at_a_blocked_word(tiny_chat, settings):
+    from inference.backends import backend_for
+    from inference.loading import load_generator
+    from inference.profiles import Profile
+    from inference.replier import Replier
+    from inference.requests import FinishReason, RequestState, Sequence
+
+    settings.INFERENCE_ENGINE = "torch"
+    backend = backend_for(load_generator(str(tiny_chat)), max_new_tokens=30)
+    tokenizer = backend.tokenizer
+    script = tokenizer("Howard is a pathetic little shit. And I mean it.", add_special_tokens=False).input_ids
+    batch = Replier(Profile("test", "", str(tiny_chat), ""), backend).open_batch()
+    pieces = []
+    sequence = Sequence(RequestState([], "Hi."), ReplyCleaner("Hi.", "Sheldon", pieces.append))
+    for token_id in script:
+        sequence.append(token_id, 0.0, set(), 30)
+        batch.process_outputs([sequence])
+        if sequence.finished:
+            break
+    assert sequence.finish_reason is FinishReason.END and "mean" not in tokenizer.decode(sequence.token_ids)
+    assert "shit" not in "".join(pieces) and sequence.cleaner.finish(cut_fragment=True) == ""
