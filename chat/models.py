@@ -94,3 +94,22 @@ class Rating(models.Model):
 
     def __str__(self):
         return f"{self.score} by {self.user} on message {self.message_id}"
+
+
+class ReplyCharge(models.Model):
+    """A reply a user asked for (a message, a regenerate, an edit), counted by the rate limits.
+
+    Kept apart from the messages: an edit deletes the replies it replaces and deleting a conversation deletes
+    its messages, and neither may give the user's allowance back. Rows older than the longest limit's window are
+    deleted as new ones come.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reply_charges")
+    tokens = models.PositiveIntegerField()  # services.token_cost of the message it answers
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created"])]
+
+    def __str__(self):
+        return f"{self.tokens} tokens for {self.user} at {self.created:%Y-%m-%d %H:%M:%S}"

@@ -8,13 +8,15 @@ that is not there yet.
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.throttle import per_window
 
-from .models import Conversation, Message
+from .models import Conversation, Message, ReplyCharge
 from .tasks import queue_reply, send_reply_task
 
 TITLE_CHARS = 60
@@ -51,27 +53,33 @@ def token_cost(text: str) -> int:
     return min(len(text.encode("utf-8")), settings.CHAT_MAX_MESSAGE_TOKENS) + settings.MAX_NEW_TOKENS
 
 
-def check_rate_limit(user: AbstractBaseUser, question_text: str) -> None:
-    # Every reply a user asks for (a message or a regenerate) costs a worker
-    # a generation, so bot messages are what is counted, across all of the
-    # user's conversations and web processes: how many, and their tokens.
-    count, seconds = per_window(settings.CHAT_RATE_LIMIT)
-    since = timezone.now() - timedelta(seconds=seconds)
-    recent = Message.objects.filter(conversation__owner=user, role=Message.Role.BOT, created__gte=since)
-    if recent.count() >= count:
-        raise ChatError("rate_limited", f"Too many messages: at most {count} every {seconds} seconds. Wait a moment.")
-    budget, seconds = per_window(settings.CHAT_TOKEN_BUDGET)
-    since = timezone.now() - timedelta(seconds=seconds)
-    asked = Message.objects.filter(
-        conversation__owner=user, role=Message.Role.USER, replies__created__gte=since
-    ).values_list("text", flat=True)
-    used = sum(token_cost(text) for text in asked)
-    if used + token_cost(question_text) > budget:
+def charge_reply(user: AbstractBaseUser, question_text: str) -> None:
+    """Count a reply the user asks for (a message, a regenerate, an edit), or refuse it over the limits.
+
+    Every reply costs a worker a generation, so the limits count replies asked for, across all of the user's
+    conversations and web processes: how many, and their tokens. They are counted in ReplyCharge, which
+    deleting replies or conversations leaves alone. Runs in the caller's transaction.
+    """
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one check at a time per user
+    now = timezone.now()
+    count, count_seconds = per_window(settings.CHAT_RATE_LIMIT)
+    budget, budget_seconds = per_window(settings.CHAT_TOKEN_BUDGET)
+    charges = ReplyCharge.objects.filter(user=user)
+    charges.filter(created__lt=now - timedelta(seconds=max(count_seconds, budget_seconds))).delete()
+    if charges.filter(created__gte=now - timedelta(seconds=count_seconds)).count() >= count:
+        raise ChatError(
+            "rate_limited", f"Too many messages: at most {count} every {count_seconds} seconds. Wait a moment."
+        )
+    recent = charges.filter(created__gte=now - timedelta(seconds=budget_seconds))
+    used = recent.aggregate(total=Sum("tokens"))["total"] or 0
+    cost = token_cost(question_text)
+    if used + cost > budget:
         raise ChatError(
             "rate_limited",
-            f"Too much text in a short time: at most about {budget} tokens every {seconds} seconds. "
+            f"Too much text in a short time: at most about {budget} tokens every {budget_seconds} seconds. "
             "Wait a moment or write less.",
         )
+    ReplyCharge.objects.create(user=user, tokens=cost)
 
 
 def _locked_conversation(conversation_id: int, user: AbstractBaseUser) -> Conversation:
@@ -90,7 +98,7 @@ def post_user_message(conversation_id: int, user: AbstractBaseUser, text: str) -
     """Store the user's message and its queued reply; returns both."""
     with transaction.atomic():
         conversation = _locked_conversation(conversation_id, user)
-        check_rate_limit(user, text)
+        charge_reply(user, text)
         user_message = conversation.messages.create(role=Message.Role.USER, text=text)
         reply = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=user_message)
         if not conversation.title:
@@ -107,7 +115,7 @@ def regenerate(conversation_id: int, user: AbstractBaseUser) -> Message:
         last_question = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
         if last_question is None:
             raise ChatError("nothing_to_regenerate", "There is no message to answer yet.")
-        check_rate_limit(user, last_question.text)
+        charge_reply(user, last_question.text)
         last_question.replies.update(is_chosen=False)
         reply = conversation.messages.create(
             role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=last_question
@@ -128,7 +136,7 @@ def edit_last_message(conversation_id: int, user: AbstractBaseUser, text: str) -
         question = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
         if question is None:
             raise ChatError("nothing_to_edit", "There is no message to edit yet.")
-        check_rate_limit(user, text)
+        charge_reply(user, text)
         question.replies.all().delete()
         question.text = text
         question.save(update_fields=["text", "updated"])

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-from chat.models import Conversation, Message, Rating
+from chat.models import Conversation, Message, Rating, ReplyCharge
+from chat.services import token_cost
 
 from ..chat.conftest import session_cookie
 from ..chat.live import REPO, live_stack  # noqa: F401  (fixtures)
@@ -203,10 +204,9 @@ def test_search_export_errors_and_account_deletion(browser, server, amy):  # noq
 
 
 def test_a_refused_first_message_leaves_no_empty_conversation(browser, server, amy):  # noqa: F811
-    earlier = Conversation.objects.create(owner=amy, title="Earlier")
-    question = earlier.messages.create(role="user", text="Hi.")
+    Conversation.objects.create(owner=amy, title="Earlier")
     for _ in range(20):  # CHAT_RATE_LIMIT's 20 replies a minute, used up
-        earlier.messages.create(role="bot", reply_to=question, text="Hello.", is_chosen=False)
+        ReplyCharge.objects.create(user=amy, tokens=token_cost("Hi."))
     page = logged_in_page(browser, server, amy, viewport=DESKTOP)
     page.goto(f"{server}/")
     page.fill("#message-input", "One more?")
