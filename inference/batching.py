@@ -173,6 +173,9 @@ class BatchingEngine:
         batch, futures = None, {}  # futures: id(request) -> Future
         while True:
             arrivals = self._arrivals(len(batch) if batch is not None else 0)
+            # A Future cancelled while it waited is dropped; the others can no longer be cancelled, so
+            # answering them below cannot fail (InvalidStateError would end this thread for every request).
+            arrivals = [(request, future) for request, future in arrivals if future.set_running_or_notify_cancel()]
             futures.update((id(request), future) for request, future in arrivals)
             try:
                 if batch is None:

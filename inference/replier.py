@@ -277,7 +277,10 @@ class Replier:
         scripted = [Candidate(hit.text, "scripted", hit=hit) for hit in request.scripted]
         pool = request.generated + scripted
         stopped = any(candidate.stopped for candidate in request.generated)
-        if stopped or not request.ranked:
+        if stopped:
+            # A stopped reply is what was shown: a streamed one's text so far, none of a ranked one (shown once chosen).
+            chosen = Candidate("", "generated", stopped=True) if request.ranked else request.generated[0]
+        elif not request.ranked:
             chosen = request.generated[0]
         else:
             # A scripted line's search score is already its cosine with the query: only the generated are embedded.

@@ -202,3 +202,16 @@ def test_the_threshold_decides_whether_retrieval_fires(demo_exchanges, index_pat
     tiny_chat_settings.RETRIEVAL_IN_PROMPT = False  # ... unless it should only compete as a candidate
     [job] = build_replier().prepare([RequestState([], "Do you want to come to the movies?")])
     assert job.hit is None and job.scripted and all(hit.text not in job.prompt for hit in job.scripted)
+
+
+def test_a_stopped_ranked_reply_is_what_was_shown_nothing(tiny_chat_settings):
+    # A ranked reply is shown once chosen; stopped before that, it showed nothing, and its text is nothing.
+    pieces, steps = [], []
+    request = RequestState([], "Hello there.", on_piece=pieces.append, should_stop=lambda: len(steps) > 2)
+    replier = build_replier()
+    batch = replier.open_batch()
+    batch.add(replier.prepare([request], candidates=3))
+    while batch:
+        steps.append(batch.step())
+    assert request.ranked and request.reply.stopped
+    assert (request.reply.text, pieces) == ("", [])

@@ -221,3 +221,14 @@ def test_the_engine_logs_its_throughput_and_how_full_its_steps_run(tiny_replier,
     logged_tokens = sum(int(re.search(r"(\d+) generated tokens", line).group(1)) for line in lines)
     assert logged_tokens == sum(reply.new_tokens for reply in replies) > 0
     assert engine.stats.steps == 0
+
+
+def test_a_request_cancelled_while_it_waits_is_dropped_and_the_engine_goes_on(tiny_replier):
+    engine = BatchingEngine(tiny_replier, window_seconds=0.0, max_batch=1)
+    release = threading.Event()
+    first = engine.submit([], "Hold on.", should_stop=lambda: not release.wait(timeout=30))  # holds the engine
+    waiting = engine.submit([], "Never mind.")  # no room in the batch: it waits
+    assert waiting.cancel()
+    release.set()
+    assert first.result(timeout=60).text
+    assert engine.reply([], "Still there?").text  # the engine's thread lives on
