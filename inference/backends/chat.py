@@ -26,6 +26,10 @@ CHAT_SAMPLING = {
     "no_repeat_ngram_size": 3,
 }
 
+# Over the prompt budget, a message is cut rather than lose the retrieved exchange, down to this many tokens;
+# below that the exchange gives way (a long scripted line once left a prompt with no message at all).
+MESSAGE_KEPT_TOKENS = 64
+
 
 class CausalChatBackend(Backend):
     sampling = CHAT_SAMPLING
@@ -44,9 +48,10 @@ class CausalChatBackend(Backend):
         """The chat prompt, never over `prompt_budget` tokens.
 
         The oldest history turns are left out first; a message that still does
-        not fit is cut (`cut_to_tokens`). The persona and the retrieved
-        exchange always stay, so a batch's memory is bounded by its size times
-        the prompt budget.
+        not fit is cut (`cut_to_tokens`), but the retrieved exchange gives way
+        first where the cut would leave the message under MESSAGE_KEPT_TOKENS
+        (or under its own length, if shorter). The persona always stays, so a
+        batch's memory is bounded by its size times the prompt budget.
         """
         history = list(history)
         while True:
@@ -66,7 +71,11 @@ class CausalChatBackend(Backend):
             if history:
                 history.pop(0)
                 continue
-            shorter, _ = cut_to_tokens(self.tokenizer, message, max(0, count_tokens(self.tokenizer, message) - excess))
+            message_tokens = count_tokens(self.tokenizer, message)
+            if hit and message_tokens - excess < min(message_tokens, MESSAGE_KEPT_TOKENS):
+                hit = None  # the message matters more than a scripted example
+                continue
+            shorter, _ = cut_to_tokens(self.tokenizer, message, max(0, message_tokens - excess))
             if shorter == message:  # nothing left to cut
                 return text
             message = shorter

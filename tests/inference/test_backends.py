@@ -106,3 +106,15 @@ def test_a_message_is_cut_to_a_token_budget(tiny_chat):
     assert total > 2000 and len(tokenizer(cut, add_special_tokens=False).input_ids) <= 384
     assert dense.startswith(cut) and cut
     assert cut_to_tokens(tokenizer, "A short one.", 384) == ("A short one.", len(tokenizer("A short one.").input_ids))
+
+
+def test_a_prompt_over_budget_leaves_out_the_retrieved_exchange_before_it_cuts_the_message(tiny_chat):
+    generator = load_generator(str(tiny_chat))
+    long_hit = Hit(text="Bazinga! " + "And another thing. " * 100, question="Did you fool me?", score=0.95,
+                   episode="E1", scene=2)
+    unbounded = backend_for(generator, max_new_tokens=4).prompt([], "What is the Doppler effect?", None)
+    budget = len(generator.tokenizer(unbounded, add_special_tokens=False).input_ids) + 10
+    prompt = backend_for(generator, max_new_tokens=4, prompt_budget=budget).prompt(
+        [], "What is the Doppler effect?", long_hit
+    )
+    assert prompt == unbounded  # the whole message, without the exchange that did not fit beside it
