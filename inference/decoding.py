@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, NoReturn
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-from .requests import Sequence
+from .requests import FinishReason, Sequence
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -430,7 +430,10 @@ class DecodeBatch:
             return
         if self.prefixes is not None:
             for index in finished:
-                self._remember(index)
+                # A stopped row is not kept: a person's stop is rare, and a batch abandoned after a failed step
+                # stops every row, whose keys and values a half-done step may have left inconsistent.
+                if self.slots[index].sequence.finish_reason is not FinishReason.STOPPED:
+                    self._remember(index)
         keep = [index for index, slot in enumerate(self.slots) if not slot.sequence.finished]
         self.slots = [self.slots[index] for index in keep]
         if not keep:

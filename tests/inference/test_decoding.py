@@ -286,3 +286,20 @@ def test_penalties_match_generate_processors():
     ours = Sampling(repetition_penalty=1.2, no_repeat_ngram_size=3).adjust(logits.clone(), seen, ngrams)
     assert torch.isinf(expected).any()
     assert torch.equal(ours, expected)
+
+
+def test_a_stopped_row_is_not_kept_in_the_prefix_store(full_precision_chat):
+    # A batch abandoned after a failed step stops every row, and a half-done step may have left their keys and
+    # values inconsistent: stopped rows are let go without being stored; a row that ended is stored.
+    backend = full_precision_chat
+    store = backend.prefix_store()
+    stopped, ended = Sequence(), Sequence()
+    batch = recording_batch(backend, store)
+    batch.add(token_ids(backend, [backend.prompt([], "Hi.", None), backend.prompt([], "Hello?", None)]), [stopped, ended])
+    stopped.finish(FinishReason.STOPPED)
+    while batch:
+        batch.step()
+    assert len(store) == 2  # the persona, pinned, and the row that ended
+    stopped_start, _ = store.longest(token_ids(backend, [backend.prompt([], "Hi.", None)])[0])
+    persona_length = store.longest(token_ids(backend, [backend.prompt([], "x", None)])[0])[0]
+    assert stopped_start == persona_length
