@@ -31,6 +31,8 @@ FRAME_TYPES = ("user_message", "edit", "stop", "regenerate")
 # for other users' conversations); not logged in, or logged out meanwhile.
 CLOSE_NOT_FOUND = 4404
 CLOSE_LOGGED_OUT = 4401
+# The user's password changed: the page reconnects, and a session the change ended is then refused (4401).
+CLOSE_SESSION_CHANGED = 4000
 # At most this many stop frames a second per socket (each costs a locked transaction).
 STOPS_PER_SECOND = 3
 # Stops being enforced in the background; kept so they are not garbage-collected.
@@ -123,6 +125,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def session_ended(self, event: dict) -> None:
         """The user logged out (in any tab): this socket is theirs no more."""
         await self.close(code=CLOSE_LOGGED_OUT)
+
+    async def session_changed(self, event: dict) -> None:
+        """The user's password changed: the session this socket was opened with may have ended with it."""
+        await self.close(code=CLOSE_SESSION_CHANGED)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

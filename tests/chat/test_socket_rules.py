@@ -10,7 +10,7 @@ from django.db import connection, connections
 from django.db.backends.signals import connection_created
 from django.test import Client
 
-from chat.consumers import CLOSE_LOGGED_OUT, CLOSE_NOT_FOUND
+from chat.consumers import CLOSE_LOGGED_OUT, CLOSE_NOT_FOUND, CLOSE_SESSION_CHANGED
 from chat.models import Conversation, Message
 
 from .conftest import ChatSocket, session_cookie
@@ -141,6 +141,30 @@ async def test_logging_out_closes_the_users_sockets(no_worker, alice, conversati
     assert (await again.communicator.receive_output(timeout=5))["code"] == CLOSE_LOGGED_OUT
     await tab.close()
     await again.close()
+
+
+async def test_a_password_change_closes_the_users_sockets_and_ended_sessions_stay_out(no_worker, alice, conversation):
+    intruder, owner = Client(), Client()
+    for client in (intruder, owner):
+        await database_sync_to_async(client.force_login)(alice)
+    tab = ChatSocket(conversation.pk, intruder.cookies["sessionid"].value)
+    assert await tab.connect()
+    changed = await database_sync_to_async(owner.post)(
+        "/accounts/password_change/",
+        {"old_password": "a-long-password-42", "new_password1": "quite-another-42", "new_password2": "quite-another-42"},
+    )
+    assert changed.status_code == 302
+    assert await tab.communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_SESSION_CHANGED}
+    # The page reconnects: the session the change ended is refused, the owner's own gets in.
+    again = ChatSocket(conversation.pk, intruder.cookies["sessionid"].value)
+    assert await again.connect()
+    assert (await again.communicator.receive_output(timeout=5))["code"] == CLOSE_LOGGED_OUT
+    mine = ChatSocket(conversation.pk, owner.cookies["sessionid"].value)
+    assert await mine.connect()
+    await mine.send({"type": "user_message", "text": "Still mine."})
+    assert (await mine.until(lambda f: f["type"] == "message"))[-1]["message"]["text"] == "Still mine."
+    for socket in (tab, again, mine):
+        await socket.close()
 
 
 async def test_sockets_from_another_port_or_scheme_are_refused(no_worker, alice, conversation):
