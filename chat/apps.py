@@ -5,4 +5,4 @@ class ChatConfig(AppConfig):
     name = "chat"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the logout receiver)
+        from . import signals  # noqa: F401  (connects the logout and password-change receivers)

@@ -4,9 +4,11 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
+from django.db.models.signals import pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -30,20 +32,16 @@ def close_sockets_on_logout(
         _tell_users_sockets(user.pk, "session.ended")
 
 
-class CloseSocketsOnPasswordChange:
-    """A password validator in name only (AUTH_PASSWORD_VALIDATORS): Django calls every validator's
-    `password_changed` whenever a user's password changes, by the change or reset pages, the admin or
-    `changepassword`. The change ends the user's other sessions, but a socket checks its session only when it
-    connects: so every socket of the user is closed, its page reconnects, and only a session that is still
-    valid gets back in (one that took over an account cannot read or post on through an open socket)."""
-
-    def validate(self, password: str, user: AbstractBaseUser | None = None) -> None:
-        return None
-
-    def get_help_text(self) -> str:
-        return ""
-
-    def password_changed(self, password: str, user: AbstractBaseUser | None = None) -> None:
-        if user is not None and user.pk is not None:
-            user_id = user.pk
-            transaction.on_commit(lambda: _tell_users_sockets(user_id, "session.changed"), robust=True)
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL)
+def close_sockets_on_password_change(sender: type, instance: AbstractBaseUser, **kwargs: object) -> None:
+    """A change of password (the change or reset pages, the admin, `changepassword`) ends the user's other
+    sessions, but a socket checks its session only when it connects: every socket of the user is closed
+    once the change commits, its page reconnects, and only a session that is still valid gets back in (one
+    that took over the account cannot read or post on through a socket opened before)."""
+    update_fields = kwargs.get("update_fields")
+    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return  # a new user, or a save of other fields (a login's last_login)
+    stored = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
+    if stored is not None and stored != instance.password:
+        user_id = instance.pk
+        transaction.on_commit(lambda: _tell_users_sockets(user_id, "session.changed"), robust=True)

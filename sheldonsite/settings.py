@@ -137,7 +137,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-    {"NAME": "chat.signals.CloseSocketsOnPasswordChange"},  # validates nothing: see its docstring
 ]
 LOGIN_URL = "login"
 # Attempts per seconds: log-ins per client address and per username, sign-ups per address.
