@@ -10,7 +10,13 @@ frame carries the final text).
 
 A reply that streams is not ranked, so the content filter that ranking applies
 (`inference.selection`) is applied here: a word the show would not air is never
-emitted, and such a reply ends empty (`blocked`).
+emitted, and the reply ends before it (`blocked`).
+
+Emitted words are never taken back (a page or a terminal has shown them): a
+streaming reply whose final text would be empty although words were emitted
+(blocked before its first full stop, or cut for want of one) ends with those
+words, trailing off. Only a reply that emitted nothing ends empty, to be
+sampled once more.
 """
 import re
 from collections.abc import Callable
@@ -24,6 +30,8 @@ _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WHITESPACE = re.compile(r"\s")
 _NOT_WORD = re.compile(r"[\W_]+")
+# Ends a streamed reply that has words but no full sentence to end on.
+TRAILING_OFF = "\u2026"
 
 
 def _normalise(text: str) -> str:
@@ -67,21 +75,29 @@ class ReplyCleaner:
         return len(_SENTENCE_END.findall(self._clean(final=True, cut_fragment=True)))
 
     def finish(self, cut_fragment: bool) -> str:
-        """Emit the rest and return the final text (possibly empty).
+        """Emit the rest and return the final text (empty only if nothing was emitted).
 
-        With `cut_fragment`, an unfinished last sentence is dropped, so the
-        final text may be shorter than what was emitted.
+        With `cut_fragment`, or after a blocked word, an unfinished last
+        sentence is dropped, so the final text may be shorter than what was
+        emitted; emitted words with no sentence to end on trail off instead.
         """
         final = self._clean(final=True, cut_fragment=cut_fragment)
         self._emit(final)
-        return "" if self.blocked else final
+        if self.blocked:
+            final = self.text[: _sentence_end(self.text)]
+        if self.on_piece is not None and self.text and not final:
+            self._extend(self.text + TRAILING_OFF)
+            final = self.text
+        return final
 
     def _emit(self, cleaned: str) -> None:
         if self.on_piece is not None and not self.blocked and flagged(cleaned):
-            self.blocked = True  # what was emitted before the word stays; the final text is empty
-        if self.blocked:
-            return
-        # Emitted text is never taken back here: only extensions are sent.
+            self.blocked = True  # the word is not emitted, nor anything after it
+        if not self.blocked:
+            self._extend(cleaned)
+
+    def _extend(self, cleaned: str) -> None:
+        # Emitted text is never taken back: only extensions are sent.
         if len(cleaned) > len(self.text) and cleaned.startswith(self.text):
             piece, self.text = cleaned[len(self.text) :], cleaned
             if self.on_piece is not None:
@@ -99,7 +115,7 @@ class ReplyCleaner:
             body = body[echo.end() :]
         if self.message.startswith(_normalise(body)):
             return ""  # nothing yet, or (part of) the user's own message
-        sentence_end = max((match.end() for match in _SENTENCE_END.finditer(body)), default=0)
+        sentence_end = _sentence_end(body)
         if not final:
             # Up to the last complete word: the next token may extend the current one.
             word_end = max((match.start() for match in _WHITESPACE.finditer(body)), default=0)
@@ -107,6 +123,11 @@ class ReplyCleaner:
         if cut_fragment and sentence_end:
             return body[:sentence_end]
         return body.rstrip()
+
+
+def _sentence_end(text: str) -> int:
+    """Where the last complete sentence of `text` ends (0: it has none)."""
+    return max((match.end() for match in _SENTENCE_END.finditer(text)), default=0)
 
 
 def streamed_as(streamed: str, final: str) -> bool:

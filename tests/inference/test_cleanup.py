@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from inference.cleanup import ReplyCleaner
+from inference.cleanup import ReplyCleaner, streamed_as
 
 
 def clean(message, raw, cut_fragment=False, seed=0):
@@ -109,7 +109,20 @@ def test_a_streaming_reply_never_shows_a_word_the_show_would_not_air():
     for piece in ("Howard is a ", "pathetic little sh", "it. And", " another thing."):
         cleaner.feed(piece)
     assert cleaner.blocked and "".join(pieces) == "Howard is a pathetic little"
-    assert cleaner.finish(cut_fragment=True) == ""  # it ends empty: sampled once more, else the fallback line
+    # Shown words are not taken back: with no full sentence among them, the reply trails off after them.
+    assert cleaner.finish(cut_fragment=True) == "Howard is a pathetic little\u2026" == "".join(pieces)
+
+    pieces = []
+    cleaner = ReplyCleaner("What do you think of Howard?", on_piece=pieces.append)
+    for piece in ("He is an engineer. ", "And a pathetic little sh", "it."):
+        cleaner.feed(piece)
+    assert cleaner.finish(cut_fragment=True) == "He is an engineer."  # ends at its last full sentence
+    assert streamed_as("".join(pieces), "He is an engineer.")
+
+    pieces = []
+    cleaner = ReplyCleaner("What do you think of Howard?", on_piece=pieces.append)
+    cleaner.feed("Shit, Howard.")
+    assert cleaner.finish(cut_fragment=True) == "" == "".join(pieces)  # nothing shown: sampled once more
     ranked = ReplyCleaner("What do you think of Howard?")  # a candidate: shown only if chosen, and choose() filters
     ranked.feed("Howard is a pathetic little shit.")
     assert not ranked.blocked and ranked.finish(cut_fragment=True) == "Howard is a pathetic little shit."
@@ -135,4 +148,4 @@ def test_a_streaming_reply_ends_at_a_blocked_word(tiny_chat, settings):
         if sequence.finished:
             break
     assert sequence.finish_reason is FinishReason.END and "mean" not in tokenizer.decode(sequence.token_ids)
-    assert "shit" not in "".join(pieces) and sequence.cleaner.finish(cut_fragment=True) == ""
+    assert "shit" not in "".join(pieces) and sequence.cleaner.finish(cut_fragment=True) == "".join(pieces)
