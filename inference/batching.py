@@ -143,7 +143,7 @@ class BatchingEngine:
         """The requests to start now: those waiting, while there are rows left in the batch.
 
         An idle engine waits for a first request, then BATCH_WINDOW_MS for company. Each arrival
-        then gets its candidates (`candidates_for` the requests in progress), a row each.
+        then gets its candidates (`candidates_for` the requests in progress, within the rows left), a row each.
         """
         arrivals = []
         if not running:
@@ -162,6 +162,10 @@ class BatchingEngine:
             except queue.Empty:
                 break
         candidates = self.candidates_for(self._in_progress)
+        if arrivals:
+            # Rows already running may hold an earlier request's several candidates: what is left is shared,
+            # so a step never runs more than max_batch rows (_has_room leaves at least one each).
+            candidates = min(candidates, (self.max_batch - running) // len(arrivals))
         for request, _ in arrivals:
             request.candidates = candidates
         return arrivals

@@ -203,6 +203,34 @@ def test_candidates_per_request_shrink_as_more_requests_share_the_rows(tiny_chat
     assert engine._in_progress == 0  # every answered request gave its rows back
 
 
+def test_requests_joining_a_ranked_request_share_only_the_rows_left(tiny_chat, monkeypatch):
+    """One person alone takes REPLY_CANDIDATES rows; three who join it mid-way share what is left of max_batch."""
+    from inference.replier import ReplyBatch
+
+    rows_per_step = []
+    step = ReplyBatch.step
+    monkeypatch.setattr(ReplyBatch, "step", lambda batch: rows_per_step.append(len(batch)) or step(batch))
+    folder = str(tiny_chat)
+    backend = backend_for(load_generator(folder, ""), max_new_tokens=24)
+    replier = Replier(Profile("test", "", folder, ""), backend, index=None, max_candidates=4)
+    engine = BatchingEngine(replier, window_seconds=0.0, max_batch=8)
+    running, joined = threading.Event(), threading.Event()
+
+    def hold_first_step():
+        running.set()
+        joined.wait(timeout=30)  # the engine's thread waits here, inside the first request's step
+        return False
+
+    first = engine.submit([], "Question 0?", should_stop=hold_first_step)
+    assert running.wait(timeout=60)
+    later = [engine.submit([], f"Question {i}?") for i in (1, 2, 3)]
+    joined.set()
+    replies = [future.result(timeout=120) for future in [first, *later]]
+    # Without the share: 4 rows, then 2 candidates each for four requests in progress, 10 rows.
+    assert [len(reply.candidates) for reply in replies] == [4, 1, 1, 1]
+    assert rows_per_step[0] == 4 and 4 < max(rows_per_step) <= 8  # they joined it, within max_batch
+
+
 def test_the_engine_logs_its_throughput_and_how_full_its_steps_run(tiny_replier, caplog):
     """A line every stats_seconds while it works, and the rest when it goes idle; the wait for work is not counted."""
     engine = BatchingEngine(tiny_replier, window_seconds=0.5, max_batch=8, stats_seconds=60)
