@@ -212,6 +212,10 @@
     return message.status === "queued" || message.status === "streaming";
   }
 
+  function stage(message) {
+    return { queued: 0, streaming: 1 }[message.status] ?? 2; // else it ended: done, stopped or failed
+  }
+
   function lastQuestionId() {
     let last = null;
     for (const message of state.messages.values()) {
@@ -493,12 +497,17 @@
     const stick = nearBottom();
     state.unsent = null; // the server stored a message: the conversation is not empty
     const known = state.messages.get(message.id);
+    // A reply only moves forward (queued, streaming, finished), but its frames come from two senders: the
+    // socket that queued it and the worker that writes it. A "queued" frame that comes after the worker's
+    // first pieces is older than what the page shows.
+    if (known && message.role === "bot" && stage(message) < stage(known)) return;
     // Frames carry no rating (the API's answers do): keep the one this page knows.
     if (known && known.rating && message.role === "bot" && message.rating === null) message.rating = known.rating;
     if (message.role === "user" && known && known.text !== message.text) {
-      // Edited and resent: the server deleted the replies to the old text.
+      // Edited and resent: the server deleted the replies to the old text. They had all ended (an edit
+      // waits for the reply); one in progress is the answer to the new text, whose frames came first.
       for (const other of [...state.messages.values()]) {
-        if (other.reply_to === message.id) state.messages.delete(other.id);
+        if (other.reply_to === message.id && !inProgress(other)) state.messages.delete(other.id);
       }
     }
     if (message.role === "bot" && message.is_chosen) {
