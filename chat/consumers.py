@@ -153,8 +153,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def edit(self, text: str) -> None:
         question, reply = await off_loop(services.edit_last_message)(self.conversation_id, self.user, text)
-        await self.to_group(message_frame(question))
+        # The new reply first: a page that sees the question's new text keeps only the newest reply to it.
         await self.to_group(message_frame(reply))
+        await self.to_group(message_frame(question))
 
     async def regenerate(self) -> None:
         reply = await off_loop(services.regenerate)(self.conversation_id, self.user)

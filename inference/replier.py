@@ -165,7 +165,7 @@ class ReplyBatch:
             if piece:
                 sequence.cleaner.feed(piece)
                 if sequence.cleaner.blocked or (max_sentences and sequence.cleaner.sentences() >= max_sentences):
-                    sequence.finish(FinishReason.END)  # blocked: it ends empty, and is sampled once more
+                    sequence.finish(FinishReason.END)  # blocked: it ends before the word
 
 
 class Replier:

@@ -504,10 +504,13 @@
     // Frames carry no rating (the API's answers do): keep the one this page knows.
     if (known && known.rating && message.role === "bot" && message.rating === null) message.rating = known.rating;
     if (message.role === "user" && known && known.text !== message.text) {
-      // Edited and resent: the server deleted the replies to the old text. They had all ended (an edit
-      // waits for the reply); one in progress is the answer to the new text, whose frames came first.
-      for (const other of [...state.messages.values()]) {
-        if (other.reply_to === message.id && !inProgress(other)) state.messages.delete(other.id);
+      // Edited and resent: the server deleted the replies to the old text and queued one to the new text,
+      // whose frame came first (the socket sends it before the question's; its worker's may come earlier
+      // still). That reply is the newest; the rest go, also one this page still thinks is in progress.
+      const replies = [...state.messages.values()].filter((other) => other.reply_to === message.id);
+      const newest = Math.max(...replies.map((other) => other.id));
+      for (const other of replies) {
+        if (other.id !== newest) state.messages.delete(other.id);
       }
     }
     if (message.role === "bot" && message.is_chosen) {

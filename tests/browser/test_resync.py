@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from chat.frames import message_frame, token_frame
+from chat.frames import message_frame, reply_done_frame, token_frame
 from chat.models import Conversation, Message
 from chat.notify import conversation_group, frame_event
 
@@ -70,14 +70,15 @@ def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, am
     conversation = Conversation.objects.create(owner=amy, title="Crossed frames")
     question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
     old = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.DONE,
-        text="Monday.", attempts=1,
+        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.STREAMING,
+        text="Monday", attempts=1,
     )
     page = logged_in_page(browser, server, amy)
     page.goto(f"{server}/c/{conversation.pk}/")
-    page.wait_for_selector(".message-bot.status-done")
+    page.wait_for_selector(".message-bot.status-streaming")
 
-    # The user edits the question: the old reply is deleted and a new one queued, whose worker starts at once.
+    # The old reply ends, and this page misses its reply_done; then the question is edited (in another tab):
+    # the old reply is deleted and a new one queued, whose worker starts at once.
     old_id = old.pk
     old.delete()
     question.text = "What day is it today?"
@@ -87,6 +88,7 @@ def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, am
     )
     queued = message_frame(new)
     new.status = Message.Status.STREAMING
+    new.save()  # its worker claimed it
     streaming = message_frame(new)
 
     # The worker's frames come first (sent again until the page's socket has joined: the same state each time).
@@ -97,16 +99,24 @@ def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, am
             break
         except PlaywrightTimeout:
             pass
-    # Then the socket's frames of the edit, older than the worker's, cross the worker's next pieces.
+    # Then the socket's frames of the edit (as chat/consumers.py sends them), older than the worker's, cross
+    # the worker's next pieces.
     send_frames(
         conversation.pk,
         token_frame(new.pk, 0, "Thursday is"),
-        message_frame(question),  # the new text: the replies to the old one go
         queued,
+        message_frame(question),  # the new text: the replies to the old one go
         token_frame(new.pk, len("Thursday is"), " anything-can-happen Thursday."),
     )
     shown = f'[data-message-id="{new.pk}"] .message-text'
     page.wait_for_function(f"t => document.querySelector('{shown}')?.textContent === t", arg=END, timeout=10000)
     assert page.is_visible(f'[data-message-id="{new.pk}"].status-streaming')
-    assert page.query_selector(f'[data-message-id="{old_id}"]') is None and "Monday." not in page.inner_text("body")
+    assert page.query_selector(f'[data-message-id="{old_id}"]') is None and "Monday" not in page.inner_text("body")
     assert "What day is it today?" in page.inner_text(".message-user .message-text")
+
+    # The new reply ends: nothing is left in progress (the old reply, gone from the page, does not keep it busy).
+    new.status, new.text = Message.Status.DONE, END
+    new.save()
+    send_frames(conversation.pk, reply_done_frame(new))
+    page.wait_for_selector(f'[data-message-id="{new.pk}"].status-done')
+    assert page.is_hidden("#stop-button") and page.is_enabled("#send-button")

@@ -173,8 +173,9 @@ async def test_edit_replaces_the_last_message_and_answers_it_anew(no_worker, ope
         await tab.send(bad)
         assert (await tab.error())["code"] == code
     await tab.send({"type": "edit", "text": "  Knock knock, Penny.\nTwice. "})
-    frames = await tab.until(lambda f: f["type"] == "message" and f["message"]["role"] == "bot")
-    question, reply = frames[-2]["message"], frames[-1]["message"]
+    # The new reply's frame comes first: a page that sees the new text keeps only the newest reply to it.
+    frames = await tab.until(lambda f: f["type"] == "message" and f["message"]["role"] == "user")
+    reply, question = frames[-2]["message"], frames[-1]["message"]
     assert question["id"] == old["reply_to"] and question["text"] == "Knock knock, Penny.\nTwice."
     assert reply["reply_to"] == question["id"] and reply["status"] == "queued" and reply["id"] != old["id"]
 
