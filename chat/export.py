@@ -3,6 +3,7 @@
 import json
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from .models import Conversation, Message, Rating
@@ -11,12 +12,13 @@ from .serializers import conversation_dict, message_dict
 
 def _owned(user: AbstractBaseUser) -> list[tuple[Conversation, list[Message], dict[int, Rating]]]:
     """(conversation, its messages in reading order, the user's ratings by message id) for each conversation."""
-    conversations = list(Conversation.objects.filter(owner=user).order_by("created", "id"))
-    messages = {c.pk: [] for c in conversations}
-    for message in Message.objects.filter(conversation__owner=user).order_by("id"):
-        messages[message.conversation_id].append(message)
+    # The messages are read for the conversations read first (by their ids), so a conversation started
+    # meanwhile in another tab is left out whole rather than half.
+    conversations = Conversation.objects.filter(owner=user).order_by("created", "id").prefetch_related(
+        Prefetch("messages", queryset=Message.objects.order_by("id"))
+    )
     ratings = {r.message_id: r for r in Rating.objects.filter(user=user)}
-    return [(c, messages[c.pk], ratings) for c in conversations]
+    return [(c, list(c.messages.all()), ratings) for c in conversations]
 
 
 def conversations_json(user: AbstractBaseUser) -> str:

@@ -116,6 +116,29 @@ def test_export_as_json_and_markdown(alice, mallory, conversation, three_alterna
 
 
 @pytest.mark.django_db
+def test_a_conversation_started_during_an_export_is_left_out_whole(alice, conversation, three_alternatives):
+    """Made to happen: another tab starts a conversation right after the export has read the conversations."""
+    from django.db import connection
+
+    started = []
+
+    def start_one_after_the_conversations_are_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not started and 'FROM "chat_conversation"' in sql:
+            started.append(True)
+            other = Conversation.objects.create(owner=alice, title="Started meanwhile")
+            other.messages.create(role="user", text="Meanwhile.")
+        return result
+
+    client = logged_in(alice)
+    with connection.execute_wrapper(start_one_after_the_conversations_are_read):
+        response = client.get("/api/export/")
+    assert started and response.status_code == 200  # it was a KeyError (a 500)
+    data = json.loads(response.content)
+    assert [len(c["messages"]) for c in data["conversations"]] == [4]
+
+
+@pytest.mark.django_db
 def test_deleting_an_account_needs_the_password_and_a_yes(alice, mallory, conversation, three_alternatives):
     _, (first, _, _) = three_alternatives
     Rating.objects.create(message=first, user=alice, score=2)
