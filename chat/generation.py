@@ -7,6 +7,11 @@ reconnects reads at least what was sent), and writes only while it still holds
 the latest attempt of a `streaming` reply. A redelivered task, a stale-reply
 sweep and a user's stop can therefore never produce two replies or mix two
 generations into one text.
+
+Whether a worker is alive is told by when it last wrote the row (`updated`).
+Workers, web processes and their sweeps run on several machines, so every
+such time is the database's (`Now()`), written and compared there: a machine
+whose clock is off can neither look dead nor take a live reply for dead.
 """
 import logging
 import threading
@@ -18,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from . import frames
@@ -51,7 +57,7 @@ def fail_unclaimed_reply(message_id: int, reason: str) -> None:
     healthy one streams the reply.
     """
     changed = Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
-        status=Message.Status.FAILED, error=reason, updated=timezone.now()
+        status=Message.Status.FAILED, error=reason, updated=Now()
     )
     if changed:
         reply_done(Message.objects.get(pk=message_id))
@@ -68,22 +74,19 @@ def claim_reply(message_id: int, worker: str) -> Message | str | None:
         message = Message.objects.select_for_update().filter(pk=message_id, role=Message.Role.BOT).first()
         if message is None or message.status in Message.FINISHED:
             return None
+        this_reply = Message.objects.filter(pk=message.pk)
         if message.status == Message.Status.STREAMING:
-            stale_before = timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
-            if message.updated >= stale_before:
+            if this_reply.filter(updated__gte=Now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)).exists():
                 return IN_PROGRESS_ELSEWHERE
             logger.warning("Reply %s was left streaming by %s: starting it again", message.pk, message.worker)
         if message.attempts >= settings.CHAT_REPLY_MAX_ATTEMPTS:
-            message.status = Message.Status.FAILED
-            message.error = f"Gave up after {message.attempts} attempts: the workers kept stopping."
-            message.save(update_fields=["status", "error", "updated"])
+            error = f"Gave up after {message.attempts} attempts: the workers kept stopping."
+            this_reply.update(status=Message.Status.FAILED, error=error, updated=Now())
+            message.refresh_from_db()
             transaction.on_commit(lambda: reply_done(message))
             return None
-        message.status = Message.Status.STREAMING
-        message.attempts += 1
-        message.text = ""
-        message.worker = worker
-        message.save(update_fields=["status", "attempts", "text", "worker", "updated"])
+        this_reply.update(status=Message.Status.STREAMING, attempts=message.attempts + 1, text="", worker=worker, updated=Now())
+        message.refresh_from_db()
     frames.send(message.conversation_id, frames.message_frame(message))
     return message
 
@@ -140,7 +143,7 @@ class ReplyStream:
             return False
         changed = Message.objects.filter(
             pk=self.message.pk, status=Message.Status.STREAMING, attempts=self.message.attempts
-        ).update(updated=timezone.now(), **fields)
+        ).update(updated=Now(), **fields)
         self.last_save = time.monotonic()
         self.lost = not changed
         return bool(changed)

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Sum
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.throttle import per_window
@@ -177,12 +178,13 @@ def request_stop(conversation_id: int, user: AbstractBaseUser) -> Message:
             raise not_generating
         # Each write holds only while the reply is still as read: its worker does not lock the conversation, and
         # a claim or the last save may land in between (a finished reply must not go back to streaming).
-        now = timezone.now()
         this_reply = Message.objects.filter(pk=reply.pk)
         stopped = this_reply.filter(status=Message.Status.QUEUED).update(
-            stop_requested=True, status=Message.Status.STOPPED, updated=now
+            stop_requested=True, status=Message.Status.STOPPED, updated=Now()
         )
-        if not stopped and not this_reply.filter(status=Message.Status.STREAMING).update(stop_requested=True, updated=now):
+        if not stopped and not this_reply.filter(status=Message.Status.STREAMING).update(
+            stop_requested=True, updated=Now()
+        ):
             raise not_generating  # it ended meanwhile; its worker has sent its end
         reply.refresh_from_db()
     return reply
@@ -199,13 +201,13 @@ def sweep_replies() -> list[Message]:
     still comes (the claim is idempotent); one still queued after
     CHAT_QUEUE_TIMEOUT_SECONDS found no worker. A failed reply offers a retry
     (regenerate). Every change is conditional, so a worker that finishes at
-    this very moment wins, and several sweepers may run at once.
+    this very moment wins, and several sweepers may run at once. Times are the
+    database's (chat/generation.py says why).
     """
-    now = timezone.now()
     stale = Message.objects.filter(
-        status=Message.Status.STREAMING, updated__lt=now - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
+        status=Message.Status.STREAMING, updated__lt=Now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
     ) | Message.objects.filter(
-        status=Message.Status.QUEUED, created__lt=now - timedelta(seconds=settings.CHAT_QUEUE_TIMEOUT_SECONDS)
+        status=Message.Status.QUEUED, created__lt=Now() - timedelta(seconds=settings.CHAT_QUEUE_TIMEOUT_SECONDS)
     )
     failed = []
     for reply in stale:
@@ -215,18 +217,18 @@ def sweep_replies() -> list[Message]:
             else "No worker picked up this reply in time."
         )
         changed = Message.objects.filter(pk=reply.pk, status=reply.status, updated=reply.updated).update(
-            status=Message.Status.FAILED, error=reason, updated=now
+            status=Message.Status.FAILED, error=reason, updated=Now()
         )
         if changed:
             reply.refresh_from_db()
             failed.append(reply)
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         waiting = Message.objects.filter(
-            status=Message.Status.QUEUED, updated__lt=now - timedelta(seconds=settings.CHAT_QUEUE_RESEND_SECONDS)
+            status=Message.Status.QUEUED, updated__lt=Now() - timedelta(seconds=settings.CHAT_QUEUE_RESEND_SECONDS)
         )
         for reply in waiting.only("pk", "updated"):
             if Message.objects.filter(pk=reply.pk, status=Message.Status.QUEUED, updated=reply.updated).update(
-                updated=now
+                updated=Now()
             ):
                 send_reply_task(reply.pk)
     return failed
@@ -238,6 +240,6 @@ def end_unanswered_stop(reply_id: int) -> Message | None:
     The worker, if it lives, finds the reply no longer its own and stops writing.
     """
     changed = Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING, stop_requested=True).update(
-        status=Message.Status.STOPPED, updated=timezone.now()
+        status=Message.Status.STOPPED, updated=Now()
     )
     return Message.objects.get(pk=reply_id) if changed else None

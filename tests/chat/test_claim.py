@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connections, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from chat import services
@@ -52,7 +53,7 @@ def left_streaming_by_a_dead_worker(conversation, stale_for, attempts=1):
     reply = conversation.messages.create(role="bot", reply_to=question, status="queued")
     Message.objects.filter(pk=reply.pk).update(
         status="streaming", attempts=attempts, text="half a sentence from a dead wor", worker="dead-worker",
-        updated=timezone.now() - timedelta(seconds=stale_for),
+        updated=Now() - timedelta(seconds=stale_for),
     )
     return reply.pk
 
@@ -91,3 +92,39 @@ def test_a_worker_that_cannot_load_its_models_fails_only_replies_nobody_claimed(
     assert Message.objects.get(pk=streaming).status == Message.Status.STREAMING
     failed = Message.objects.get(pk=queued.pk)
     assert failed.status == Message.Status.FAILED and "could not be loaded" in failed.error
+
+
+@pytest.mark.parametrize("hours_off", [1, -1])
+def test_a_machine_whose_clock_is_off_neither_looks_dead_nor_takes_a_live_reply(
+    settings, conversation, monkeypatch, hours_off
+):
+    """Web processes, workers and their sweeps run on several machines: a reply's liveness is the database's clock.
+
+    Made to happen: this process's clock is set off by an hour for what one machine does, and back for the others.
+    """
+    settings.CHAT_REPLY_STALE_SECONDS = 2
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # no task re-sent by the sweep: not what this test is about
+    right = timezone.now
+
+    def clock(hours):
+        monkeypatch.setattr(timezone, "now", lambda: right() + timedelta(hours=hours))
+
+    clock(hours_off)  # the web process that queues the reply
+    question = conversation.messages.create(role=Message.Role.USER, text="What time is it?")
+    reply = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=question)
+    for other_machine in (0, -hours_off):  # the sweeps of the others
+        clock(other_machine)
+        assert services.sweep_replies() == []
+        assert Message.objects.get(pk=reply.pk).status == Message.Status.QUEUED
+
+    clock(hours_off)  # the worker that claims it
+    assert isinstance(claim_reply(reply.pk, worker="celery@off"), Message)
+    for other_machine in (0, -hours_off):  # the sweeps of the others, and a second delivery of the task
+        clock(other_machine)
+        assert services.sweep_replies() == []
+        assert claim_reply(reply.pk, worker="celery@other") == IN_PROGRESS_ELSEWHERE
+
+    # The worker dies: the others see it once it has not written for CHAT_REPLY_STALE_SECONDS.
+    time.sleep(settings.CHAT_REPLY_STALE_SECONDS + 0.5)
+    clock(0)
+    assert [failed.pk for failed in services.sweep_replies()] == [reply.pk]
