@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -204,33 +204,31 @@ def sweep_replies() -> list[Message]:
     this very moment wins, and several sweepers may run at once. Times are the
     database's (chat/generation.py says why).
     """
-    stale = Message.objects.filter(
+    # Each write repeats its condition, so it holds only while the reply is still as the sweep found it
+    # (no timestamp is compared for equality: SQLite stores the database's and Python's times in two formats).
+    stale = Q(
         status=Message.Status.STREAMING, updated__lt=Now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
-    ) | Message.objects.filter(
-        status=Message.Status.QUEUED, created__lt=Now() - timedelta(seconds=settings.CHAT_QUEUE_TIMEOUT_SECONDS)
-    )
+    ) | Q(status=Message.Status.QUEUED, created__lt=Now() - timedelta(seconds=settings.CHAT_QUEUE_TIMEOUT_SECONDS))
     failed = []
-    for reply in stale:
+    for reply in Message.objects.filter(stale):
         reason = (
             "The worker generating this reply stopped responding."
             if reply.status == Message.Status.STREAMING
             else "No worker picked up this reply in time."
         )
-        changed = Message.objects.filter(pk=reply.pk, status=reply.status, updated=reply.updated).update(
+        changed = Message.objects.filter(stale, pk=reply.pk, status=reply.status).update(
             status=Message.Status.FAILED, error=reason, updated=Now()
         )
         if changed:
             reply.refresh_from_db()
             failed.append(reply)
     if not settings.CELERY_TASK_ALWAYS_EAGER:
-        waiting = Message.objects.filter(
+        waiting = Q(
             status=Message.Status.QUEUED, updated__lt=Now() - timedelta(seconds=settings.CHAT_QUEUE_RESEND_SECONDS)
         )
-        for reply in waiting.only("pk", "updated"):
-            if Message.objects.filter(pk=reply.pk, status=Message.Status.QUEUED, updated=reply.updated).update(
-                updated=Now()
-            ):
-                send_reply_task(reply.pk)
+        for reply_id in Message.objects.filter(waiting).values_list("pk", flat=True):
+            if Message.objects.filter(waiting, pk=reply_id).update(updated=Now()):
+                send_reply_task(reply_id)
     return failed
 
 

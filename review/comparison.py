@@ -97,9 +97,10 @@ def items_from_replies(replies: Iterable[Message]) -> TurnOutcome:
         if len(by_text) < 2 or len(versions) < 2:
             outcome.skipped.append((question, "its finished replies do not come from two or more versions"))
             continue
-        earlier = question.conversation.messages.filter(
-            Q(created__lt=question.created) | Q(created=question.created, id__lt=question.id), is_chosen=True
-        ).order_by("-created", "-id")[:CONTEXT_LINES]
+        # Ids follow the order messages were stored in (times may tie, and SQLite keeps two formats of them).
+        earlier = question.conversation.messages.filter(id__lt=question.id, is_chosen=True).order_by("-id")[
+            :CONTEXT_LINES
+        ]
         character = question.conversation.character
         speaker = {Message.Role.USER: "User", Message.Role.BOT: character}
         dialogue = [[speaker[m.role], m.text] for m in reversed(earlier)] + [["User", question.text]]

@@ -29,4 +29,11 @@ fi
 .venv/bin/ruff check .
 
 mkdir -p test-output
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+
+# `make run` without PostgreSQL keeps everything in SQLite: the tests marked `sqlite` run there as well
+# (after a whole run on another database; a run of chosen tests is left as asked).
+if [ $# -eq 0 ] && [ -n "${DATABASE_URL:-}" ] && [[ "$DATABASE_URL" != sqlite* ]]; then
+  echo "Again on the embedded SQLite database: the tests marked sqlite"
+  DATABASE_URL="sqlite:///$(mktemp -d)/db.sqlite3" .venv/bin/python -m pytest -m sqlite -p no:cacheprovider
+fi

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # reach a reply that a killed worker left `streaming` before any sweep failed it. The claim decides alone,
 # under the row's lock: tested here in-process, since in a live stack every process's sweep races the worker
 # for such a reply (the sweep winning is right too, and made an end-to-end test of this flaky).
+@pytest.mark.sqlite
 @pytest.mark.parametrize(
     ("stale", "last_attempt", "claimed"),
     [
@@ -83,6 +84,7 @@ def test_a_stop_that_meets_the_workers_last_save_leaves_the_reply_finished(conve
     assert outcome == {"error": "not_generating"}
 
 
+@pytest.mark.sqlite
 def test_a_worker_that_cannot_load_its_models_fails_only_replies_nobody_claimed(conversation):
     streaming = left_streaming_by_a_dead_worker(conversation, stale_for=0, attempts=1)  # a healthy worker's
     question = conversation.messages.create(role=Message.Role.USER, text="And you?")
@@ -94,6 +96,7 @@ def test_a_worker_that_cannot_load_its_models_fails_only_replies_nobody_claimed(
     assert failed.status == Message.Status.FAILED and "could not be loaded" in failed.error
 
 
+@pytest.mark.sqlite
 @pytest.mark.parametrize("hours_off", [1, -1])
 def test_a_machine_whose_clock_is_off_neither_looks_dead_nor_takes_a_live_reply(
     settings, conversation, monkeypatch, hours_off

@@ -214,6 +214,25 @@ def test_a_real_turn_with_replies_of_two_versions_becomes_an_item(client, transc
     assert transcripts.b1.text not in json.dumps(ComparisonItem.objects.get(turn=later).dialogue)  # not chosen
 
 
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_a_turn_stored_as_the_chat_stores_it_is_in_its_dialogue_once(client, transcripts):
+    """Times as the database writes them (on SQLite, another text format than Django's): the turn is not earlier
+    than itself."""
+    numbers = transcripts.numbers
+    question = Message.objects.create(conversation=numbers, role=Message.Role.USER, text="And trains again?")
+    for model in (SMOLLM, "sheldon-v2.gguf"):
+        Message.objects.create(
+            conversation=numbers, role=Message.Role.BOT, reply_to=question, text=f"Answer of {model}.",
+            generator_model=model, parameters={"temperature": 0.7},
+        )
+    client.force_login(transcripts.reviewer)
+    url = reverse("admin:chat_message_changelist")
+    client.post(url, {"action": "compare_replies", ACTION_CHECKBOX_NAME: [question.replies.first().pk]})
+    dialogue = ComparisonItem.objects.get(turn=question).dialogue
+    assert dialogue[-2:] == [["Sheldon", "Trains are the pinnacle of human engineering."], ["User", "And trains again?"]]
+
+
 def test_reply_version_prefers_a_recorded_version():
     record = Message(generator_model="/models/x.gguf", parameters={"temperature": 0.7, "version": "rank-n8"})
     assert reply_version(record) == "rank-n8"
