@@ -208,12 +208,13 @@
   });
 
   // --- Messages ------------------------------------------------------------
-  function inProgress(message) {
-    return message.status === "queued" || message.status === "streaming";
+  // A message moves forward only: queued, streaming, then ended (done, stopped or failed).
+  function stage(message) {
+    return { queued: 0, streaming: 1 }[message.status] ?? 2;
   }
 
-  function stage(message) {
-    return { queued: 0, streaming: 1 }[message.status] ?? 2; // else it ended: done, stopped or failed
+  function inProgress(message) {
+    return stage(message) < 2;
   }
 
   function lastQuestionId() {

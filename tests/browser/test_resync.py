@@ -10,13 +10,11 @@ import asyncio
 import threading
 
 import pytest
-from channels.layers import get_channel_layer
 from django.utils import timezone
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from chat.frames import message_frame, reply_done_frame, token_frame
+from chat.frames import message_frame, reply_done_frame, send_now, token_frame
 from chat.models import Conversation, Message
-from chat.notify import conversation_group, frame_event
 
 from ..chat.live import live_stack  # noqa: F401  (fixtures)
 from .test_chat_features import amy, logged_in_page, server  # noqa: F401  (fixtures)
@@ -57,9 +55,8 @@ def send_frames(conversation_id, *frames):
     Playwright's sync API holds an event loop in this one)."""
 
     async def send_all():
-        layer = get_channel_layer()
         for frame in frames:
-            await layer.group_send(conversation_group(conversation_id), frame_event(frame))
+            await send_now(conversation_id, frame)
 
     thread = threading.Thread(target=asyncio.run, args=(send_all(),))
     thread.start()
