@@ -23,8 +23,12 @@ from collections.abc import Callable
 
 from .content import flagged
 
-# A sentence ends at . ! ? or an ellipsis, with any closing quotes or brackets.
-_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*")
+# A sentence ends at . ! ? or an ellipsis, with any closing quotes or brackets, before a space or the end
+# of the text. Not at the full stop of a title or a dotted abbreviation: "Dr. Cooper" and "the U.S. Army"
+# are one sentence each (the sentence cap cut a candidate to "the chemistry between Amy and Dr."). A lone
+# capital's stays an end: "now so am I." is far likelier than an initial.
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s|$)")
+_ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|vs)|\b(?:[A-Za-z]\.)+[A-Za-z])\.$")
 # Control characters a model may sample (a byte-level vocabulary has a token for each byte): PostgreSQL
 # refuses NUL in text, and none of them belongs in a line of dialogue. Line breaks and tabs stay.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -51,7 +55,7 @@ class ReplyCleaner:
         words = message.split()
         # A complete sentence repeated at the start of the reply is cut off it;
         # a fragment ("Hello") may well begin a real answer ("Hello there.").
-        repeats_sentence = bool(words) and _SENTENCE_END.search(words[-1]) is not None
+        repeats_sentence = bool(words) and bool(_sentence_ends(words[-1]))
         self._echo = (
             re.compile(r"\s*" + r"\s+".join(map(re.escape, words)) + r"\s*", re.IGNORECASE)
             if repeats_sentence
@@ -72,7 +76,7 @@ class ReplyCleaner:
 
     def sentences(self) -> int:
         """How many complete sentences the cleaned reply holds so far."""
-        return len(_SENTENCE_END.findall(self._clean(final=True, cut_fragment=True)))
+        return len(_sentence_ends(self._clean(final=True, cut_fragment=True), growing=True))
 
     def finish(self, cut_fragment: bool) -> str:
         """Emit the rest and return the final text (empty only if nothing was emitted).
@@ -125,11 +129,27 @@ class ReplyCleaner:
         return body.rstrip()
 
 
+def _sentence_ends(text: str, growing: bool = False) -> list[int]:
+    """Where each complete sentence of `text` ends.
+
+    `growing`: more text may follow, so a full stop at the very end after a digit is not an end yet (the
+    next token may make "3." into "3.14").
+    """
+    ends = []
+    for match in _SENTENCE_END.finditer(text):
+        if _ABBREVIATION.search(text, 0, match.start() + 1):
+            continue
+        if growing and match.end() == len(text) and text[match.start() - 1 : match.start()].isdigit():
+            continue
+        ends.append(match.end())
+    return ends
+
+
 def _sentence_end(text: str) -> int:
     """Where the last complete sentence of `text` ends (0: it has none)."""
-    return max((match.end() for match in _SENTENCE_END.finditer(text)), default=0)
+    return max(_sentence_ends(text), default=0)
 
 
 def streamed_as(streamed: str, final: str) -> bool:
     """Whether streamed text fits the final reply: the same, or it plus the unfinished sentence cut at the end."""
-    return streamed.startswith(final) and not _SENTENCE_END.search(streamed[len(final) :])
+    return streamed.startswith(final) and not _sentence_ends(streamed[len(final) :])

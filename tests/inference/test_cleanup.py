@@ -32,6 +32,10 @@ def clean(message, raw, cut_fragment=False, seed=0):
         ("Hi.", "Hello. I was about to say", True, "Hello."),  # the model or the token limit ended it mid-sentence: cut
         ("Hi.", "Hello. I was about to say", False, "Hello. I was about to say"),  # stopped by the person: kept as seen
         ("Hi.", "no sentence end at all", True, "no sentence end at all"),  # nothing else to keep
+        # A title's or an abbreviation's full stop ends no sentence, nor does a decimal point; a lone capital's does.
+        ("Hi.", "Ask Dr. Hofstadter. Or Mr. Howard", True, "Ask Dr. Hofstadter."),
+        ("Hi.", "Now so am I. And", True, "Now so am I."),
+        ("Hi.", "Pi is 3.14159 in the U.S. and", True, "Pi is 3.14159 in the U.S. and"),
         ("How are you?", "How are you?", False, ""),  # a pure echo is no reply
         ("How are you?", "how are  you", False, ""),
         ("How are you?", "How are you? I am well.", False, "I am well."),
@@ -78,7 +82,16 @@ def test_nothing_streams_while_the_reply_could_still_be_an_echo():
 
 
 
-def test_a_reply_ends_once_it_holds_enough_sentences(tiny_chat, settings):
+@pytest.mark.parametrize(
+    "raw, max_sentences, expected, not_taken",
+    [
+        ("Sheldon: Hello there. How are you? I am fine.", 2, "Hello there. How are you?", "fine"),
+        # A title's full stop and a decimal point end no sentence: the cap once cut these to "Dr." and "Pi is 3."
+        ("Dr. Hofstadter is at work. He left.", 1, "Dr. Hofstadter is at work.", "left"),
+        ("Pi is 3.14 and change. Obviously.", 1, "Pi is 3.14 and change.", "Obviously"),
+    ],
+)
+def test_a_reply_ends_once_it_holds_enough_sentences(tiny_chat, settings, raw, max_sentences, expected, not_taken):
     """REPLY_MAX_SENTENCES: the sequence ends as at its end token, and no token after the last sentence is taken."""
     from inference.backends import backend_for
     from inference.loading import load_generator
@@ -89,8 +102,8 @@ def test_a_reply_ends_once_it_holds_enough_sentences(tiny_chat, settings):
     settings.INFERENCE_ENGINE = "torch"
     backend = backend_for(load_generator(str(tiny_chat)), max_new_tokens=30)
     tokenizer = backend.tokenizer
-    script = tokenizer("Sheldon: Hello there. How are you? I am fine.", add_special_tokens=False).input_ids
-    batch = Replier(Profile("test", "", str(tiny_chat), ""), backend, max_sentences=2).open_batch()
+    script = tokenizer(raw, add_special_tokens=False).input_ids
+    batch = Replier(Profile("test", "", str(tiny_chat), ""), backend, max_sentences=max_sentences).open_batch()
     sequence = Sequence(RequestState([], "Hi."), ReplyCleaner("Hi.", "Sheldon"))
     for token_id in script:  # the tokens a model might give, one decode step each
         sequence.append(token_id, 0.0, set(), 30)
@@ -98,8 +111,8 @@ def test_a_reply_ends_once_it_holds_enough_sentences(tiny_chat, settings):
         if sequence.finished:
             break
     assert sequence.finish_reason is FinishReason.END
-    assert "fine" not in tokenizer.decode(sequence.token_ids)  # no token after the second sentence was taken
-    assert sequence.cleaner.finish(cut_fragment=True) == "Hello there. How are you?"
+    assert not_taken not in tokenizer.decode(sequence.token_ids)  # no token after the last sentence was taken
+    assert sequence.cleaner.finish(cut_fragment=True) == expected
 
 
 def test_a_streaming_reply_never_shows_a_word_the_show_would_not_air():
