@@ -24,11 +24,13 @@ from collections.abc import Callable
 from .content import flagged
 
 # A sentence ends at . ! ? or an ellipsis, with any closing quotes or brackets, before a space or the end
-# of the text. Not at the full stop of a title or a dotted abbreviation: "Dr. Cooper" and "the U.S. Army"
-# are one sentence each (the sentence cap cut a candidate to "the chemistry between Amy and Dr."). A lone
+# of the text. Never at a title's full stop ("Dr. Cooper": the sentence cap cut a candidate to "the chemistry
+# between Amy and Dr."), nor at a dotted abbreviation's ("the U.S. Army") unless the text ends there. A lone
 # capital's stays an end: "now so am I." is far likelier than an initial.
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s|$)")
-_ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|vs)|\b(?:[A-Za-z]\.)+[A-Za-z])\.$")
+_TITLE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|vs)\.$")
+_ABBREVIATION = re.compile(r"\b(?:[A-Za-z]\.)+[A-Za-z]\.$")
+_MAY_GO_ON = re.compile(r"(?:\d|(?<![\w.])[A-Z])\.$")  # "3." or "U." at the end may grow into "3.14" or "U.S."
 # Control characters a model may sample (a byte-level vocabulary has a token for each byte): PostgreSQL
 # refuses NUL in text, and none of them belongs in a line of dialogue. Line breaks and tabs stay.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -76,7 +78,10 @@ class ReplyCleaner:
 
     def sentences(self) -> int:
         """How many complete sentences the cleaned reply holds so far."""
-        return len(_sentence_ends(self._clean(final=True, cut_fragment=True), growing=True))
+        # Uncut, so that "1980." followed by more text is a confirmed end; the text may still grow only where
+        # the raw text does not end in a space.
+        growing = not self.raw[-1:].isspace()
+        return len(_sentence_ends(self._clean(final=True, cut_fragment=False), growing=growing))
 
     def finish(self, cut_fragment: bool) -> str:
         """Emit the rest and return the final text (empty only if nothing was emitted).
@@ -132,14 +137,16 @@ class ReplyCleaner:
 def _sentence_ends(text: str, growing: bool = False) -> list[int]:
     """Where each complete sentence of `text` ends.
 
-    `growing`: more text may follow, so a full stop at the very end after a digit is not an end yet (the
-    next token may make "3." into "3.14").
+    `growing`: more text may follow, so a full stop at the very end after a digit or a lone capital is not an
+    end yet (the next token may make "3." into "3.14", or "U." into "U.S.").
     """
     ends = []
     for match in _SENTENCE_END.finditer(text):
-        if _ABBREVIATION.search(text, 0, match.start() + 1):
+        at_end = match.end() == len(text)
+        before = match.start() + 1  # up to the first of the end's marks
+        if _TITLE.search(text, 0, before) or (_ABBREVIATION.search(text, 0, before) and (growing or not at_end)):
             continue
-        if growing and match.end() == len(text) and text[match.start() - 1 : match.start()].isdigit():
+        if growing and at_end and _MAY_GO_ON.search(text, 0, before):
             continue
         ends.append(match.end())
     return ends

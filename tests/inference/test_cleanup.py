@@ -35,6 +35,7 @@ def clean(message, raw, cut_fragment=False, seed=0):
         # A title's or an abbreviation's full stop ends no sentence, nor does a decimal point; a lone capital's does.
         ("Hi.", "Ask Dr. Hofstadter. Or Mr. Howard", True, "Ask Dr. Hofstadter."),
         ("Hi.", "Now so am I. And", True, "Now so am I."),
+        ("Hi.", "Yes. I live in the U.S.", True, "Yes. I live in the U.S."),  # the text ends there: so does a sentence
         ("Hi.", "Pi is 3.14159 in the U.S. and", True, "Pi is 3.14159 in the U.S. and"),
         ("How are you?", "How are you?", False, ""),  # a pure echo is no reply
         ("How are you?", "how are  you", False, ""),
@@ -89,6 +90,9 @@ def test_nothing_streams_while_the_reply_could_still_be_an_echo():
         # A title's full stop and a decimal point end no sentence: the cap once cut these to "Dr." and "Pi is 3."
         ("Dr. Hofstadter is at work. He left.", 1, "Dr. Hofstadter is at work.", "left"),
         ("Pi is 3.14 and change. Obviously.", 1, "Pi is 3.14 and change.", "Obviously"),
+        # "1980." and "I." at the end wait for the next token (it could make "1980.5" or "I.Q."), then end.
+        ("I was born in the U.S. in 1980. And so on.", 1, "I was born in the U.S. in 1980.", "so on"),
+        ("Now so am I. And that is that.", 1, "Now so am I.", "that is"),
     ],
 )
 def test_a_reply_ends_once_it_holds_enough_sentences(tiny_chat, settings, raw, max_sentences, expected, not_taken):
