@@ -30,7 +30,7 @@ from .content import flagged
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _TITLE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|vs)\.$")
 _ABBREVIATION = re.compile(r"\b(?:[A-Za-z]\.)+[A-Za-z]\.$")
-_MAY_GO_ON = re.compile(r"(?:\d|(?<![\w.])[A-Z])\.$")  # "3." or "U." at the end may grow into "3.14" or "U.S."
+_MAY_GO_ON = re.compile(r"(?:\d|(?<![\w.])[A-Za-z])\.$")  # "3.", "U." or "a." may grow into "3.14", "U.S.", "a.m."
 # Control characters a model may sample (a byte-level vocabulary has a token for each byte): PostgreSQL
 # refuses NUL in text, and none of them belongs in a line of dialogue. Line breaks and tabs stay.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -77,11 +77,9 @@ class ReplyCleaner:
         self._emit(self._clean(final=False, cut_fragment=False))
 
     def sentences(self) -> int:
-        """How many complete sentences the cleaned reply holds so far."""
-        # Uncut, so that "1980." followed by more text is a confirmed end; the text may still grow only where
-        # the raw text does not end in a space.
-        growing = not self.raw[-1:].isspace()
-        return len(_sentence_ends(self._clean(final=True, cut_fragment=False), growing=growing))
+        """How many complete sentences the reply holds so far, its generation going on (`_sentence_ends`)."""
+        body = self._body(final=True)
+        return len(_sentence_ends(body, growing=True)) if body else 0
 
     def finish(self, cut_fragment: bool) -> str:
         """Emit the rest and return the final text (empty only if nothing was emitted).
@@ -112,7 +110,8 @@ class ReplyCleaner:
             if self.on_piece is not None:
                 self.on_piece(piece)
 
-    def _clean(self, final: bool, cut_fragment: bool) -> str:
+    def _body(self, final: bool) -> str:
+        """The raw text less a leading label and an echo of the message; "" while it is (or could become) one."""
         body = self.raw.lstrip()
         label = self._label.match(body)
         if label:
@@ -124,14 +123,20 @@ class ReplyCleaner:
             body = body[echo.end() :]
         if self.message.startswith(_normalise(body)):
             return ""  # nothing yet, or (part of) the user's own message
-        sentence_end = _sentence_end(body)
+        return body
+
+    def _clean(self, final: bool, cut_fragment: bool) -> str:
+        body = self._body(final)
         if not final:
-            # Up to the last complete word: the next token may extend the current one.
+            # Up to the last complete word: the next token may extend the current one, even after a full stop
+            # ("3." into "3.14", "U." into "U.S."), so the last word waits for a space or the reply's end.
             word_end = max((match.start() for match in _WHITESPACE.finditer(body)), default=0)
-            return body[: max(sentence_end, word_end)].rstrip()
+            return body[:word_end].rstrip()
+        body = body.rstrip()  # the reply ends here: "the U.S." at its end closes a sentence
+        sentence_end = _sentence_end(body)
         if cut_fragment and sentence_end:
             return body[:sentence_end]
-        return body.rstrip()
+        return body
 
 
 def _sentence_ends(text: str, growing: bool = False) -> list[int]:
@@ -152,11 +157,12 @@ def _sentence_ends(text: str, growing: bool = False) -> list[int]:
     return ends
 
 
-def _sentence_end(text: str) -> int:
+def _sentence_end(text: str, growing: bool = False) -> int:
     """Where the last complete sentence of `text` ends (0: it has none)."""
-    return max(_sentence_ends(text), default=0)
+    return max(_sentence_ends(text, growing), default=0)
 
 
 def streamed_as(streamed: str, final: str) -> bool:
     """Whether streamed text fits the final reply: the same, or it plus the unfinished sentence cut at the end."""
-    return streamed.startswith(final) and not _sentence_ends(streamed[len(final) :])
+    # The streamed text was shown while the reply went on: what ends it ("the U.S.", "3.") may not end a sentence.
+    return streamed.startswith(final) and not _sentence_ends(streamed[len(final) :], growing=True)
