@@ -46,6 +46,7 @@
     highlight: null, // a message id to show (from a search result's link)
     unsent: null, // {text} of a new chat's first message until the server stored it
     awaitingEcho: false, // a message, edit or regenerate was sent and no frame has answered it yet
+    creating: false, // a new chat's conversation is being created (its first message was sent)
   };
   const hashMatch = location.hash.match(/^#message-(\d+)$/);
   if (hashMatch) state.highlight = Number(hashMatch[1]);
@@ -504,10 +505,11 @@
     if (known && message.role === "bot" && stage(message) < stage(known)) return;
     // Frames carry no rating (the API's answers do): keep the one this page knows.
     if (known && known.rating && message.role === "bot" && message.rating === null) message.rating = known.rating;
-    if (message.role === "user" && known && known.text !== message.text) {
-      // Edited and resent: the server deleted the replies to the old text and queued one to the new text,
-      // whose frame came first (the socket sends it before the question's; its worker's may come earlier
-      // still). That reply is the newest; the rest go, also one this page still thinks is in progress.
+    if (message.role === "user" && known) {
+      // A question the page knows comes again only when it was edited and resent (with its text changed or
+      // not): the server deleted its replies and queued a new one, whose frame came first (the socket sends
+      // it before the question's; its worker's may come earlier still). That reply is the newest; the rest
+      // go, also one this page still thinks is in progress.
       const replies = [...state.messages.values()].filter((other) => other.reply_to === message.id);
       const newest = Math.max(...replies.map((other) => other.id));
       for (const other of replies) {
@@ -537,7 +539,8 @@
 
   function appendPiece(frame) {
     const message = state.messages.get(frame.message_id);
-    if (!message) return;
+    // A worker's last piece can come after the web process ended the reply (a stop it enforced): ended is final.
+    if (!message || !inProgress(message)) return;
     const stick = nearBottom();
     // `offset` says where the piece starts: a page that loaded the partial
     // text from the server may already have part of it.
@@ -620,6 +623,14 @@
 
   async function loadNewestPage() {
     const data = await newestPage();
+    // A message this page knows within the page's ids that the answer lacks was deleted meanwhile (an edit in
+    // another tab while this one was offline); those above the page's ids came after the answer was read.
+    const ids = new Set(data.messages.map((message) => message.id));
+    const oldest = data.messages.length ? data.messages[0].id : Infinity;
+    const newest = data.messages.length ? data.messages[data.messages.length - 1].id : -Infinity;
+    for (const id of state.messages.keys()) {
+      if (id >= oldest && id <= newest && !ids.has(id)) state.messages.delete(id);
+    }
     for (const message of data.messages) state.messages.set(message.id, message);
     state.olderCursor = data.before;
     els.older.hidden = !data.has_more;
@@ -762,7 +773,9 @@
         state.pendingFrame = null;
       }
     });
-    socket.addEventListener("message", (event) => handleFrame(JSON.parse(event.data)));
+    socket.addEventListener("message", (event) => {
+      if (state.socket === socket) handleFrame(JSON.parse(event.data)); // not one of a socket this page let go of
+    });
     socket.addEventListener("close", (event) => {
       if (state.socket !== socket) return; // a socket this page let go of
       // Refusals that another try would not change: say why and stop reconnecting.
@@ -777,13 +790,15 @@
       }
       showConnection("Reconnecting…");
       setTimeout(async () => {
-        connect();
-        // Replies that finished while the socket was down.
+        // As at the start: the history first (what happened while the socket was down), then the socket,
+        // which sends the replies still in progress and every piece after them. The other way round, the
+        // history's answer could take the page back behind pieces the new socket had already brought.
         try {
           await loadNewestPage();
         } catch (error) {
           showConnection("Offline: retrying…");
         }
+        connect();
       }, state.reconnectDelay);
       state.reconnectDelay = Math.min(state.reconnectDelay * 2, 10000);
     });
@@ -819,9 +834,11 @@
   els.composer.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = els.input.value.trim();
-    if (!text || els.send.disabled) return;
+    if (!text || els.send.disabled || state.creating) return;
     if (!state.conversationId) {
-      // The first message of a new chat creates the conversation.
+      // The first message of a new chat creates the conversation, once: a second Send while it is being
+      // created would make a second one.
+      state.creating = true;
       try {
         const conversation = await api("POST", "/api/conversations/", {});
         state.conversationId = conversation.id;
@@ -832,6 +849,8 @@
       } catch (error) {
         showError(error.message);
         return;
+      } finally {
+        state.creating = false;
       }
     }
     sendFrame({ type: "user_message", text });

@@ -218,6 +218,19 @@ def test_a_refused_first_message_leaves_no_empty_conversation(browser, server, a
     assert list(Conversation.objects.filter(owner=amy).values_list("title", flat=True)) == ["Earlier"]
 
 
+def test_a_new_chats_first_message_sent_twice_at_once_makes_one_conversation(browser, server, amy):  # noqa: F811
+    page = logged_in_page(browser, server, amy, viewport=DESKTOP)
+    page.goto(f"{server}/")
+    page.fill("#message-input", "Hello?")
+    # A double click on Send: the second comes while the first is still creating the conversation.
+    page.evaluate("() => { const form = document.getElementById('composer'); form.requestSubmit(); form.requestSubmit(); }")
+    page.wait_for_selector(".message-user")
+    page.wait_for_function("location.pathname.startsWith('/c/')")
+    conversations = list(Conversation.objects.filter(owner=amy))
+    assert len(conversations) == 1 and page.url.endswith(f"/c/{conversations[0].pk}/")
+    assert list(conversations[0].messages.filter(role="user").values_list("text", flat=True)) == ["Hello?"]
+
+
 def showcase_conversation(user):
     """A conversation that reads like a real one, for the screenshots."""
     conversation = Conversation.objects.create(owner=user, title="Knocking, and why it matters")

@@ -10,11 +10,13 @@ import asyncio
 import threading
 
 import pytest
+from channels.layers import get_channel_layer
 from django.utils import timezone
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from chat.frames import message_frame, reply_done_frame, send_now, token_frame
 from chat.models import Conversation, Message
+from chat.notify import user_group
 
 from ..chat.live import live_stack  # noqa: F401  (fixtures)
 from .test_chat_features import amy, logged_in_page, server  # noqa: F401  (fixtures)
@@ -50,17 +52,21 @@ def test_a_reply_whose_last_frame_was_lost_ends_on_the_page(browser, server, amy
     assert page.is_hidden("#stop-button") and page.is_enabled("#send-button")
 
 
+def run_apart(coroutine):
+    """Run a coroutine to its end on a thread of its own: Playwright's sync API holds an event loop in this one."""
+    thread = threading.Thread(target=asyncio.run, args=(coroutine,))
+    thread.start()
+    thread.join(timeout=30)
+
+
 def send_frames(conversation_id, *frames):
-    """Frames to the conversation's sockets, in this order, as one sender sends them (on a thread of its own:
-    Playwright's sync API holds an event loop in this one)."""
+    """Frames to the conversation's sockets, in this order, as one sender sends them."""
 
     async def send_all():
         for frame in frames:
             await send_now(conversation_id, frame)
 
-    thread = threading.Thread(target=asyncio.run, args=(send_all(),))
-    thread.start()
-    thread.join(timeout=30)
+    run_apart(send_all())
 
 
 def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, amy):  # noqa: F811
@@ -117,3 +123,105 @@ def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, am
     send_frames(conversation.pk, reply_done_frame(new))
     page.wait_for_selector(f'[data-message-id="{new.pk}"].status-done')
     assert page.is_hidden("#stop-button") and page.is_enabled("#send-button")
+
+
+def test_an_edit_resent_unchanged_keeps_only_its_new_reply(browser, server, amy):  # noqa: F811
+    conversation = Conversation.objects.create(owner=amy, title="Resent")
+    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
+    old = Message.objects.create(
+        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.DONE, text="Monday"
+    )
+    page = logged_in_page(browser, server, amy)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_selector(f'[data-message-id="{old.pk}"]')
+
+    # "Save and resend" with the text as it was: the server deletes the reply and queues a new one, and the
+    # socket sends the new reply's frame, then the question's, whose text has not changed.
+    old_id = old.pk
+    old.delete()
+    new = Message.objects.create(
+        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.QUEUED
+    )
+    send_frames(conversation.pk, message_frame(new), message_frame(question))
+    page.wait_for_selector(f'[data-message-id="{new.pk}"]')
+    page.wait_for_function(f"() => !document.querySelector('[data-message-id=\"{old_id}\"]')", timeout=5000)
+    new.status, new.text = Message.Status.DONE, END
+    new.save()
+    send_frames(conversation.pk, reply_done_frame(new))
+    page.wait_for_selector(f'[data-message-id="{new.pk}"].status-done')
+    assert page.query_selector(".alt-position") is None  # no "2/2" leading to the deleted reply
+
+
+def test_a_piece_after_the_end_does_not_reopen_the_reply(browser, server, amy):  # noqa: F811
+    conversation = Conversation.objects.create(owner=amy, title="Late piece")
+    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
+    reply = Message.objects.create(
+        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.STREAMING,
+        text="Thursday is", attempts=1,
+    )
+    page = logged_in_page(browser, server, amy)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_selector(".message-bot.status-streaming")
+
+    # The web process ends the reply (a stop it enforced); the worker's last piece comes after its frame.
+    reply.status = Message.Status.STOPPED
+    reply.save()
+    later = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="Never mind.")
+    send_frames(
+        conversation.pk,
+        reply_done_frame(reply),
+        token_frame(reply.pk, len("Thursday is"), " anything"),
+        message_frame(later),  # from the same sender: once it shows, the piece before it was handled
+    )
+    page.wait_for_selector(f'[data-message-id="{later.pk}"]')
+    assert page.inner_text(f'[data-message-id="{reply.pk}"] .message-text') == "Thursday is"
+    assert page.is_visible(f'[data-message-id="{reply.pk}"].status-stopped')
+    assert page.is_hidden("#stop-button") and page.is_enabled("#send-button")
+
+
+# Records, in the page, when a history page has been read and when a socket is opened.
+SOCKETS_AND_HISTORY_IN_ORDER = """
+window.order = [];
+const pageFetch = window.fetch;
+window.fetch = async (url, options) => {
+  const response = await pageFetch(url, options);
+  if (String(url).includes("/messages/")) window.order.push("history read");
+  return response;
+};
+const PageSocket = window.WebSocket;
+window.WebSocket = function (url, protocols) {
+  window.order.push("socket");
+  return new PageSocket(url, protocols);
+};
+window.WebSocket.OPEN = PageSocket.OPEN;
+"""
+
+
+def test_a_dropped_socket_reads_the_history_first_and_drops_what_was_deleted(browser, server, amy):  # noqa: F811
+    conversation = Conversation.objects.create(owner=amy, title="Dropped")
+    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
+    old = Message.objects.create(
+        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.DONE, text="Monday"
+    )
+    page = logged_in_page(browser, server, amy)
+    page.add_init_script(SOCKETS_AND_HISTORY_IN_ORDER)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_selector(f'[data-message-id="{old.pk}"]')
+    assert page.evaluate("window.order") == ["history read", "socket"]
+
+    # While this tab's socket is down, the question is edited in another tab: its reply is deleted and a new one
+    # answers it. No frame of that reaches this tab.
+    old_id = old.pk
+    old.delete()
+    new = Message.objects.create(
+        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.DONE, text=END
+    )
+    run_apart(get_channel_layer().group_send(user_group(amy.pk), {"type": "session_changed"}))  # closes its socket
+
+    page.wait_for_function("() => document.querySelectorAll('.message-bot').length === 1", timeout=10000)
+    page.wait_for_selector(f'[data-message-id="{new.pk}"]')
+    assert page.query_selector(f'[data-message-id="{old_id}"]') is None and "Monday" not in page.inner_text("body")
+    page.wait_for_function("() => window.order.length === 4")
+    # The history read to its end, then the socket, as at the start: the other way round, an answer read while the
+    # new socket's frames came in could take the page back behind them.
+    assert page.evaluate("window.order") == ["history read", "socket", "history read", "socket"]

@@ -56,6 +56,9 @@ def test_conversations_new_list_rename_delete(alice):
         assert client.get("/api/conversations/", {"offset": bad}).status_code == 400, bad
     assert send(client, "patch", f"/api/conversations/{conversation_id}/", "{not json").status_code == 400
     assert send(client, "post", "/api/conversations/", "[1]").status_code == 400
+    # Nested deeper than the JSON parser goes: a clear 400 too, not a 500.
+    deep = send(client, "patch", f"/api/conversations/{conversation_id}/", "[" * 100_000)
+    assert deep.status_code == 400 and "not valid JSON" in deep.json()["error"]
 
     assert client.delete(f"/api/conversations/{conversation_id}/").status_code == 204
     assert client.get(f"/api/conversations/{conversation_id}/").status_code == 404
