@@ -25,8 +25,8 @@ from .content import flagged
 
 # A sentence ends at . ! ? or an ellipsis, with any closing quotes or brackets, before a space or the end
 # of the text. Never at a title's full stop ("Dr. Cooper": the sentence cap cut a candidate to "the chemistry
-# between Amy and Dr."), nor at a dotted abbreviation's ("the U.S. Army") unless the text ends there. A lone
-# capital's stays an end: "now so am I." is far likelier than an initial.
+# between Amy and Dr."), nor at a dotted abbreviation's ("the U.S. Army") unless a line or the text ends
+# there. A lone capital's stays an end: "now so am I." is far likelier than an initial.
 _SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _TITLE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|vs)\.$")
 _ABBREVIATION = re.compile(r"\b(?:[A-Za-z]\.)+[A-Za-z]\.$")
@@ -132,11 +132,11 @@ class ReplyCleaner:
             # ("3." into "3.14", "U." into "U.S."), so the last word waits for a space or the reply's end.
             word_end = max((match.start() for match in _WHITESPACE.finditer(body)), default=0)
             return body[:word_end].rstrip()
-        body = body.rstrip()  # the reply ends here: "the U.S." at its end closes a sentence
+        # The reply ends here: "the U.S." at its end closes a sentence, but not before a space (more was to come).
         sentence_end = _sentence_end(body)
         if cut_fragment and sentence_end:
             return body[:sentence_end]
-        return body
+        return body.rstrip()
 
 
 def _sentence_ends(text: str, growing: bool = False) -> list[int]:
@@ -149,7 +149,10 @@ def _sentence_ends(text: str, growing: bool = False) -> list[int]:
     for match in _SENTENCE_END.finditer(text):
         at_end = match.end() == len(text)
         before = match.start() + 1  # up to the first of the end's marks
-        if _TITLE.search(text, 0, before) or (_ABBREVIATION.search(text, 0, before) and (growing or not at_end)):
+        if _TITLE.search(text, 0, before):
+            continue
+        line_ends = text[match.end() : match.end() + 1] in ("\n", "\r") if not at_end else not growing
+        if _ABBREVIATION.search(text, 0, before) and not line_ends:
             continue
         if growing and at_end and _MAY_GO_ON.search(text, 0, before):
             continue

@@ -36,7 +36,8 @@ def clean(message, raw, cut_fragment=False, seed=0):
         ("Hi.", "Ask Dr. Hofstadter. Or Mr. Howard", True, "Ask Dr. Hofstadter."),
         ("Hi.", "Now so am I. And", True, "Now so am I."),
         ("Hi.", "Yes. I live in the U.S.", True, "Yes. I live in the U.S."),  # the text ends there: so does a sentence
-        ("Hi.", "Yes. I live in the U.S.\n", True, "Yes. I live in the U.S."),
+        ("Hi.", "Yes. I live in the U.S.\n", True, "Yes. I live in the U.S."),  # so does a line
+        ("Hi.", "Hello. We met in the U.S. ", True, "Hello."),  # a space: more was to come ("U.S. Army")
         ("Hi.", "Hello. We met in the U.S. Army", True, "Hello."),  # "U.S." was shown, the sentence was not finished
         ("Hi.", "Hello. I am 3.14 years", True, "Hello."),
         ("Hi.", "Pi is 3.14159 in the U.S. and", True, "Pi is 3.14159 in the U.S. and"),
@@ -57,11 +58,12 @@ def test_clean_up_rules(message, raw, cut_fragment, expected, seed):
 def test_the_sentence_count_never_counts_an_end_that_more_text_could_undo():
     cleaner = ReplyCleaner("Hi.")
     counts = []
-    for piece in ("We went to the U.", "S.", "\n", "Army", " in 19", "80.", " Then", " home."):
+    for piece in ("We went to the U.", "S.", " Army", " in 19", "80.", " Then", " home", ".\n"):
         cleaner.feed(piece)
         counts.append(cleaner.sentences())
-    assert counts == [0, 0, 0, 0, 0, 0, 1, 2]  # never down: "U.S." at a line's end was not counted, then undone
-    assert cleaner.finish(cut_fragment=True) == "We went to the U.S.\nArmy in 1980. Then home."
+    # "U." and "U.S." at the end, and "1980." at the end, could still go on: counted once the next token is in.
+    assert counts == [0, 0, 0, 0, 0, 1, 1, 2]
+    assert cleaner.finish(cut_fragment=True) == "We went to the U.S. Army in 1980. Then home."
 
 
 def test_complete_words_stream_at_once_and_a_cut_fragment_is_dropped_at_the_end():
@@ -106,6 +108,7 @@ def test_nothing_streams_while_the_reply_could_still_be_an_echo():
         # "1980." and "I." at the end wait for the next token (it could make "1980.5" or "I.Q."), then end.
         ("I was born in the U.S. in 1980. And so on.", 1, "I was born in the U.S. in 1980.", "so on"),
         ("Now so am I. And that is that.", 1, "Now so am I.", "that is"),
+        ("We moved to the U.S.\nThen the U.K.\nThen home.", 1, "We moved to the U.S.", "U.K"),  # a line ends it
     ],
 )
 def test_a_reply_ends_once_it_holds_enough_sentences(tiny_chat, settings, raw, max_sentences, expected, not_taken):
