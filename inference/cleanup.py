@@ -78,8 +78,7 @@ class ReplyCleaner:
 
     def sentences(self) -> int:
         """How many complete sentences the reply holds so far, its generation going on (`_sentence_ends`)."""
-        body = self._body(final=True)
-        return len(_sentence_ends(body, growing=True)) if body else 0
+        return len(_sentence_ends(self._body(final=True), growing=True))
 
     def finish(self, cut_fragment: bool) -> str:
         """Emit the rest and return the final text (empty only if nothing was emitted).
@@ -142,8 +141,8 @@ class ReplyCleaner:
 def _sentence_ends(text: str, growing: bool = False) -> list[int]:
     """Where each complete sentence of `text` ends.
 
-    `growing`: more text may follow, so a full stop at the very end after a digit or a lone capital is not an
-    end yet (the next token may make "3." into "3.14", or "U." into "U.S.").
+    `growing`: more text may follow, so a full stop at the very end after a digit or a lone letter is not an
+    end yet (the next token may make "3." into "3.14", or "U." into "U.S."), nor is a dotted abbreviation's.
     """
     ends = []
     for match in _SENTENCE_END.finditer(text):
@@ -151,7 +150,8 @@ def _sentence_ends(text: str, growing: bool = False) -> list[int]:
         before = match.start() + 1  # up to the first of the end's marks
         if _TITLE.search(text, 0, before):
             continue
-        line_ends = text[match.end() : match.end() + 1] in ("\n", "\r") if not at_end else not growing
+        # A dotted abbreviation ends a sentence only where a line ends, or the text (and it grows no more).
+        line_ends = not growing if at_end else text[match.end()] in "\r\n"
         if _ABBREVIATION.search(text, 0, before) and not line_ends:
             continue
         if growing and at_end and _MAY_GO_ON.search(text, 0, before):

@@ -27,17 +27,22 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.django_db(transaction=True)]
 END = "Thursday is anything-can-happen Thursday."
 
 
-def test_a_reply_whose_last_frame_was_lost_ends_on_the_page(browser, server, amy):  # noqa: F811
-    conversation = Conversation.objects.create(owner=amy, title="Lost frames")
-    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
-    reply = Message.objects.create(
-        conversation=conversation,
-        role=Message.Role.BOT,
-        reply_to=question,
-        status=Message.Status.STREAMING,
-        text="Thursday is",
-        attempts=1,
+def reply_to(question, status, **fields):
+    """A reply to `question` in `status` (one that a worker took has `attempts=1`)."""
+    return Message.objects.create(
+        conversation=question.conversation, role=Message.Role.BOT, reply_to=question, status=status, **fields
     )
+
+
+def asked(user, title, status, **fields):
+    """A conversation of `user`: "What day is it?" and its reply in `status`; (conversation, question, reply)."""
+    conversation = Conversation.objects.create(owner=user, title=title)
+    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
+    return conversation, question, reply_to(question, status, **fields)
+
+
+def test_a_reply_whose_last_frame_was_lost_ends_on_the_page(browser, server, amy):  # noqa: F811
+    conversation, _, reply = asked(amy, "Lost frames", Message.Status.STREAMING, text="Thursday is", attempts=1)
     page = logged_in_page(browser, server, amy)
     page.goto(f"{server}/c/{conversation.pk}/")
     page.wait_for_selector(".message-bot.status-streaming")
@@ -70,12 +75,7 @@ def send_frames(conversation_id, *frames):
 
 
 def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, amy):  # noqa: F811
-    conversation = Conversation.objects.create(owner=amy, title="Crossed frames")
-    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
-    old = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.STREAMING,
-        text="Monday", attempts=1,
-    )
+    conversation, question, old = asked(amy, "Crossed frames", Message.Status.STREAMING, text="Monday", attempts=1)
     page = logged_in_page(browser, server, amy)
     page.goto(f"{server}/c/{conversation.pk}/")
     page.wait_for_selector(".message-bot.status-streaming")
@@ -86,9 +86,7 @@ def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, am
     old.delete()
     question.text = "What day is it today?"
     question.save()
-    new = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.QUEUED
-    )
+    new = reply_to(question, Message.Status.QUEUED)
     queued = message_frame(new)
     new.status = Message.Status.STREAMING
     new.save()  # its worker claimed it
@@ -126,11 +124,7 @@ def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, am
 
 
 def test_an_edit_resent_unchanged_keeps_only_its_new_reply(browser, server, amy):  # noqa: F811
-    conversation = Conversation.objects.create(owner=amy, title="Resent")
-    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
-    old = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.DONE, text="Monday"
-    )
+    conversation, question, old = asked(amy, "Resent", Message.Status.DONE, text="Monday")
     page = logged_in_page(browser, server, amy)
     page.goto(f"{server}/c/{conversation.pk}/")
     page.wait_for_selector(f'[data-message-id="{old.pk}"]')
@@ -139,9 +133,7 @@ def test_an_edit_resent_unchanged_keeps_only_its_new_reply(browser, server, amy)
     # socket sends the new reply's frame, then the question's, whose text has not changed.
     old_id = old.pk
     old.delete()
-    new = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.QUEUED
-    )
+    new = reply_to(question, Message.Status.QUEUED)
     send_frames(conversation.pk, message_frame(new), message_frame(question))
     page.wait_for_selector(f'[data-message-id="{new.pk}"]')
     page.wait_for_function(f"() => !document.querySelector('[data-message-id=\"{old_id}\"]')", timeout=5000)
@@ -153,12 +145,7 @@ def test_an_edit_resent_unchanged_keeps_only_its_new_reply(browser, server, amy)
 
 
 def test_a_piece_after_the_end_does_not_reopen_the_reply(browser, server, amy):  # noqa: F811
-    conversation = Conversation.objects.create(owner=amy, title="Late piece")
-    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
-    reply = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.STREAMING,
-        text="Thursday is", attempts=1,
-    )
+    conversation, _, reply = asked(amy, "Late piece", Message.Status.STREAMING, text="Thursday is", attempts=1)
     page = logged_in_page(browser, server, amy)
     page.goto(f"{server}/c/{conversation.pk}/")
     page.wait_for_selector(".message-bot.status-streaming")
@@ -198,11 +185,7 @@ window.WebSocket.OPEN = PageSocket.OPEN;
 
 
 def test_a_dropped_socket_reads_the_history_first_and_drops_what_was_deleted(browser, server, amy):  # noqa: F811
-    conversation = Conversation.objects.create(owner=amy, title="Dropped")
-    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="What day is it?")
-    old = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.DONE, text="Monday"
-    )
+    conversation, question, old = asked(amy, "Dropped", Message.Status.DONE, text="Monday")
     page = logged_in_page(browser, server, amy)
     page.add_init_script(SOCKETS_AND_HISTORY_IN_ORDER)
     page.goto(f"{server}/c/{conversation.pk}/")
@@ -213,9 +196,7 @@ def test_a_dropped_socket_reads_the_history_first_and_drops_what_was_deleted(bro
     # answers it. No frame of that reaches this tab.
     old_id = old.pk
     old.delete()
-    new = Message.objects.create(
-        conversation=conversation, role=Message.Role.BOT, reply_to=question, status=Message.Status.DONE, text=END
-    )
+    new = reply_to(question, Message.Status.DONE, text=END)
     run_apart(get_channel_layer().group_send(user_group(amy.pk), {"type": "session_changed"}))  # closes its socket
 
     page.wait_for_function("() => document.querySelectorAll('.message-bot').length === 1", timeout=10000)
