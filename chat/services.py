@@ -223,8 +223,11 @@ def sweep_replies() -> list[Message]:
             reply.refresh_from_db()
             failed.append(reply)
     if not settings.CELERY_TASK_ALWAYS_EAGER:
-        waiting = Q(
-            status=Message.Status.QUEUED, updated__lt=Now() - timedelta(seconds=settings.CHAT_QUEUE_RESEND_SECONDS)
+        # Until its first resend a queued reply's `updated` is the clock of the web host that queued it: one
+        # ahead of the database's counts as due, and `created` (the database's) keeps one behind from coming early.
+        resend_before = Now() - timedelta(seconds=settings.CHAT_QUEUE_RESEND_SECONDS)
+        waiting = Q(status=Message.Status.QUEUED, created__lt=resend_before) & (
+            Q(updated__lt=resend_before) | Q(updated__gt=Now())
         )
         for reply_id in Message.objects.filter(waiting).values_list("pk", flat=True):
             if Message.objects.filter(waiting, pk=reply_id).update(updated=Now()):

@@ -135,3 +135,26 @@ def test_a_machine_whose_clock_is_off_neither_looks_dead_nor_takes_a_live_reply(
     time.sleep(settings.CHAT_REPLY_STALE_SECONDS + 0.5)
     clock(0)
     assert [failed.pk for failed in services.sweep_replies()] == [reply.pk]
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("hours_off", [1, -1])
+def test_a_queued_replys_task_is_sent_again_on_the_databases_clock(settings, conversation, monkeypatch, hours_off):
+    """The web host that queued a reply wrote its `updated` with its own clock, set off by an hour here."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CHAT_QUEUE_RESEND_SECONDS = 1
+    assert stop_sweeper()  # as above: no sweep but this test's
+    sent = []
+    monkeypatch.setattr(services, "send_reply_task", sent.append)  # the broker's side: tests/faults/
+    right = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: right() + timedelta(hours=hours_off))
+    question = conversation.messages.create(role=Message.Role.USER, text="What time is it?")
+    reply = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=question)
+    monkeypatch.setattr(timezone, "now", right)  # the sweep's machine
+
+    services.sweep_replies()
+    assert sent == []  # it has waited less than CHAT_QUEUE_RESEND_SECONDS
+    time.sleep(settings.CHAT_QUEUE_RESEND_SECONDS + 0.5)
+    assert services.sweep_replies() == [] and sent == [reply.pk]
+    services.sweep_replies()
+    assert sent == [reply.pk]  # and not again before another CHAT_QUEUE_RESEND_SECONDS
