@@ -702,6 +702,15 @@
     resyncTimer = waiting ? setTimeout(resync, lastFrameAt + settings.resyncSeconds * 1000 - Date.now()) : null;
   }
 
+  // From a history page read while frames come in: the messages this page lacks, and replies that ended.
+  // Not a reply still in progress that the page knows: the read may be older than its frames.
+  function takeMissed(data) {
+    for (const message of data.messages) {
+      const known = state.messages.get(message.id);
+      if (!known || (inProgress(known) && !inProgress(message))) upsert(message);
+    }
+  }
+
   async function resync() {
     if (!resyncing && Date.now() - lastFrameAt >= settings.resyncSeconds * 1000) {
       resyncing = true;
@@ -709,11 +718,7 @@
       try {
         const data = await newestPage();
         state.awaitingEcho = false;
-        for (const message of data.messages) {
-          // Not a reply still in progress: the snapshot may be older than its frames.
-          const known = state.messages.get(message.id);
-          if (!known || (inProgress(known) && !inProgress(message))) upsert(message);
-        }
+        takeMissed(data);
       } catch (error) {
         // Offline: the socket's reconnect reads the messages, or the next quiet spell tries again.
       } finally {
@@ -772,6 +777,10 @@
         socket.send(JSON.stringify(state.pendingFrame));
         state.pendingFrame = null;
       }
+      // A reply that ended after the history was read and before the socket joined the conversation sent its
+      // last frame to no one. The socket joins before it opens (chat/consumers.py), so a read now shows every
+      // end before this point, and frames bring the ends after it.
+      if (busy()) newestPage().then(takeMissed, () => {}); // offline: the resync's quiet spell tries again
     });
     socket.addEventListener("message", (event) => {
       if (state.socket === socket) handleFrame(JSON.parse(event.data)); // not one of a socket this page let go of

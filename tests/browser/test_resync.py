@@ -206,3 +206,43 @@ def test_a_dropped_socket_reads_the_history_first_and_drops_what_was_deleted(bro
     # The history read to its end, then the socket, as at the start: the other way round, an answer read while the
     # new socket's frames came in could take the page back behind them.
     assert page.evaluate("window.order") == ["history read", "socket", "history read", "socket"]
+
+
+# Holds the page's first history read, its answer already read, until the test lets it go; and puts the quiet
+# spell's resync out of reach, so that only what the page does when its socket opens can end the reply.
+FIRST_HISTORY_HELD = """
+window.historyRead = false;
+window.historyHeld = new Promise((resolve) => { window.letHistoryGo = resolve; });
+const pageParse = JSON.parse;
+JSON.parse = (text, reviver) => {
+  const value = pageParse(text, reviver);
+  if (value && typeof value === "object" && "resyncSeconds" in value) value.resyncSeconds = 600;
+  return value;
+};
+const pageFetch = window.fetch;
+window.fetch = async (url, options) => {
+  const response = await pageFetch(url, options);
+  if (!String(url).includes("/messages/") || window.historyRead) return response;
+  window.historyRead = true;
+  const body = await response.text();
+  await window.historyHeld;
+  return new Response(body, { status: response.status, headers: response.headers });
+};
+"""
+
+
+def test_a_reply_that_ends_before_the_socket_joins_ends_on_the_page(browser, server, amy):  # noqa: F811
+    conversation, _, reply = asked(amy, "Ended unheard", Message.Status.STREAMING, text="Thursday is", attempts=1)
+    page = logged_in_page(browser, server, amy)
+    page.add_init_script(FIRST_HISTORY_HELD)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_function("() => window.historyRead")
+
+    # The history the page holds shows the reply streaming; the worker ends it before the page's socket has
+    # joined the conversation, so its last frame reaches no one (the same window follows a reconnect).
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.DONE, text=END, updated=timezone.now())
+    page.evaluate("window.letHistoryGo()")
+
+    page.wait_for_selector(".message-bot.status-done", timeout=10000)
+    assert page.inner_text(".message-bot .message-text") == END
+    assert page.is_hidden("#stop-button") and page.is_enabled("#send-button")
