@@ -9,6 +9,7 @@ owner's open pages see the same reply.
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 
 from channels.db import database_sync_to_async
@@ -23,6 +24,8 @@ from .models import Conversation, Message
 from .notify import conversation_group, send_from_loop, user_group
 from .services import ChatError, unstorable
 from .sweeper import start_sweeper
+
+logger = logging.getLogger(__name__)
 
 FRAME_TYPES = ("user_message", "edit", "stop", "regenerate")
 # Close codes, sent after the socket is accepted so that a browser sees them
@@ -63,6 +66,10 @@ def parse_frame(text_data: str | None) -> dict:
                 "too_long", f"The message has {len(text)} characters; at most {settings.CHAT_MAX_MESSAGE_CHARS} fit."
             )
         frame["text"] = text
+    if frame["type"] == "edit":
+        message_id = frame.get("message_id")
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise ChatError("bad_message_id", "An edit names the message it replaces: message_id, a number.")
     return frame
 
 
@@ -95,6 +102,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         self.group = conversation_group(self.conversation_id)
         self.recent_stops = []  # loop times of this socket's stop frames in the last second
+        self.staying = None  # the task that keeps this socket in its groups
         if not self.user.is_authenticated:
             await self.refuse(CLOSE_LOGGED_OUT)
             return
@@ -102,9 +110,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.refuse(CLOSE_NOT_FOUND)
             return
         # Join before reading the replies in progress, so no piece falls in between.
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        await self.join_groups()
         await self.accept()
+        self.staying = asyncio.create_task(self.stay_in_groups())
         if settings.CELERY_TASK_ALWAYS_EAGER:
             # No broker: replies are generated on threads of this process, and
             # their pieces go through this loop's in-memory channel layer.
@@ -117,7 +125,26 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def join_groups(self) -> None:
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+
+    async def stay_in_groups(self) -> None:
+        """Join again every half of the layer's group expiry, for as long as the socket is open.
+
+        The layer forgets a member `group_expiry` seconds (a day) after it joined: a page left open longer
+        would get no frame, and a logout would no longer close its socket.
+        """
+        while True:
+            await asyncio.sleep(self.channel_layer.group_expiry / 2)
+            try:
+                await self.join_groups()
+            except Exception:  # Redis away: the next turn tries again, well before the day is out
+                logger.exception("Socket %s could not join its groups again", self.channel_name)
+
     async def disconnect(self, code: int) -> None:
+        if self.staying is not None:
+            self.staying.cancel()
         if self.user.is_authenticated:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
@@ -136,7 +163,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             if frame["type"] == "user_message":
                 await self.user_message(frame["text"])
             elif frame["type"] == "edit":
-                await self.edit(frame["text"])
+                await self.edit(frame["message_id"], frame["text"])
             elif frame["type"] == "regenerate":
                 await self.regenerate()
             else:
@@ -151,8 +178,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.to_group(message_frame(question))
         await self.to_group(message_frame(reply))
 
-    async def edit(self, text: str) -> None:
-        question, reply = await off_loop(services.edit_last_message)(self.conversation_id, self.user, text)
+    async def edit(self, message_id: int, text: str) -> None:
+        question, reply = await off_loop(services.edit_last_message)(self.conversation_id, self.user, message_id, text)
         # The new reply first: a page that sees the question's new text keeps only the newest reply to it.
         await self.to_group(message_frame(reply))
         await self.to_group(message_frame(question))

@@ -24,6 +24,7 @@ ERROR_CODES = frozenset(
         "bad_frame",
         "unknown_type",
         "bad_text",
+        "bad_message_id",
         "empty_text",
         "too_long",
         "busy",

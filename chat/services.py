@@ -126,17 +126,25 @@ def regenerate(conversation_id: int, user: AbstractBaseUser) -> Message:
     return reply
 
 
-def edit_last_message(conversation_id: int, user: AbstractBaseUser, text: str) -> tuple[Message, Message]:
-    """Replace the text of the last user message and answer it anew; returns (message, reply).
+def edit_last_message(
+    conversation_id: int, user: AbstractBaseUser, message_id: int, text: str
+) -> tuple[Message, Message]:
+    """Replace the text of the last user message, `message_id`, and answer it anew; returns (message, reply).
 
     The replies to the old text answered another question: they are deleted
-    (with their ratings), not kept as alternatives of the new one.
+    (with their ratings), not kept as alternatives of the new one. An edit of a
+    message that is no longer the last (another tab sent one meanwhile) is
+    refused: applied to the last, it would replace a message its writer never saw.
     """
     with transaction.atomic():
         conversation = _locked_conversation(conversation_id, user)
         question = conversation.messages.filter(role=Message.Role.USER).order_by("-id").first()
         if question is None:
             raise ChatError("nothing_to_edit", "There is no message to edit yet.")
+        if question.pk != message_id:
+            raise ChatError(
+                "nothing_to_edit", "Only the last message can be edited, and a newer one came after this one."
+            )
         charge_reply(user, text)
         question.replies.all().delete()
         question.text = text

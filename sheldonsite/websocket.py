@@ -31,7 +31,11 @@ def same_origin(scope: dict) -> bool:
         return True  # the allowed-hosts check decides alone
     if origin in settings.CSRF_TRUSTED_ORIGINS:
         return True
-    parsed = urlparse(origin)
+    try:
+        parsed = urlparse(origin)
+        origin_port = parsed.port  # raises on a port that is not one (":99999") or a broken IPv6 address
+    except ValueError:
+        return False
     secure = scope.get("scheme") in ("wss", "https")
     expected_scheme = "https" if secure else "http"
     default_port = 443 if parsed.scheme == "https" else 80
@@ -40,7 +44,7 @@ def same_origin(scope: dict) -> bool:
     return (
         parsed.scheme == expected_scheme
         and (parsed.hostname or "") == host_name.strip("[]").lower()
-        and (parsed.port or default_port) == port
+        and (origin_port or default_port) == port
     )
 
 

@@ -44,8 +44,8 @@
     editing: null, // {id, draft} while the last message is being edited
     commenting: null, // {id, draft} while a rating's comment is being written
     highlight: null, // a message id to show (from a search result's link)
-    unsent: null, // {text} of a new chat's first message until the server stored it
-    awaitingEcho: false, // a message, edit or regenerate was sent and no frame has answered it yet
+    unsent: false, // a new chat's first message was sent and the server has not stored it yet
+    unanswered: null, // the message, edit or regenerate frame sent that no frame has answered yet
     creating: false, // a new chat's conversation is being created (its first message was sent)
   };
   const hashMatch = location.hash.match(/^#message-(\d+)$/);
@@ -453,9 +453,8 @@
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const text = box.value.trim();
-      if (!text) return;
+      if (!text || !sendFrame({ type: "edit", message_id: message.id, text })) return;
       state.editing = null;
-      sendFrame({ type: "edit", text });
       redraw();
     });
     return form;
@@ -497,7 +496,7 @@
   // in id order; unchosen alternatives of a reply are not shown.
   function upsert(message) {
     const stick = nearBottom();
-    state.unsent = null; // the server stored a message: the conversation is not empty
+    state.unsent = false; // the server stored a message: the conversation is not empty
     const known = state.messages.get(message.id);
     // A reply only moves forward (queued, streaming, finished), but its frames come from two senders: the
     // socket that queued it and the worker that writes it. A "queued" frame that comes after the worker's
@@ -543,8 +542,9 @@
     if (!message || !inProgress(message)) return;
     const stick = nearBottom();
     // `offset` says where the piece starts: a page that loaded the partial
-    // text from the server may already have part of it.
-    message.text = message.text.slice(0, frame.offset) + frame.text;
+    // text from the server may already have part of it. It counts characters
+    // (code points), not JavaScript's UTF-16 units: an emoji is one, not two.
+    message.text = Array.from(message.text).slice(0, frame.offset).join("") + frame.text;
     message.status = "streaming";
     const node = els.messages.querySelector(`[data-message-id="${message.id}"] .message-text`);
     if (node) node.textContent = message.text;
@@ -613,7 +613,7 @@
     watchForLostFrames();
     const replying = busy();
     els.stop.hidden = !replying;
-    els.send.disabled = replying;
+    els.send.disabled = replying || state.unanswered !== null;
     els.rename.hidden = els.remove.hidden = !state.conversationId;
   }
 
@@ -698,7 +698,7 @@
   let resyncing = false;
   function watchForLostFrames() {
     clearTimeout(resyncTimer);
-    const waiting = busy() || state.awaitingEcho;
+    const waiting = busy() || state.unanswered !== null;
     resyncTimer = waiting ? setTimeout(resync, lastFrameAt + settings.resyncSeconds * 1000 - Date.now()) : null;
   }
 
@@ -717,7 +717,7 @@
       lastFrameAt = Date.now(); // the next try after another quiet spell
       try {
         const data = await newestPage();
-        state.awaitingEcho = false;
+        state.unanswered = null;
         takeMissed(data);
       } catch (error) {
         // Offline: the socket's reconnect reads the messages, or the next quiet spell tries again.
@@ -725,14 +725,37 @@
         resyncing = false;
       }
     }
-    watchForLostFrames();
+    updateControls();
+  }
+
+  // The newest page read again, for what this page missed (offline: the resync's quiet spell tries again).
+  function readMissed() {
+    newestPage().then(takeMissed, () => {});
+  }
+
+  function newestKnownId() {
+    return Math.max(-Infinity, ...state.messages.keys());
+  }
+
+  // A refused message or edit goes back into the box (unless something new was typed there): nothing typed is lost.
+  function giveBackText() {
+    const text = state.unanswered && state.unanswered.text;
+    if (text && !els.input.value) {
+      els.input.value = text;
+      resizeInput();
+    }
   }
 
   // --- The socket --------------------------------------------------------------
   function handleFrame(frame) {
     lastFrameAt = Date.now();
-    if (frame.type === "message" || frame.type === "error") state.awaitingEcho = false;
+    if (frame.type === "error") giveBackText();
+    if (frame.type === "message" || frame.type === "error") state.unanswered = null;
     if (frame.type === "message" || frame.type === "reply_done") {
+      // A reply to a question newer than every message here: the question was sent (from another tab) between
+      // this page's history read and its socket's joining, so no frame will bring it.
+      const question = frame.message.reply_to;
+      if (question !== null && !state.messages.has(question) && question > newestKnownId()) readMissed();
       upsert(frame.message);
       // The first message names the conversation.
       if (frame.message.role === "user" && els.title.textContent === "New chat") loadConversations();
@@ -741,22 +764,20 @@
     else if (frame.type === "error") {
       if (frame.code !== "not_generating") showError(frame.detail);
       if (state.unsent && state.messages.size === 0) discardNewConversation();
+      updateControls();
     }
   }
 
   // A new chat whose first message was refused leaves no empty conversation
-  // behind, and the message goes back into the box.
+  // behind (the message went back into the box).
   async function discardNewConversation() {
-    const { text } = state.unsent;
     const id = state.conversationId;
-    state.unsent = null;
+    state.unsent = false;
     const socket = state.socket;
     state.socket = null; // its close is no reason to reconnect
     if (socket) socket.close();
     state.conversationId = null;
     history.replaceState(null, "", "/");
-    els.input.value = text;
-    resizeInput();
     updateControls();
     try {
       await api("DELETE", `/api/conversations/${id}/`);
@@ -780,7 +801,7 @@
       // A reply that ended after the history was read and before the socket joined the conversation sent its
       // last frame to no one. The socket joins before it opens (chat/consumers.py), so a read now shows every
       // end before this point, and frames bring the ends after it.
-      if (busy()) newestPage().then(takeMissed, () => {}); // offline: the resync's quiet spell tries again
+      if (busy()) readMissed();
     });
     socket.addEventListener("message", (event) => {
       if (state.socket === socket) handleFrame(JSON.parse(event.data)); // not one of a socket this page let go of
@@ -813,13 +834,19 @@
     });
   }
 
+  // Sends a frame now, or once the socket opens. One message, edit or regenerate at a time: a second one before
+  // the first's answer would be refused as busy (offline, it would take the first one's place): false then.
   function sendFrame(frame) {
+    if (frame.type !== "stop") {
+      if (state.unanswered !== null) return false;
+      state.unanswered = frame;
+    }
     els.error.hidden = true;
     lastFrameAt = Date.now(); // the quiet spell of its answer starts now
-    if (frame.type !== "stop") state.awaitingEcho = true;
-    watchForLostFrames();
+    updateControls(); // Send waits for the answer
     if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(frame));
     else state.pendingFrame = frame;
+    return true;
   }
 
   els.stop.addEventListener("click", () => sendFrame({ type: "stop" }));
@@ -851,7 +878,7 @@
       try {
         const conversation = await api("POST", "/api/conversations/", {});
         state.conversationId = conversation.id;
-        state.unsent = { text };
+        state.unsent = true;
         history.replaceState(null, "", `/c/${conversation.id}/`);
         connect();
         loadConversations();

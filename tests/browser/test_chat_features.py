@@ -298,3 +298,26 @@ def test_dark_mode_phone_and_screenshots(browser, server, amy):  # noqa: F811
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert phone.locator(".alt-next").bounding_box()["x"] + 20 <= PHONE["width"]
     phone.screenshot(path=str(SCREENSHOTS / "chat-phone.png"))
+
+
+def test_an_edit_left_open_while_another_message_came_replaces_nothing(browser, server, amy):  # noqa: F811
+    conversation = Conversation.objects.create(owner=amy, title="Knock knock")
+    first = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="Knock knock.")
+    Message.objects.create(conversation=conversation, role=Message.Role.BOT, reply_to=first, text="Who's there?")
+    page = logged_in_page(browser, server, amy)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.click(f'[data-message-id="{first.pk}"] .edit-button')
+    page.fill(".edit-form textarea", "Knock knock, Penny.")
+
+    # Meanwhile another tab sends the next message, and its reply ends; none of its frames reach this page.
+    second = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="Penny.")
+    answer = Message.objects.create(conversation=conversation, role=Message.Role.BOT, reply_to=second, text="Penny?")
+    page.click(".edit-form button[type=submit]")
+
+    # Refused: the newer message and its reply stay as they were, and the edit's text goes into the message box.
+    page.wait_for_selector("#error-banner:not([hidden])")
+    assert "newer one came" in page.inner_text("#error-text")
+    page.wait_for_function("() => document.querySelector('#message-input').value === 'Knock knock, Penny.'")
+    assert Message.objects.get(pk=second.pk).text == "Penny." and Message.objects.filter(pk=answer.pk).exists()
+    assert Message.objects.get(pk=first.pk).text == "Knock knock."
+    assert page.is_enabled("#send-button")

@@ -246,3 +246,40 @@ def test_a_reply_that_ends_before_the_socket_joins_ends_on_the_page(browser, ser
     page.wait_for_selector(".message-bot.status-done", timeout=10000)
     assert page.inner_text(".message-bot .message-text") == END
     assert page.is_hidden("#stop-button") and page.is_enabled("#send-button")
+
+
+def test_a_question_sent_from_another_tab_before_the_socket_joins_shows(browser, server, amy):  # noqa: F811
+    conversation, question, _ = asked(amy, "Other tab", Message.Status.DONE, text="Thursday.")
+    page = logged_in_page(browser, server, amy)
+    page.add_init_script(FIRST_HISTORY_HELD)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_function("() => window.historyRead")
+
+    # Another tab sends a question while this page holds its history: its frames reach no socket of this page,
+    # whose socket then sends the new reply (in progress) and nothing of the question.
+    later = Message.objects.create(conversation=conversation, role=Message.Role.USER, text="And tomorrow?")
+    reply = reply_to(later, Message.Status.QUEUED)
+    page.evaluate("window.letHistoryGo()")
+
+    page.wait_for_selector(f'[data-message-id="{later.pk}"]', timeout=10000)
+    assert page.inner_text(f'[data-message-id="{later.pk}"] .message-text') == "And tomorrow?"
+    assert page.query_selector(f'[data-message-id="{reply.pk}"]') is not None
+    # The edit button sits on the newest question, not on the one before it.
+    assert page.query_selector(f'[data-message-id="{question.pk}"] .edit-button') is None
+
+
+def test_pieces_after_an_emoji_join_where_their_offsets_say(browser, server, amy):  # noqa: F811
+    so_far = "Bazinga! \N{GRINNING FACE}"  # one character in Python's count and the protocol's, two UTF-16 units
+    conversation, _, reply = asked(amy, "Emoji", Message.Status.STREAMING, text=so_far, attempts=1)
+    page = logged_in_page(browser, server, amy)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_selector(".message-bot.status-streaming")
+
+    send_frames(
+        conversation.pk,
+        token_frame(reply.pk, len(so_far), " I am not"),
+        token_frame(reply.pk, len(so_far + " I am not"), " crazy."),
+    )
+    shown = f'[data-message-id="{reply.pk}"] .message-text'
+    expected = so_far + " I am not crazy."
+    page.wait_for_function(f"t => document.querySelector('{shown}')?.textContent === t", arg=expected, timeout=10000)

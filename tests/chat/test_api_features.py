@@ -8,7 +8,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client, RequestFactory
 from django.views.defaults import server_error
 
+from chat import services
 from chat.models import Conversation, Message, Rating
+from chat.services import ChatError
 
 from .conftest import ChatSocket, session_cookie
 from .test_api import logged_in
@@ -179,23 +181,28 @@ def test_error_pages_are_styled_and_lead_back(alice, conversation, settings):
 @pytest.mark.django_db(transaction=True)
 async def test_edit_replaces_the_last_message_and_answers_it_anew(no_worker, open_socket, alice, conversation):  # noqa: F811
     tab = await open_socket()
-    await tab.send({"type": "edit", "text": "Nothing to edit yet."})
+    await tab.send({"type": "edit", "message_id": 1, "text": "Nothing to edit yet."})
     assert (await tab.error())["code"] == "nothing_to_edit"
     await tab.send({"type": "user_message", "text": "Knock knock."})
     old = (await tab.until(lambda f: f["type"] == "message" and f["message"]["role"] == "bot"))[-1]["message"]
-    await tab.send({"type": "edit", "text": "Busy?"})
+    last = old["reply_to"]
+    await tab.send({"type": "edit", "message_id": last, "text": "Busy?"})
     assert (await tab.error())["code"] == "busy"
     await tab.send({"type": "stop"})
     await tab.reply_done()
 
     for bad, code in (
-        ({"type": "edit"}, "bad_text"),
-        ({"type": "edit", "text": "  "}, "empty_text"),
-        ({"type": "edit", "text": "x" * 2001}, "too_long"),
+        ({"type": "edit", "message_id": last}, "bad_text"),
+        ({"type": "edit", "message_id": last, "text": "  "}, "empty_text"),
+        ({"type": "edit", "message_id": last, "text": "x" * 2001}, "too_long"),
+        ({"type": "edit", "text": "Which one?"}, "bad_message_id"),
+        ({"type": "edit", "message_id": str(last), "text": "Which one?"}, "bad_message_id"),
+        ({"type": "edit", "message_id": True, "text": "Which one?"}, "bad_message_id"),
+        ({"type": "edit", "message_id": last + 1, "text": "Which one?"}, "nothing_to_edit"),  # its reply's id
     ):
         await tab.send(bad)
         assert (await tab.error())["code"] == code
-    await tab.send({"type": "edit", "text": "  Knock knock, Penny.\nTwice. "})
+    await tab.send({"type": "edit", "message_id": last, "text": "  Knock knock, Penny.\nTwice. "})
     # The new reply's frame comes first: a page that sees the new text keeps only the newest reply to it.
     frames = await tab.until(lambda f: f["type"] == "message" and f["message"]["role"] == "user")
     reply, question = frames[-2]["message"], frames[-1]["message"]
@@ -218,6 +225,23 @@ async def test_edit_replaces_the_last_message_and_answers_it_anew(no_worker, ope
     await tab.send({"type": "stop"})
     await tab.reply_done()
     await tab.close()
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_an_edit_of_a_message_that_is_no_longer_the_last_replaces_nothing(alice, conversation):
+    """An Edit form left open while another message was sent (in this tab or another) names the message it edits."""
+    first, _ = services.post_user_message(conversation.pk, alice, "Knock knock.")
+    Message.objects.filter(conversation=conversation, role="bot").update(status="done", text="Who's there?")
+    second, second_reply = services.post_user_message(conversation.pk, alice, "Penny.")
+    Message.objects.filter(pk=second_reply.pk).update(status="done", text="Knock knock.")
+
+    with pytest.raises(ChatError) as refused:
+        services.edit_last_message(conversation.pk, alice, first.pk, "Knock knock, Penny.")
+    assert refused.value.code == "nothing_to_edit"
+    assert list(conversation.messages.order_by("id").values_list("text", flat=True)) == [
+        "Knock knock.", "Who's there?", "Penny.", "Knock knock."
+    ]
 
 
 @pytest.mark.asyncio

@@ -6,12 +6,14 @@ import threading
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection, connections
 from django.db.backends.signals import connection_created
 from django.test import Client
 
 from chat.consumers import CLOSE_LOGGED_OUT, CLOSE_NOT_FOUND, CLOSE_SESSION_CHANGED
 from chat.models import Conversation, Message
+from chat.notify import user_group
 
 from .conftest import ChatSocket, session_cookie
 
@@ -169,7 +171,8 @@ async def test_a_password_change_closes_the_users_sockets_and_ended_sessions_sta
 
 async def test_sockets_from_another_port_or_scheme_are_refused(no_worker, alice, conversation):
     cookie = await database_sync_to_async(session_cookie)(alice)
-    for origin in ("http://localhost:9999", "https://localhost:8000"):
+    # Neither another port or scheme, nor an origin that is no address at all (a port too big, an unclosed IPv6).
+    for origin in ("http://localhost:9999", "https://localhost:8000", "http://localhost:99999", "http://[::1"):
         tab = ChatSocket(conversation.pk, cookie, origin=origin)
         tab.communicator.scope["headers"].append((b"host", b"localhost:8000"))
         connected, _ = await tab.communicator.connect(timeout=5)
@@ -185,6 +188,25 @@ async def test_sockets_from_other_origins_are_refused(no_worker, alice, conversa
     tab = ChatSocket(conversation.pk, cookie, origin="http://evil.example")
     connected, _ = await tab.communicator.connect(timeout=5)
     assert not connected
+
+
+async def test_a_socket_open_longer_than_the_layers_group_expiry_still_gets_its_frames(
+    no_worker, settings, open_socket, alice
+):
+    """The layer forgets a group member group_expiry seconds after it joined: a day, here 2 s."""
+    layer = settings.CHANNEL_LAYERS["default"]
+    settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "group_expiry": 2}}}
+    tab = await open_socket()
+    await asyncio.sleep(3)
+    # The conversation's group: its own message comes back through it.
+    await tab.send({"type": "user_message", "text": "Still there?"})
+    assert (await tab.until(lambda f: f["type"] == "message"))[-1]["message"]["text"] == "Still there?"
+    await tab.send({"type": "stop"})
+    await tab.reply_done()
+    # The user's group: a logout still closes the socket.
+    await get_channel_layer().group_send(user_group(alice.pk), {"type": "session_ended"})
+    assert (await tab.communicator.receive_output(timeout=5))["code"] == CLOSE_LOGGED_OUT
+    await tab.close()
 
 
 async def test_a_deleted_conversation_closes_its_socket(no_worker, open_socket, conversation):

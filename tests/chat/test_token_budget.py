@@ -54,7 +54,8 @@ def test_deleting_replies_or_conversations_gives_no_allowance_back(settings, ali
     services.post_user_message(conversation.pk, alice, "Hello.")
     for text in ("Hello again.", "Hello once more."):
         Message.objects.filter(conversation=conversation, role="bot").update(status="done")
-        services.edit_last_message(conversation.pk, alice, text)
+        last = Message.objects.filter(conversation=conversation, role="user").latest("id")
+        services.edit_last_message(conversation.pk, alice, last.pk, text)
     assert Message.objects.filter(conversation=conversation, role="bot").count() == 1
     conversation.delete()
     fresh = Conversation.objects.create(owner=alice)
