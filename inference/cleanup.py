@@ -96,6 +96,11 @@ class ReplyCleaner:
             final = self.text
         return final
 
+    def stop(self) -> str:
+        """The final text of a reply the person stopped: what was emitted, nothing after (the last word, held
+        back until a space followed it, is not sent after the stop); uncut text for one that does not stream."""
+        return self.text if self.on_piece is not None else self.finish(cut_fragment=False)
+
     def _emit(self, cleaned: str) -> None:
         if self.on_piece is not None and not self.blocked and flagged(cleaned):
             self.blocked = True  # the word is not emitted, nor anything after it

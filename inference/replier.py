@@ -115,7 +115,7 @@ class ReplyBatch:
             request = sequence.request
             # An unfinished last sentence is cut whether the token limit or the model ended it mid-way
             # (a merged adapter may end on "And do you"); a stopped reply keeps exactly the text shown.
-            text = sequence.cleaner.finish(cut_fragment=not sequence.stopped)
+            text = sequence.cleaner.stop() if sequence.stopped else sequence.cleaner.finish(cut_fragment=True)
             request.new_tokens += len(sequence.token_ids)
             retry = not (sequence.stopped or request.retried or request.ranked or request.stop_requested())
             if not text and retry:

@@ -146,7 +146,7 @@ class RequestState:
         if self.error is None and self.on_piece is not None:
             try:
                 self.on_piece(piece)
-            except Exception as error:
+            except BaseException as error:  # CancelledError too: the caller's failure, never the engine thread's
                 self.error = error
 
     def stop_requested(self) -> bool:
@@ -154,7 +154,7 @@ class RequestState:
         if self.error is None and self.should_stop is not None:
             try:
                 return bool(self.should_stop())
-            except Exception as error:
+            except BaseException as error:  # as in show
                 self.error = error
         return self.error is not None
 

@@ -182,3 +182,13 @@ def test_a_streaming_reply_ends_at_a_blocked_word(tiny_chat, settings):
             break
     assert sequence.finish_reason is FinishReason.END and "mean" not in tokenizer.decode(sequence.token_ids)
     assert "shit" not in "".join(pieces) and sequence.cleaner.finish(cut_fragment=True) == "".join(pieces)
+
+
+def test_a_stopped_reply_is_what_was_shown_and_nothing_after():
+    pieces = []
+    cleaner = ReplyCleaner("Hi.", on_piece=pieces.append)
+    cleaner.feed("Hello. I was about to sa")
+    assert cleaner.stop() == "Hello. I was about to" == "".join(pieces)  # "sa" was never shown: it is not sent
+    unstreamed = ReplyCleaner("Hi.")
+    unstreamed.feed("Hello. I was about to sa")
+    assert unstreamed.stop() == "Hello. I was about to sa"  # a ranked candidate: the text so far, uncut
