@@ -90,11 +90,15 @@ class Item:
 # --- Items ---------------------------------------------------------------------------------------
 
 
-def pick_items(lines: list[ScriptLine], n: int, seed: int = 1234, character: str = "Sheldon") -> list[Item]:
+def pick_items(
+    lines: list[ScriptLine], n: int, seed: int = 1234, character: str = "Sheldon", max_line_words: int | None = None
+) -> list[Item]:
     """`n` exchanges of `character` from the validation episodes, spread across episodes.
 
     Only exchanges that answer another character's line count (a line that
-    continues his own speech is no reply). Episodes take turns, each giving
+    continues his own speech is no reply), and with `max_line_words` only
+    those whose line to answer has at most that many words (a round on short
+    messages: greetings, yes-or-no questions). Episodes take turns, each giving
     its exchanges in a seeded random order, so every validation episode
     contributes before any gives a second one.
     """
@@ -102,8 +106,14 @@ def pick_items(lines: list[ScriptLine], n: int, seed: int = 1234, character: str
         raise BlindError("The number of exchanges must be at least 1.")
     by_episode = defaultdict(list)
     for item in split_items(lines, "validation", character):
-        by_episode[item.episode].append(item)
+        if max_line_words is None or len(item.line[1].split()) <= max_line_words:
+            by_episode[item.episode].append(item)
     if not by_episode:
+        if max_line_words is not None:
+            raise BlindError(
+                f"The validation episodes hold no exchange of {character} answering a line of at most "
+                f"{max_line_words} words: allow more words."
+            )
         raise BlindError(f"The validation episodes hold no exchange of {character}: use a larger transcripts file.")
     rng = random.Random(seed)
     episodes = sorted(by_episode)

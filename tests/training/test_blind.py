@@ -4,6 +4,7 @@ import csv
 import json
 import re
 from collections import Counter
+from dataclasses import replace
 from io import StringIO
 from pathlib import Path
 
@@ -97,6 +98,16 @@ def test_items_come_from_validation_episodes_spread_and_reproducible(transcripts
     assert len(pick_items(lines, 100, seed=1)) == 2 * 2 * 2  # 2 episodes x 2 scenes x 2 answers to others
     with pytest.raises(BlindError, match="at least 1"):
         pick_items(lines, 0)
+
+
+def test_items_can_be_only_answers_to_short_lines(transcripts):
+    lines = read_transcripts(transcripts)
+    asked = {item.line[1] for item in pick_items(lines, 100, seed=1)[:3]}  # three lines he answers, made short
+    lines = [replace(line, text="Hello there.") if line.text in asked else line for line in lines]
+    short = pick_items(lines, 100, seed=1, max_line_words=2)
+    assert len(short) == 3 and all(item.line[1] == "Hello there." for item in short)
+    with pytest.raises(BlindError, match="at most 1 words"):
+        pick_items(lines, 100, seed=1, max_line_words=1)
 
 
 def test_item_context_and_speakers_follow_the_transcript(transcripts):

@@ -39,6 +39,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--seed", type=int, default=1234, help="which exchanges, the candidates' order, `other` (default 1234)"
         )
+        parser.add_argument(
+            "--max-line-words",
+            type=int,
+            default=None,
+            help="only exchanges whose line to answer has at most this many words (default: any)",
+        )
         add_transcripts_argument(parser)
 
     def handle(self, **options):
@@ -52,7 +58,7 @@ class Command(BaseCommand):
         try:
             systems = parse_systems(options["system"])
             lines = read_transcripts(transcripts)
-            items = pick_items(lines, options["exchanges"], options["seed"], character)
+            items = pick_items(lines, options["exchanges"], options["seed"], character, options["max_line_words"])
             replies = collect_replies(
                 systems,
                 items,
@@ -62,6 +68,7 @@ class Command(BaseCommand):
                 "specs": systems,
                 "transcripts": str(transcripts),
                 "character": character,
+                "max_line_words": options["max_line_words"],
                 "written": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             write_sheet(output, items, replies, options["seed"], about)
