@@ -45,6 +45,18 @@ def _normalise(text: str) -> str:
     return " ".join(_NOT_WORD.sub(" ", text.casefold()).split())
 
 
+# A reply that repeats the message's first words, this many or more, repeats the user: no reply. A shorter one
+# that starts as the message does answers it: "Hello." to "Hello.", "Yes." to "Yes or no, Sheldon?", "No." to
+# "No way!". (Measured: the one-word echo rule gave the fallback line to 8 of 8 "Hello.")
+ECHO_WORDS = 3
+
+
+def is_echo(text: str, message: str) -> bool:
+    """Whether `text` is no reply but the message's own words (at least ECHO_WORDS of them, from its start)."""
+    words, message_words = _normalise(text).split(), _normalise(message).split()
+    return len(words) >= ECHO_WORDS and words == message_words[: len(words)]
+
+
 def _compact(text: str) -> str:
     return "".join(text.casefold().split())
 
@@ -78,7 +90,8 @@ class ReplyCleaner:
 
     def sentences(self) -> int:
         """How many complete sentences the reply holds so far, its generation going on (`_sentence_ends`)."""
-        return len(_sentence_ends(self._body(final=True), growing=True))
+        # Not final: a reply that so far only says the message back has no sentence of its own yet.
+        return len(_sentence_ends(self._body(final=False), growing=True))
 
     def finish(self, cut_fragment: bool) -> str:
         """Emit the rest and return the final text (empty only if nothing was emitted).
@@ -123,11 +136,15 @@ class ReplyCleaner:
         elif not final and any(candidate.startswith(_compact(body)) for candidate in self._labels):
             return ""  # could still become "Sheldon:"
         echo = self._echo.match(body) if self._echo else None
-        if echo:
-            body = body[echo.end() :]
-        if self.message.startswith(_normalise(body)):
-            return ""  # nothing yet, or (part of) the user's own message
-        return body
+        rest = body[echo.end() :] if echo else body
+        if not self.message.startswith(_normalise(rest)):
+            return rest
+        # Nothing of its own yet, or only (the start of) the user's message: held while it is generated.
+        if not final:
+            return ""
+        if echo:  # the message said back, then at most its start again: kept only if it is short and alone
+            return body if not rest.strip() and not is_echo(body, self.message) else ""
+        return "" if is_echo(rest, self.message) else rest  # "What?" to "Whatever you say." is a reply
 
     def _clean(self, final: bool, cut_fragment: bool) -> str:
         body = self._body(final)

@@ -85,6 +85,9 @@ def rejection(text: str, message: str) -> str:
         return "empty"
     if flagged(text):
         return "content"
+    # Any start of the message, however short, loses to a candidate that is not one; if every candidate is
+    # one, a short one ("Hello." to "Hello.") is kept rather than the fallback (the clean-up blanks only
+    # echoes of ECHO_WORDS or more).
     message_words = _words(message)
     if message_words and words == message_words[: len(words)]:
         return "echo"
@@ -132,7 +135,11 @@ def choose(
             candidate.scores["scripted"] = weights.scripted_bonus
         if pmi is not None:
             candidate.scores["pmi"] = weights.pmi * pmi
-    allowed = [c for c in candidates if not c.rejected] or [c for c in candidates if c.rejected != "content"]
+    # If every candidate fails, the least bad is kept: never one the show would not air, nor an empty one
+    # (scored as a scripted line, it could beat a usable one).
+    allowed = [c for c in candidates if not c.rejected] or [
+        c for c in candidates if c.rejected not in ("content", "empty")
+    ]
     if not allowed:
-        return Candidate("", "generated", rejected="content")
+        return Candidate("", "generated", rejected="content" if any(c.rejected == "content" for c in candidates) else "empty")
     return max(allowed, key=lambda candidate: candidate.score)

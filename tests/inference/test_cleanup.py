@@ -44,6 +44,14 @@ def clean(message, raw, cut_fragment=False, seed=0):
         ("How are you?", "How are you?", False, ""),  # a pure echo is no reply
         ("How are you?", "how are  you", False, ""),
         ("How are you?", "How are you? I am well.", False, "I am well."),
+        ("How are you today?", "How are you", True, ""),  # its first three words or more: still an echo
+        # Short replies that start as the message does answer it (the one-word rule gave "Hello." the fallback).
+        ("Hello.", "Hello.", True, "Hello."),
+        ("Hello Sheldon.", "Hello.", True, "Hello."),
+        ("Yes or no, Sheldon?", "Yes.", True, "Yes."),
+        ("Whatever you say, Sheldon.", "What?", True, "What?"),  # words, not letters: "what" is not "whatever"
+        ("How are you?", "How are you? How", True, ""),  # the message, then its start again: no reply
+        ("Hello.", "Hello. Nice to see you.", True, "Nice to see you."),  # a sentence said back is cut off
         ("Hello", "Hello there!", False, "Hello there!"),  # a fragment may begin a real answer
         ("Hi.", "Sheldon:", False, ""),
         ("Hi.", '"Is that so?" Yes.', False, '"Is that so?" Yes.'),
@@ -184,6 +192,15 @@ def test_a_streaming_reply_ends_at_a_blocked_word(tiny_chat, settings):
     assert "shit" not in "".join(pieces) and sequence.cleaner.finish(cut_fragment=True) == "".join(pieces)
 
 
+def test_a_greeting_returned_streams_once_the_reply_ends():
+    pieces = []
+    cleaner = ReplyCleaner("Hello.", on_piece=pieces.append)
+    for character in "Hello.":
+        cleaner.feed(character)
+    assert pieces == []  # it could still have become "Hello. How are you?" repeated back
+    assert cleaner.finish(cut_fragment=True) == "Hello." and "".join(pieces) == "Hello."
+
+
 def test_a_stopped_reply_is_what_was_shown_and_nothing_after():
     pieces = []
     cleaner = ReplyCleaner("Hi.", on_piece=pieces.append)
@@ -192,3 +209,14 @@ def test_a_stopped_reply_is_what_was_shown_and_nothing_after():
     unstreamed = ReplyCleaner("Hi.")
     unstreamed.feed("Hello. I was about to sa")
     assert unstreamed.stop() == "Hello. I was about to sa"  # a ranked candidate: the text so far, uncut
+
+
+def test_a_message_said_back_is_no_sentence_of_the_replys_own():
+    # The one-sentence cap counts the reply's own sentences: "Invisibility spell." said back is not one, so the
+    # generation goes on to the answer after it instead of ending on the echo.
+    cleaner = ReplyCleaner("Invisibility spell.")
+    cleaner.feed("Invisibility spell. ")
+    assert cleaner.sentences() == 0
+    cleaner.feed("We skirmish to the death. And")
+    assert cleaner.sentences() == 1
+    assert cleaner.finish(cut_fragment=True) == "We skirmish to the death."

@@ -25,6 +25,15 @@ def test_hard_filters_name_what_is_wrong(text, reason):
     assert rejection(text, "How are you?") == reason
 
 
+def test_a_short_echo_loses_to_a_reply_but_beats_the_fallback():
+    # "Hello." to "Hello." is an echo: a candidate that is not one wins, however it scores...
+    echo = Candidate("Hello.", "generated", mean_log_probability=-0.5)
+    reply = Candidate("Greetings, Leonard.", "generated", mean_log_probability=-1.5)
+    assert scored([echo, reply], [0.9, 0.2], message="Hello.") is reply and echo.rejected == "echo"
+    # ...but when every candidate is one, it is kept: no fallback line for a greeting returned.
+    assert scored([echo, Candidate("...", "generated")], [0.9, 0.9], message="Hello.") is echo
+
+
 def test_the_content_filter_catches_inflections_and_phrases():
     assert flagged("He was masturbating.") and flagged("Go KILL   yourself.") and flagged("FUCKING hell")
     assert not flagged("Bazinga! I was kidding.") and not flagged("The skill of a killer app.")
@@ -54,6 +63,13 @@ def test_when_all_fail_the_least_bad_is_kept_but_never_flagged_content():
     assert scored([repeated, echo], [0.1, 0.5]) is echo
     chosen = scored([Candidate("She is a slut.", "generated", mean_log_probability=-0.1)], [0.9])
     assert chosen.text == "" and chosen.rejected == "content"
+
+
+def test_an_empty_candidate_is_not_the_least_bad():
+    empty = Candidate("...", "generated")  # no log-probability: it would be scored as a scripted line
+    repeated = Candidate("no no no no no", "generated", mean_log_probability=-2.0)
+    assert scored([empty, repeated], [0.9, 0.1]) is repeated
+    assert scored([empty], [0.9]).text == "" and scored([empty], [0.9]).rejected == "empty"
 
 
 def test_fluency_and_length_break_ties_and_scripted_lines_get_their_stand_in_fluency():
