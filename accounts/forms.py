@@ -1,6 +1,9 @@
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 
 from .models import AccountSettings
+from .throttle import TOO_MANY, login_allowed
 
 
 class AccountSettingsForm(forms.ModelForm):
@@ -35,3 +38,12 @@ class DeleteAccountForm(forms.Form):
         if not self.user.check_password(password):
             raise forms.ValidationError("That is not your password.")
         return password
+
+
+class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's login form, with the login page's limits on attempts (staff accounts read every transcript)."""
+
+    def clean(self):
+        if not login_allowed(self.request, self.data.get("username", "")):
+            raise ValidationError(TOO_MANY, code="throttled")
+        return super().clean()

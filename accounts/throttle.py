@@ -1,7 +1,13 @@
 """Fixed-window counters in the cache (Redis when REDIS_URL is set, so all web processes share them)."""
 
+import hashlib
+import unicodedata
+
+from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
+
+TOO_MANY = "Too many attempts from here: wait a few minutes and try again."
 
 
 def per_window(setting: str) -> tuple[int, int]:
@@ -26,3 +32,17 @@ def allow(key: str, limit: str) -> bool:
 def client_ip(request: HttpRequest) -> str:
     """The peer's address (behind a proxy, the proxy's: let it limit per client, or set its real-IP header)."""
     return request.META.get("REMOTE_ADDR", "unknown")
+
+
+def account_key(username: str) -> str:
+    """The account a typed username reaches, as the login form reads it (spaces stripped, NFKC), case-folded:
+    "victim ", " VICTIM" and full-width "ｖｉｃｔｉｍ" share one counter. Hashed: a cache key holds no spaces."""
+    name = unicodedata.normalize("NFKC", username.strip()).casefold()
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def login_allowed(request: HttpRequest, username: str) -> bool:
+    """Count a login attempt; False once its address or the account it names used up its window."""
+    return allow(f"login-ip:{client_ip(request)}", settings.LOGIN_RATE_LIMIT) and allow(
+        f"login-user:{account_key(username)}", settings.LOGIN_USER_RATE_LIMIT
+    )

@@ -11,20 +11,14 @@ from django.shortcuts import redirect, render
 
 from .forms import AccountSettingsForm, DeleteAccountForm
 from .models import AccountSettings
-from .throttle import allow, client_ip
-
-TOO_MANY = "Too many attempts from here: wait a few minutes and try again."
+from .throttle import TOO_MANY, allow, client_ip, login_allowed
 
 
 class ThrottledLoginView(LoginView):
     """Django's login, with attempts limited per address and per username (password guessing)."""
 
     def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")[:150].lower()
-        if not (
-            allow(f"login-ip:{client_ip(request)}", settings.LOGIN_RATE_LIMIT)
-            and allow(f"login-user:{username}", settings.LOGIN_USER_RATE_LIMIT)
-        ):
+        if not login_allowed(request, request.POST.get("username", "")):
             form = self.get_form()
             form.add_error(None, TOO_MANY)
             return self.render_to_response(self.get_context_data(form=form), status=429)
@@ -44,10 +38,11 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("chat:index")
     form = UserCreationForm(request.POST if request.method == "POST" else None)
-    if form.is_bound and not allow(f"signup-ip:{client_ip(request)}", settings.SIGNUP_RATE_LIMIT):
-        form.add_error(None, TOO_MANY)
-        return render(request, "registration/signup.html", {"form": form}, status=429)
     if form.is_bound and form.is_valid():
+        # Accounts made per address: a form sent back for a common or mismatched password does not count.
+        if not allow(f"signup-ip:{client_ip(request)}", settings.SIGNUP_RATE_LIMIT):
+            form.add_error(None, TOO_MANY)
+            return render(request, "registration/signup.html", {"form": form}, status=429)
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:index")

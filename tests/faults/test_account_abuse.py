@@ -32,6 +32,24 @@ def test_password_guessing_is_throttled_per_address_and_per_username(settings, d
         assert from_address().post("/accounts/login/", {"username": victim, "password": "wrong"}).status_code == 200
     refused = from_address().post("/accounts/login/", {"username": victim, "password": "the-right-password-1"})
     assert refused.status_code == 429 and b"Too many attempts" in refused.content
+    # The same account under another spelling that the login form reads as it (spaces, full-width, case).
+    for spelling in (f" {victim}", f"{victim}\t", victim.upper(), "".join(chr(ord(c) + 0xFEE0) for c in victim)):
+        refused = from_address().post("/accounts/login/", {"username": spelling, "password": "the-right-password-1"})
+        assert refused.status_code == 429, spelling
+
+
+def test_the_admin_login_keeps_the_same_limits(settings, django_user_model):
+    settings.LOGIN_RATE_LIMIT, settings.LOGIN_USER_RATE_LIMIT = "5/300", "3/300"
+    boss = f"boss-{uuid.uuid4().hex[:8]}"
+    django_user_model.objects.create_user(boss, password="the-right-password-1", is_staff=True)
+    attacker = from_address()
+    for n in range(5):
+        assert b"Too many attempts" not in attacker.post("/admin/login/", {"username": f"u{n}", "password": "x"}).content
+    assert b"Too many attempts" in attacker.post("/admin/login/", {"username": "u5", "password": "x"}).content
+    for _ in range(3):
+        from_address().post("/admin/login/", {"username": boss, "password": "wrong"})
+    refused = from_address().post("/admin/login/", {"username": boss, "password": "the-right-password-1"})
+    assert b"Too many attempts" in refused.content and "_auth_user_id" not in refused.wsgi_request.session
 
 
 def test_sign_ups_are_throttled_per_address(settings):
@@ -48,6 +66,16 @@ def test_sign_ups_are_throttled_per_address(settings):
         "/accounts/signup/", {"username": "third-one", "password1": "Cooper-73-prime", "password2": "Cooper-73-prime"}
     )
     assert third.status_code == 429 and b"Too many attempts" in third.content
+
+
+def test_sign_up_forms_sent_back_do_not_use_up_the_limit(settings):
+    settings.SIGNUP_RATE_LIMIT = "2/3600"
+    client = from_address()
+    for _ in range(5):  # a common password, then two that do not match: sent back, no account made
+        assert client.post("/accounts/signup/", {"username": "x", "password1": "password", "password2": "password"}).status_code == 200
+    name = f"throwaway-{uuid.uuid4().hex[:8]}"
+    answer = client.post("/accounts/signup/", {"username": name, "password1": "Cooper-73-prime", "password2": "Cooper-73-prime"})
+    assert answer.status_code == 302
 
 
 def test_password_reset_is_offered_only_with_mail(client, settings):
