@@ -5,6 +5,7 @@ does not exist.
 """
 
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -84,9 +85,10 @@ def storable(text: str, name: str) -> str:
 def clean_title(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("title must be a non-empty string.")
-    if len(value.strip()) > TITLE_MAX_CHARS:
+    title = " ".join(value.split())  # one line, as the list and the export's heading show it
+    if len(title) > TITLE_MAX_CHARS:
         raise BadRequest(f"title has at most {TITLE_MAX_CHARS} characters.")
-    return storable(value.strip(), "title")
+    return storable(title, "title")
 
 
 @json_api("GET", "POST")
@@ -201,9 +203,9 @@ def choose(request: HttpRequest, message_id: int) -> HttpResponse:
 
 def snippet(text: str, query: str) -> str:
     """The part of `text` around the first match of `query`, with … where it was cut."""
-    at = text.lower().find(query.lower())
-    if at < 0:
-        at = 0
+    # Found in the text itself: a position in text.lower() is off where lowering changes a length ("İ").
+    match = re.search(re.escape(query), text, re.IGNORECASE)
+    at = match.start() if match else 0
     start, end = max(0, at - SNIPPET_CHARS), min(len(text), at + len(query) + SNIPPET_CHARS)
     return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
 

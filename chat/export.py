@@ -49,7 +49,7 @@ def conversations_markdown(user: AbstractBaseUser) -> str:
     ]
     for conversation, messages, ratings in _owned(user):
         lines += [
-            f"## {conversation.title or 'New chat'}",
+            f"## {' '.join((conversation.title or 'New chat').split())}",  # one line: a heading ends at a break
             "",
             f"Started {conversation.created:%Y-%m-%d %H:%M} UTC.",
             "",
@@ -59,9 +59,10 @@ def conversations_markdown(user: AbstractBaseUser) -> str:
                 continue
             speaker = "You" if message.role == Message.Role.USER else conversation.character
             note = "" if message.status == Message.Status.DONE else f" ({message.status})"
-            lines += [f"**{speaker}**, {message.created:%H:%M}{note}:", "", _quoted(message.text), ""]
+            lines += [f"**{speaker}**, {message.created:%Y-%m-%d %H:%M}{note}:", "", _quoted(message.text), ""]
             rating = ratings.get(message.pk)
-            if rating:
-                comment = f": {rating.comment}" if rating.comment else ""
-                lines += [f"*Your rating: {rating.score}/5{comment}*", ""]
+            if rating and rating.comment:  # quoted like a message: its line breaks are kept, none becomes markup
+                lines += [f"*Your rating: {rating.score}/5, with this comment:*", "", _quoted(rating.comment), ""]
+            elif rating:
+                lines += [f"*Your rating: {rating.score}/5*", ""]
     return "\n".join(lines)

@@ -161,7 +161,9 @@ def choose_reply(message_id: int, user: AbstractBaseUser) -> Message:
         reply = Message.objects.select_for_update().get(
             pk=message_id, role=Message.Role.BOT, conversation__owner=user
         )
-        alternatives = Message.objects.filter(reply_to_id=reply.reply_to_id, role=Message.Role.BOT)
+        alternatives = Message.objects.filter(
+            conversation_id=reply.conversation_id, reply_to_id=reply.reply_to_id, role=Message.Role.BOT
+        )
         if alternatives.filter(status__in=Message.IN_PROGRESS).exists():
             raise ChatError("busy", "Sheldon is still writing one of these replies. Wait for it or press Stop.")
         alternatives.exclude(pk=reply.pk).update(is_chosen=False)

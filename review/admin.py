@@ -306,9 +306,8 @@ class ReplyAdmin(ReplyColumns, ReviewChangeList, admin.ModelAdmin):
         pass  # the reply itself is never written from the admin
 
     def save_formset(self, request, form, formset, change):
-        for label in formset.save(commit=False):
-            if label.author_id is None:
-                label.author = request.user
+        for label in formset.save(commit=False):  # new and changed ones: now as whoever saves them says
+            label.author = request.user
             label.save()
         for label in formset.deleted_objects:
             label.delete()
@@ -343,6 +342,10 @@ class ReviewLabelAdmin(admin.ModelAdmin):
     search_fields = ("note", "message__text")
     fields = ("reply", "label", "note", "author", "created")
     readonly_fields = ("reply", "author", "created")
+
+    def save_model(self, request, obj, form, change):
+        obj.author = request.user  # the label now says what this person chose, under their name
+        super().save_model(request, obj, form, change)
 
     def has_add_permission(self, request):
         return False  # labels are added on a reply's page

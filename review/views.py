@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
+from chat.api import BadRequest, whole_number
 from chat.models import Conversation, Message
 from review.comparison import blind_order, items_to_rate, parse_ratings, save_ratings, scoreboard
 from review.models import ComparisonItem, ComparisonRating, ReviewLabel
@@ -87,7 +88,10 @@ def compare(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     to_rate = items_to_rate(request.user, set_name)
     if pk is None:
         after = request.GET.get("after", "")
-        item = (to_rate.filter(id__gt=int(after)) if after.isdigit() else to_rate).first()
+        try:
+            item = (to_rate.filter(id__gt=whole_number(after, "after", minimum=0)) if after else to_rate).first()
+        except BadRequest as error:
+            return HttpResponseBadRequest(str(error))
     else:
         item = get_object_or_404(ComparisonItem, pk=pk)
     if item is None:

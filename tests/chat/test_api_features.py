@@ -112,9 +112,41 @@ def test_export_as_json_and_markdown(alice, mallory, conversation, three_alterna
     assert "## Knocking" in text and "> Knock knock." in text
     assert "> Penny.\n> # not a heading\n> Penny." in text  # line breaks kept, nothing turned into markup
     assert "(1)" not in text  # only the chosen reply reads in the transcript
-    assert "*Your rating: 5/5: Classic.*" in text
+    assert "*Your rating: 5/5, with this comment:*\n\n> Classic." in text
     assert "Mallory" not in text
     assert client.get("/api/export/", {"format": "pdf"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_line_breaks_in_a_title_or_a_comment_make_no_markup_in_the_export(alice, conversation, three_alternatives):
+    _, (_, _, third) = three_alternatives
+    client = logged_in(alice)
+    renamed = client.patch(
+        f"/api/conversations/{conversation.pk}/", {"title": "Knocking\n# not a heading"}, content_type="application/json"
+    )
+    assert renamed.json()["title"] == "Knocking # not a heading"  # a title is one line
+    Conversation.objects.filter(pk=conversation.pk).update(title="Stored before\n# that rule")
+    Rating.objects.create(message=third, user=alice, score=2, comment="first line\n\n## Injected heading\n- item")
+    text = client.get("/api/export/", {"format": "markdown"}).content.decode()
+    assert "## Stored before # that rule\n" in text
+    assert "\n## Injected" not in text and "> ## Injected heading\n> - item" in text
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_choosing_a_reply_touches_no_other_conversation(alice, mallory, conversation):
+    """Alternatives are the replies to one message of one conversation, even for replies to no message."""
+    mine = conversation.messages.create(role="bot", text="Mine.")
+    theirs = Conversation.objects.create(owner=mallory).messages.create(role="bot", text="Theirs.")
+    services.choose_reply(mine.pk, alice)
+    assert Message.objects.get(pk=theirs.pk).is_chosen
+
+
+@pytest.mark.django_db
+def test_a_search_snippet_holds_the_match_after_letters_that_lowering_lengthens(alice, conversation):
+    conversation.messages.create(role="user", text="\u0130" * 100 + " needle " + "z" * 200)  # İ lowers to 2 characters
+    found = logged_in(alice).get("/api/search/", {"q": "NEEDLE"}).json()
+    assert "needle" in found["results"][0]["snippet"]
 
 
 @pytest.mark.django_db

@@ -125,6 +125,8 @@ def test_page_shows_one_item_blind_and_saves_ratings_then_the_next(client, sheet
     rate_on_page(client, rater, first)
     assert ComparisonRating.objects.filter(rater=rater).count() == 2
     assert "Question 3?" in client.get(reverse("review:compare") + f"?after={first.pk + 1}").content.decode()
+    for bad in ("\u00b2", "1" * 5000, "x", "-1"):  # a superscript two is a digit to str.isdigit, not to int
+        assert client.get(reverse("review:compare"), {"after": bad}).status_code == 400, bad
 
 
 @pytest.mark.django_db

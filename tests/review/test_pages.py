@@ -1,5 +1,6 @@
 """The review pages render with real data, and transcripts stay read-only."""
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -122,3 +123,16 @@ def test_ratings_overview_page_has_the_tables_and_a_chart(staff, transcripts):
     assert staff.get(reverse("review:overview"), {"weeks": "many"}).status_code == 400
     Message.objects.all().delete()
     assert "No finished replies" in page(staff, reverse("review:overview"))
+
+
+def test_a_label_changed_by_another_reviewer_is_theirs(client, transcripts):
+    """A label says what the person who last saved it chose: its author follows, on either page it is edited on."""
+    ben = User.objects.create_user("ben", is_staff=True)
+    ben.user_permissions.set(Permission.objects.filter(codename__in=["view_reviewlabel", "change_reviewlabel"]))
+    client.force_login(ben)
+    label = ReviewLabel.objects.get(note="loops")
+    url = reverse("admin:review_reviewlabel_change", args=[label.pk])
+    response = client.post(url, {"label": "unsafe", "note": "Ben's reading", "_save": "Save"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    label.refresh_from_db()
+    assert (label.label, label.note, label.author) == ("unsafe", "Ben's reading", ben)
