@@ -7,10 +7,12 @@ does not exist.
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -105,21 +107,36 @@ def conversations(request: HttpRequest) -> HttpResponse:
             owner=request.user, title=title, character=settings.SHELDON_CHARACTER
         )
         return JsonResponse(conversation_dict(conversation), status=201)
-    # Most recently updated first, a page at a time: `?offset=` from the previous page's `next_offset`.
+    # Most recently updated first, a page at a time: `?after=` the previous page's `next`, the place of its last
+    # conversation in that order. Not an offset: a conversation updated between two reads moves to the top, and
+    # under an offset the others would shift, one read twice and another never.
     limit = min(whole_number(request.GET.get("limit", MAX_PAGE_SIZE), "limit"), MAX_PAGE_SIZE)
-    # Past the most conversations an account keeps, every page is empty (and the database takes no larger number).
-    offset = min(whole_number(request.GET.get("offset", "0"), "offset", minimum=0), settings.CHAT_MAX_CONVERSATIONS)
-    page = list(
-        Conversation.objects.filter(owner=request.user).order_by("-updated", "-id")[offset : offset + limit + 1]
-    )
+    owned = Conversation.objects.filter(owner=request.user)
+    if "after" in request.GET:
+        updated, pk = conversation_place(request.GET["after"])
+        owned = owned.filter(Q(updated__lt=updated) | Q(updated=updated, id__lt=pk))
+    page = list(owned.order_by("-updated", "-id")[: limit + 1])
     has_more = len(page) > limit
+    last = page[limit - 1] if has_more else None
     return JsonResponse(
         {
             "conversations": [conversation_dict(c) for c in page[:limit]],
             "has_more": has_more,
-            "next_offset": offset + limit if has_more else None,
+            "next": f"{last.updated.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}~{last.pk}" if last else None,
         }
     )
+
+
+def conversation_place(value: str) -> tuple[datetime, int]:
+    """(updated, id) of a page's `next`: `<ISO time in UTC>~<id>` (no "+": a query string reads it as a space)."""
+    time, _, pk = value.rpartition("~")
+    try:
+        updated = datetime.fromisoformat(time)
+    except ValueError:
+        raise BadRequest("after must be a page's `next`.") from None
+    if updated.tzinfo is None:
+        raise BadRequest("after must be a page's `next`.")
+    return updated, whole_number(pk, "after's id")
 
 
 @json_api("GET", "PATCH", "DELETE")

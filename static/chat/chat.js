@@ -106,9 +106,16 @@
 
   // --- Conversation list -----------------------------------------------------
   async function loadConversations() {
-    const data = await api("GET", "/api/conversations/");
+    // Every page: an account keeps at most CHAT_MAX_CONVERSATIONS (500), a few pages of 200.
+    const conversations = [];
+    let next = null;
+    do {
+      const data = await api("GET", "/api/conversations/" + (next ? `?after=${encodeURIComponent(next)}` : ""));
+      conversations.push(...data.conversations);
+      next = data.next;
+    } while (next);
     els.list.replaceChildren();
-    for (const conversation of data.conversations) {
+    for (const conversation of conversations) {
       const item = document.createElement("li");
       const link = document.createElement("a");
       link.href = `/c/${conversation.id}/`;

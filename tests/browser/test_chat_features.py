@@ -321,3 +321,10 @@ def test_an_edit_left_open_while_another_message_came_replaces_nothing(browser, 
     assert Message.objects.get(pk=second.pk).text == "Penny." and Message.objects.filter(pk=answer.pk).exists()
     assert Message.objects.get(pk=first.pk).text == "Knock knock."
     assert page.is_enabled("#send-button")
+
+
+def test_the_sidebar_lists_every_conversation_past_the_first_page(browser, server, amy):  # noqa: F811
+    Conversation.objects.bulk_create(Conversation(owner=amy, title=f"Chat {n}") for n in range(205))
+    page = logged_in_page(browser, server, amy)
+    page.goto(f"{server}/")
+    page.wait_for_function("() => document.querySelectorAll('.conversation-link').length === 205", timeout=10000)

@@ -53,7 +53,7 @@ def test_conversations_new_list_rename_delete(alice):
     half_a_pair = '{"title": "\\ud800 alone"}'  # valid JSON, but no character: UTF-8 cannot hold it
     assert send(client, "post", "/api/conversations/", half_a_pair).status_code == 400
     for bad in ("x", "²", "-1", "9" * 30):  # "²" is a digit to str.isdigit, but no number to int()
-        assert client.get("/api/conversations/", {"offset": bad}).status_code == 400, bad
+        assert client.get("/api/conversations/", {"after": bad}).status_code == 400, bad
     assert send(client, "patch", f"/api/conversations/{conversation_id}/", "{not json").status_code == 400
     assert send(client, "post", "/api/conversations/", "[1]").status_code == 400
     # Nested deeper than the JSON parser goes: a clear 400 too, not a 500.

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from chat.models import Conversation
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
@@ -132,13 +134,15 @@ def test_conversations_are_capped_and_listed_a_page_at_a_time(settings, django_u
     assert [answer.status_code for answer in created] == [201] * 5 + [400]
     assert "delete one" in created[-1].json()["error"]
     first = client.get("/api/conversations/?limit=3").json()
-    second = client.get(f"/api/conversations/?limit=3&offset={first['next_offset']}").json()
-    assert (len(first["conversations"]), first["has_more"], len(second["conversations"]), second["has_more"]) == (
-        3,
-        True,
-        2,
-        False,
-    )
+    assert len(first["conversations"]) == 3 and first["has_more"]
+    # Between the two reads the oldest conversation is renamed: it moves to the top, ahead of the first page.
+    oldest = Conversation.objects.filter(owner__username="collector").earliest("updated").pk
+    client.patch(f"/api/conversations/{oldest}/", {"title": "Renamed"}, content_type="application/json")
+    second = client.get("/api/conversations/", {"limit": 3, "after": first["next"]}).json()
     ids = [c["id"] for c in first["conversations"] + second["conversations"]]
-    assert len(set(ids)) == 5
-    assert client.get("/api/conversations/?offset=-1").status_code == 400
+    # None read twice (an offset gave the first page's last one again, pushed down by the renamed one), and the
+    # renamed one is where a new read starts.
+    assert len(ids) == len(set(ids)) == 4 and not second["has_more"]
+    assert client.get("/api/conversations/?limit=3").json()["conversations"][0]["id"] == oldest
+    for bad in ("-1", "yesterday~3", "2026-12-03T10:00:00~3", f"{first['next'].split('~')[0]}~x"):
+        assert client.get("/api/conversations/", {"after": bad}).status_code == 400, bad
