@@ -12,6 +12,8 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -98,14 +100,17 @@ def conversations(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         body = json_body(request)
         title = clean_title(body["title"]) if "title" in body else ""
-        if Conversation.objects.filter(owner=request.user).count() >= settings.CHAT_MAX_CONVERSATIONS:
-            raise BadRequest(
-                f"You have {settings.CHAT_MAX_CONVERSATIONS} conversations, the most one account may keep: "
-                "delete one to start another."
+        with transaction.atomic():
+            # One creation at a time per account: two at once would both count below the cap.
+            get_user_model().objects.select_for_update().get(pk=request.user.pk)
+            if Conversation.objects.filter(owner=request.user).count() >= settings.CHAT_MAX_CONVERSATIONS:
+                raise BadRequest(
+                    f"You have {settings.CHAT_MAX_CONVERSATIONS} conversations, the most one account may keep: "
+                    "delete one to start another."
+                )
+            conversation = Conversation.objects.create(
+                owner=request.user, title=title, character=settings.SHELDON_CHARACTER
             )
-        conversation = Conversation.objects.create(
-            owner=request.user, title=title, character=settings.SHELDON_CHARACTER
-        )
         return JsonResponse(conversation_dict(conversation), status=201)
     # Most recently updated first, a page at a time: `?after=` the previous page's `next`, the place of its last
     # conversation in that order. Not an offset: a conversation updated between two reads moves to the top, and

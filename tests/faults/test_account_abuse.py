@@ -4,10 +4,12 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 from django.test import Client
 
 from chat.models import Conversation
@@ -146,3 +148,24 @@ def test_conversations_are_capped_and_listed_a_page_at_a_time(settings, django_u
     assert client.get("/api/conversations/?limit=3").json()["conversations"][0]["id"] == oldest
     for bad in ("-1", "yesterday~3", "2026-12-03T10:00:00~3", f"{first['next'].split('~')[0]}~x"):
         assert client.get("/api/conversations/", {"after": bad}).status_code == 400, bad
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_conversations_created_at_once_keep_the_cap(settings, django_user_model):
+    settings.CHAT_MAX_CONVERSATIONS = 2
+    user = django_user_model.objects.create_user(f"twin-{uuid.uuid4().hex[:8]}", password="a-long-password-42")
+    client = Client()
+    client.force_login(user)
+    Conversation.objects.create(owner=user)
+    answers = []
+    with transaction.atomic():  # another request creating the second one, not committed yet
+        django_user_model.objects.select_for_update().get(pk=user.pk)
+        Conversation.objects.create(owner=user)
+        racing = threading.Thread(
+            target=lambda: answers.append(client.post("/api/conversations/", {}, content_type="application/json"))
+        )
+        racing.start()
+        racing.join(timeout=2)
+        assert racing.is_alive()  # it waits for the account's lock instead of counting one conversation
+    racing.join(timeout=30)
+    assert answers[0].status_code == 400 and Conversation.objects.filter(owner=user).count() == 2
