@@ -20,7 +20,9 @@ RUN pip install --extra-index-url "$TORCH_INDEX" -r requirements.txt \
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin sheldon
 
 COPY . .
-RUN python manage.py collectstatic --noinput -v 0 \
+# A key for this step only: without one the settings would write var/secret-key as root into the image, where the
+# app's user cannot read it and every container of the image would share it.
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0 \
  && mkdir -p /app/var && chown sheldon:sheldon /app/var
 
 USER sheldon

@@ -89,7 +89,7 @@ def read_transcripts(path):
         raise TranscriptError(f"Transcripts file not found: {path}")
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(handle, strict=True)  # strict: a stray quote is an error, not glued rows
             columns = [c.strip() for c in (reader.fieldnames or [])]
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
             if missing:
@@ -99,21 +99,45 @@ def read_transcripts(path):
                     f"found {', '.join(columns) or 'none'}."
                 )
             reader.fieldnames = columns
-            return list(_script_lines(reader))
+            return list(_script_lines(reader, path))
     except UnicodeDecodeError as error:
         raise TranscriptError(f"{path} is not UTF-8 text: {error}") from error
     except csv.Error as error:
         raise TranscriptError(f"{path} is not a readable CSV file: {error}") from error
 
 
-def _script_lines(rows):
+# The database's field lengths (data/models.py): a longer name is no episode or speaker of a transcript.
+EPISODE_NAME_MAX = 300
+SPEAKER_MAX = 200
+
+
+def _script_lines(rows: csv.DictReader, path: Path):
     episode, scene, position = None, 0, 0
+    finished = set()  # episodes whose rows have ended: an episode's rows come together
     for row in rows:
-        episode_name = (row["episode_name"] or "").strip()
-        speaker = (row["person_scene"] or "").strip()
+        where = f"{path}, line {rows.line_num}"
+        if None in row:
+            raise TranscriptError(
+                f"{where} has more fields than its header's {len(rows.fieldnames)} (a comma in an unquoted dialogue?)."
+            )
+        if None in row.values():
+            raise TranscriptError(f"{where} has fewer fields than its header's {len(rows.fieldnames)}.")
+        episode_name = row["episode_name"].strip()
+        speaker = row["person_scene"].strip()
         if not episode_name:
             continue
+        if len(episode_name) > EPISODE_NAME_MAX or len(speaker) > SPEAKER_MAX:
+            raise TranscriptError(
+                f"{where}: an episode name holds at most {EPISODE_NAME_MAX} characters and a speaker "
+                f"{SPEAKER_MAX} (a dialogue in the wrong column?)."
+            )
         if episode_name != episode:
+            if episode_name in finished:
+                raise TranscriptError(
+                    f"{where}: the rows of {episode_name!r} come back after another episode's; "
+                    "an episode's rows come together, in script order."
+                )
+            finished.add(episode)
             episode, scene, position = episode_name, 1, 0
         if speaker == SCENE_MARKER:
             if position:  # a heading before any line opens the first scene

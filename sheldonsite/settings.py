@@ -48,7 +48,9 @@ if not SECRET_KEY:
         raise RuntimeError("SECRET_KEY must be set in production.")
     # Never a key known from the source: one per installation (processes sharing VAR_DIR share it).
     SECRET_KEY = install_secret_key(VAR_DIR / "secret-key")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+# The machine itself always reaches the site by its loopback names: the containers' health check and `make run`'s
+# readiness poll ask 127.0.0.1 whatever public name ALLOWED_HOSTS gives.
+ALLOWED_HOSTS = [*env_list("ALLOWED_HOSTS", "testserver"), "localhost", "127.0.0.1", "[::1]"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 # One switch for a deployment behind HTTPS: redirect to HTTPS, HSTS, cookies
@@ -112,12 +114,12 @@ TEMPLATES = [
 WSGI_APPLICATION = "sheldonsite.wsgi.application"
 ASGI_APPLICATION = "sheldonsite.asgi.application"
 
-# Database: PostgreSQL from DATABASE_URL, else an embedded SQLite file.
+# Database: PostgreSQL from DATABASE_URL, else an embedded SQLite file (named as a path: in a URL, a "#" or "%20"
+# of the folder's name would be read as URL syntax).
 DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
-    )
+    "default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")))
+    if os.environ.get("DATABASE_URL")
+    else {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"}
 }
 # PostgreSQL: a pool of connections per process (Django 5.2), so socket handlers spread over
 # threads reuse connections instead of opening one per call. 0: no pool (the test default).

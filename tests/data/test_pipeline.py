@@ -1,5 +1,6 @@
 """The transcript pipeline on a small transcript and on the real seasons 1-8."""
 import csv
+import re
 
 import pytest
 
@@ -179,3 +180,23 @@ def test_real_seasons(show_transcripts):
     assert {e.episode for e in exchanges if e.episode in validation}.isdisjoint(
         {e.episode for e in exchanges if e.episode in train}
     )
+
+
+@pytest.mark.parametrize(
+    "rows, problem",
+    [
+        # An unquoted comma: "Hello" was read as Leonard's line.
+        (["ep,Sheldon: Hi.,Sheldon", "ep,Hello, Leonard,Sheldon"], "line 3 has more fields than its header's 3"),
+        (["ep,Sheldon: Hi.,Sheldon", "ep,No speaker"], "line 3 has fewer fields"),
+        # A stray quote glued the rows after it into one line of a made-up speaker.
+        (['ep,"She said ""hi"" to me,Leonard', "ep,What?,Penny", "ep,Goodbye.,Sheldon"], "not a readable CSV"),
+        # An episode's rows that come back after another's restarted its positions (a crash on import).
+        (["one,Hi.,Sheldon", "two,Hi.,Penny", "one,Bye.,Sheldon"], "line 4: the rows of 'one' come back"),
+        ([f"ep,Hi.,{'S' * 201}"], "line 2: an episode name holds at most 300 characters and a speaker 200"),
+    ],
+)
+def test_a_malformed_row_is_named_not_read_into_other_lines(tmp_path, rows, problem):
+    path = tmp_path / "malformed.csv"
+    path.write_text("\n".join(["episode_name,dialogue,person_scene", *rows]) + "\n")
+    with pytest.raises(TranscriptError, match=re.escape(problem)):
+        read_transcripts(path)

@@ -1,5 +1,6 @@
 """Account abuse: throttled log-ins and sign-ups, a generated demo password and secret key, the deployment switch."""
 
+import json
 import os
 import stat
 import subprocess
@@ -169,3 +170,37 @@ def test_two_conversations_created_at_once_keep_the_cap(settings, django_user_mo
         assert racing.is_alive()  # it waits for the account's lock instead of counting one conversation
     racing.join(timeout=30)
     assert answers[0].status_code == 400 and Conversation.objects.filter(owner=user).count() == 2
+
+
+def test_the_machine_itself_always_reaches_the_site_by_its_loopback_names(tmp_path):
+    """The containers' health check and `make run`'s readiness poll ask 127.0.0.1, whatever name ALLOWED_HOSTS gives."""
+    ask = [
+        "-c",
+        "import django, json; django.setup(); from django.test import Client; "
+        "print(json.dumps([Client().get('/healthz', HTTP_HOST=host).status_code for host in "
+        "('127.0.0.1:8000', 'localhost', 'chat.example.com', 'evil.example')]))",
+    ]
+    answered = settings_in_a_process(tmp_path, ask, ALLOWED_HOSTS="chat.example.com")
+    *allowed, foreign = json.loads(answered.stdout.strip().splitlines()[-1])
+    assert 400 not in allowed and foreign == 400, answered.stdout + answered.stderr  # 400: DisallowedHost
+
+
+def test_the_embedded_database_is_a_file_of_var_dir_whatever_its_folder_is_named(tmp_path):
+    var_dir = tmp_path / "a #1 100%20 dir"  # URL syntax in a folder's name
+    var_dir.mkdir()
+    name = ["-c", "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['NAME'])"]
+    assert settings_in_a_process(var_dir, name, DATABASE_URL="").stdout.strip() == str(var_dir / "db.sqlite3")
+
+
+def test_the_images_build_step_leaves_no_secret_key_in_the_image(tmp_path):
+    """Made as the Dockerfile makes it: a key written then would be root's, unreadable to the app, and shared."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    step = next(line for line in dockerfile.splitlines() if "collectstatic" in line and line.startswith("RUN "))
+    command = step.removeprefix("RUN ").rstrip(" \\")
+    environment = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"}
+    built = subprocess.run(
+        ["sh", "-c", command.replace("python ", f"{sys.executable} ", 1)], cwd=REPO, capture_output=True, text=True,
+        env={**environment, "VAR_DIR": str(tmp_path)},
+    )
+    assert built.returncode == 0, built.stderr
+    assert not (tmp_path / "secret-key").exists()
