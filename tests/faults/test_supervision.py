@@ -69,6 +69,25 @@ def test_a_killed_process_is_started_again_and_its_sibling_stays(supervised):
     assert len(started_pids(worker_pids)) == 2
 
 
+# Like a worker loading its models: SIGTERM is heard only once the load is done, here never.
+DEAF = "import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " + SERVICE.split("; ", 1)[1]
+
+
+def test_a_stop_the_process_does_not_answer_ends_it_after_stop_seconds(tmp_path):
+    pids = tmp_path / "deaf.pids"
+    supervisor = subprocess.Popen(
+        [str(SUPERVISE), "deaf", sys.executable, "-c", DEAF, str(pids)],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "STOP_SECONDS": "1"},
+    )
+    (deaf,) = wait_for_pids(pids, 1)
+    time.sleep(0.5)  # its handler is set
+    supervisor.terminate()
+    assert supervisor.wait(timeout=10) == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(deaf, 0)
+    assert "did not stop in 1 s" in supervisor.stderr.read()
+
+
 def test_run_script_supervises_both_processes():
     script = (REPO / "scripts" / "run.sh").read_text()
     assert "scripts/supervise.sh worker .venv/bin/celery" in script
