@@ -113,3 +113,22 @@ def test_bootstrap_prepares_everything_make_run_needs_in_one_process(tmp_path, s
     before = snapshot()
     call_command("bootstrap", migrate=True, collectstatic=True, stdout=StringIO(), stderr=StringIO())
     assert snapshot() == before  # the second run changes nothing
+
+
+
+def test_transcripts_imported_before_stay_when_their_file_is_not_found(tmp_path, settings, tiny_retriever, monkeypatch):
+    """No demo corpus joins them: its notice would show while the replies come from the show."""
+    from data.corpus import DEMO_TRANSCRIPTS, demo_corpus_in_use
+    from data.management.commands import bootstrap
+
+    settings.TRANSCRIPTS = str(write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT))
+    settings.VAR_DIR = tmp_path
+    settings.RETRIEVER_MODEL = str(tiny_retriever)
+    settings.RETRIEVAL_INDEX_PATH = tmp_path / "index"
+    call_command("bootstrap", stdout=StringIO(), stderr=StringIO())
+    before = snapshot()
+    monkeypatch.setattr(bootstrap, "find_transcripts", lambda: (DEMO_TRANSCRIPTS, True))  # the file moved away
+    out = StringIO()
+    call_command("bootstrap", stdout=out, stderr=StringIO())
+    assert "serving the ones imported before" in out.getvalue()
+    assert snapshot() == before and not demo_corpus_in_use()

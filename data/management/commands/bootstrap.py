@@ -42,13 +42,19 @@ class Command(BaseCommand):
         if options["collectstatic"]:
             call_command("collectstatic", interactive=False, verbosity=0)
         path, is_demo = find_transcripts()
-        if is_demo:
-            self.stderr.write(self.style.WARNING(f"NOTICE: {DEMO_NOTICE}"))
+        imported_before = Episode.objects.exclude(name__startswith=DEMO_EPISODE_PREFIX).exists()
+        if is_demo and imported_before:
+            # Their file is not found this time (moved, or TRANSCRIPTS changed): they stay, and no demo corpus
+            # joins them in the index (under the demo's notice).
+            self.stdout.write("Transcripts: no file found; serving the ones imported before.")
         else:
-            # Real transcripts replace a demo corpus imported on an earlier run.
-            Episode.objects.filter(name__startswith=DEMO_EPISODE_PREFIX).delete()
-        self.stdout.write(f"Transcripts: {path}")
-        call_command("import_transcripts", str(path), character=[settings.SHELDON_CHARACTER])
+            if is_demo:
+                self.stderr.write(self.style.WARNING(f"NOTICE: {DEMO_NOTICE}"))
+            else:
+                # Real transcripts replace a demo corpus imported on an earlier run.
+                Episode.objects.filter(name__startswith=DEMO_EPISODE_PREFIX).delete()
+            self.stdout.write(f"Transcripts: {path}")
+            call_command("import_transcripts", str(path), character=[settings.SHELDON_CHARACTER])
         call_command("build_index")
 
         User = get_user_model()
