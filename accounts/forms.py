@@ -1,9 +1,10 @@
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import ValidationError
 
 from .models import AccountSettings
-from .throttle import TOO_MANY, login_allowed
+from .throttle import TOO_MANY, login_allowed, password_check_allowed
 
 
 class AccountSettingsForm(forms.ModelForm):
@@ -35,9 +36,20 @@ class DeleteAccountForm(forms.Form):
 
     def clean_password(self):
         password = self.cleaned_data["password"]
+        if not password_check_allowed(self.user):
+            raise forms.ValidationError(TOO_MANY)
         if not self.user.check_password(password):
             raise forms.ValidationError("That is not your password.")
         return password
+
+
+class ThrottledPasswordChangeForm(PasswordChangeForm):
+    """Django's password change, its old password checked within the account's limit."""
+
+    def clean_old_password(self):
+        if not password_check_allowed(self.user):
+            raise forms.ValidationError(TOO_MANY, code="throttled")
+        return super().clean_old_password()
 
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):

@@ -46,3 +46,9 @@ def login_allowed(request: HttpRequest, username: str) -> bool:
     return allow(f"login-ip:{client_ip(request)}", settings.LOGIN_RATE_LIMIT) and allow(
         f"login-user:{account_key(username)}", settings.LOGIN_USER_RATE_LIMIT
     )
+
+
+def password_check_allowed(user) -> bool:
+    """Count a check of a logged-in user's password (account deletion, password change); False once the account's
+    window is used up: a stolen session must not try passwords without end (a changed one takes the account)."""
+    return allow(f"password-check:{user.pk}", settings.LOGIN_USER_RATE_LIMIT)

@@ -204,3 +204,20 @@ def test_the_images_build_step_leaves_no_secret_key_in_the_image(tmp_path):
     )
     assert built.returncode == 0, built.stderr
     assert not (tmp_path / "secret-key").exists()
+
+
+def test_a_sessions_password_checks_are_limited_per_account(settings, django_user_model):
+    """A stolen session must not try passwords without end: a right one deletes the account or changes its password."""
+    settings.LOGIN_USER_RATE_LIMIT = "3/300"
+    owner = django_user_model.objects.create_user(f"owner-{uuid.uuid4().hex[:8]}", password="the-right-password-1")
+    session = from_address()
+    session.force_login(owner)
+    for _ in range(3):
+        wrong = session.post("/accounts/delete/", {"password": "guess", "confirm": "on"})
+        assert b"That is not your password." in wrong.content
+    right = session.post("/accounts/delete/", {"password": "the-right-password-1", "confirm": "on"})
+    assert b"Too many attempts" in right.content and django_user_model.objects.filter(pk=owner.pk).exists()
+    change = {"old_password": "the-right-password-1", "new_password1": "Taken-over-77", "new_password2": "Taken-over-77"}
+    assert b"Too many attempts" in session.post("/accounts/password_change/", change).content
+    owner.refresh_from_db()
+    assert owner.check_password("the-right-password-1")
