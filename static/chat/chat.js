@@ -628,16 +628,20 @@
     return api("GET", `/api/conversations/${state.conversationId}/messages/`);
   }
 
-  async function loadNewestPage() {
-    const data = await newestPage();
-    // A message this page knows within the page's ids that the answer lacks was deleted meanwhile (an edit in
-    // another tab while this one was offline); those above the page's ids came after the answer was read.
+  // A message this page knows within a history page's ids that the page lacks was deleted meanwhile (an edit's
+  // replies, in another tab or with its frames lost); those above the page's ids came after it was read.
+  function dropDeleted(data) {
     const ids = new Set(data.messages.map((message) => message.id));
     const oldest = data.messages.length ? data.messages[0].id : Infinity;
     const newest = data.messages.length ? data.messages[data.messages.length - 1].id : -Infinity;
     for (const id of state.messages.keys()) {
       if (id >= oldest && id <= newest && !ids.has(id)) state.messages.delete(id);
     }
+  }
+
+  async function loadNewestPage() {
+    const data = await newestPage();
+    dropDeleted(data);
     for (const message of data.messages) state.messages.set(message.id, message);
     state.olderCursor = data.before;
     els.older.hidden = !data.has_more;
@@ -710,22 +714,28 @@
   }
 
   // From a history page read while frames come in: the messages this page lacks, and replies that ended.
-  // Not a reply still in progress that the page knows: the read may be older than its frames.
-  function takeMissed(data) {
+  // Not a reply still in progress that the page knows: the read may be older than its frames. `current`: no
+  // frame came while it was read, so nothing here is newer: it also drops what was deleted and takes a question's
+  // new text (an edit whose frames were lost).
+  function takeMissed(data, current = false) {
+    if (current) dropDeleted(data);
     for (const message of data.messages) {
       const known = state.messages.get(message.id);
-      if (!known || (inProgress(known) && !inProgress(message))) upsert(message);
+      const edited = current && known && message.role === "user" && message.text !== known.text;
+      if (!known || edited || (inProgress(known) && !inProgress(message))) upsert(message);
     }
+    if (current) redraw();
   }
 
   async function resync() {
     if (!resyncing && Date.now() - lastFrameAt >= settings.resyncSeconds * 1000) {
       resyncing = true;
-      lastFrameAt = Date.now(); // the next try after another quiet spell
+      const asked = Date.now();
+      lastFrameAt = asked; // the next try after another quiet spell
       try {
         const data = await newestPage();
         state.unanswered = null;
-        takeMissed(data);
+        takeMissed(data, lastFrameAt === asked);
       } catch (error) {
         // Offline: the socket's reconnect reads the messages, or the next quiet spell tries again.
       } finally {

@@ -283,3 +283,39 @@ def test_pieces_after_an_emoji_join_where_their_offsets_say(browser, server, amy
     shown = f'[data-message-id="{reply.pk}"] .message-text'
     expected = so_far + " I am not crazy."
     page.wait_for_function(f"t => document.querySelector('{shown}')?.textContent === t", arg=expected, timeout=10000)
+
+
+# Once window.dropFrames is set, the page's sockets hear no frame: a channel layer that lost them (a Redis restart).
+FRAMES_DROPPED = """
+window.dropFrames = false;
+const PageSocket = window.WebSocket;
+window.WebSocket = function (url, protocols) {
+  const socket = new PageSocket(url, protocols);
+  const listen = socket.addEventListener.bind(socket);
+  socket.addEventListener = (type, listener, options) =>
+    listen(type, type === "message" ? (event) => window.dropFrames || listener(event) : listener, options);
+  return socket;
+};
+window.WebSocket.OPEN = PageSocket.OPEN;
+"""
+
+
+def test_an_edit_whose_frames_were_lost_shows_its_new_text_and_only_its_new_reply(browser, server, amy):  # noqa: F811
+    conversation, question, old = asked(amy, "Lost edit", Message.Status.DONE, text="Monday")
+    page = logged_in_page(browser, server, amy)
+    page.add_init_script(FRAMES_DROPPED)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_selector(f'[data-message-id="{old.pk}"]')
+    page.evaluate("window.dropFrames = true")
+    page.click(f'[data-message-id="{question.pk}"] .edit-button')
+    page.fill(".edit-form textarea", "What day is it today?")
+    page.click(".edit-form button[type=submit]")
+
+    # The server takes the new text, deletes the old reply and a worker answers anew; no frame of it is heard. The
+    # quiet spell's read shows it all: no frame came while it was read, so it is the newest state.
+    shown = f'[data-message-id="{question.pk}"] .message-text'
+    page.wait_for_function(
+        f"t => document.querySelector('{shown}')?.textContent === t", arg="What day is it today?", timeout=30000
+    )
+    page.wait_for_function(f"() => !document.querySelector('[data-message-id=\"{old.pk}\"]')", timeout=30000)
+    assert "Monday" not in page.inner_text("#message-list") and page.query_selector(".alt-position") is None
