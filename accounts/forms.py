@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.admin.forms import AdminAuthenticationForm, AdminPasswordChangeForm
 from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import ValidationError
 
@@ -50,6 +50,10 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
         if not password_check_allowed(self.user):
             raise forms.ValidationError(TOO_MANY, code="throttled")
         return super().clean_old_password()
+
+
+class ThrottledAdminPasswordChangeForm(ThrottledPasswordChangeForm, AdminPasswordChangeForm):
+    """The admin's password change, likewise."""
 
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):

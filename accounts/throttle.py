@@ -49,6 +49,6 @@ def login_allowed(request: HttpRequest, username: str) -> bool:
 
 
 def password_check_allowed(user) -> bool:
-    """Count a check of a logged-in user's password (account deletion, password change); False once the account's
-    window is used up: a stolen session must not try passwords without end (a changed one takes the account)."""
-    return allow(f"password-check:{user.pk}", settings.LOGIN_USER_RATE_LIMIT)
+    """Count a check of a logged-in user's password (account deletion, password change) as a login attempt of the
+    account; False once its window is used up: a stolen session must not try passwords without end."""
+    return allow(f"login-user:{account_key(user.get_username())}", settings.LOGIN_USER_RATE_LIMIT)

@@ -38,11 +38,15 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("chat:index")
     form = UserCreationForm(request.POST if request.method == "POST" else None)
+    # Two limits per address: forms sent (loose: one sent back says whether a username is taken, so names are
+    # not probed without end), and accounts made (a form sent back for a bad password does not count).
+    if form.is_bound and not (
+        allow(f"signup-try-ip:{client_ip(request)}", settings.SIGNUP_ATTEMPT_RATE_LIMIT)
+        and (not form.is_valid() or allow(f"signup-ip:{client_ip(request)}", settings.SIGNUP_RATE_LIMIT))
+    ):
+        form.add_error(None, TOO_MANY)
+        return render(request, "registration/signup.html", {"form": form}, status=429)
     if form.is_bound and form.is_valid():
-        # Accounts made per address: a form sent back for a common or mismatched password does not count.
-        if not allow(f"signup-ip:{client_ip(request)}", settings.SIGNUP_RATE_LIMIT):
-            form.add_error(None, TOO_MANY)
-            return render(request, "registration/signup.html", {"form": form}, status=429)
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:index")

@@ -136,10 +136,11 @@ def conversation_place(value: str) -> tuple[datetime, int]:
     """(updated, id) of a page's `next`: `<ISO time in UTC>~<id>` (no "+": a query string reads it as a space)."""
     time, _, pk = value.rpartition("~")
     try:
-        updated = datetime.fromisoformat(time)
+        # Only the UTC form a page's `next` has: another offset can take the time out of the databases' range.
+        updated = datetime.fromisoformat(time) if time.endswith("Z") else None
     except ValueError:
-        raise BadRequest("after must be a page's `next`.") from None
-    if updated.tzinfo is None:
+        updated = None
+    if updated is None:
         raise BadRequest("after must be a page's `next`.")
     return updated, whole_number(pk, "after's id")
 

@@ -97,12 +97,13 @@ def replies_in_progress(conversation_id: int) -> list[dict]:
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
+    staying: asyncio.Task | None = None  # the task that keeps this socket in its groups
+
     async def connect(self) -> None:
         self.user = self.scope["user"]
         self.conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         self.group = conversation_group(self.conversation_id)
         self.recent_stops = []  # loop times of this socket's stop frames in the last second
-        self.staying = None  # the task that keeps this socket in its groups
         if not self.user.is_authenticated:
             await self.refuse(CLOSE_LOGGED_OUT)
             return
@@ -112,7 +113,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # Join before reading the replies in progress, so no piece falls in between.
         await self.join_groups()
         await self.accept()
-        self.staying = asyncio.create_task(self.stay_in_groups())
+        self.staying = asyncio.create_task(self.stay_in_groups(), name=f"stay-in-groups {self.channel_name}")
         if settings.CELERY_TASK_ALWAYS_EAGER:
             # No broker: replies are generated on threads of this process, and
             # their pieces go through this loop's in-memory channel layer.
@@ -142,9 +143,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             except Exception:  # Redis away: the next turn tries again, well before the day is out
                 logger.exception("Socket %s could not join its groups again", self.channel_name)
 
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        # Not in `disconnect`: a consumer that raised never gets there, and its task would keep the dead channel
+        # in its groups for as long as the process runs.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.staying is not None:
+                self.staying.cancel()
+
     async def disconnect(self, code: int) -> None:
-        if self.staying is not None:
-            self.staying.cancel()
         if self.user.is_authenticated:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)

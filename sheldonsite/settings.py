@@ -69,7 +69,7 @@ if SECURE_DEPLOYMENT:
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "accounts.apps.ThrottledAdminConfig",  # django.contrib.admin, its site with the login limits
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -144,7 +144,9 @@ LOGIN_URL = "login"
 # Attempts per seconds: log-ins per client address and per username, sign-ups per address.
 LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "20/300")
 LOGIN_USER_RATE_LIMIT = os.environ.get("LOGIN_USER_RATE_LIMIT", "10/300")
-SIGNUP_RATE_LIMIT = os.environ.get("SIGNUP_RATE_LIMIT", "5/3600")
+SIGNUP_RATE_LIMIT = os.environ.get("SIGNUP_RATE_LIMIT", "5/3600")  # accounts made
+# Every sign-up form sent, looser: a form sent back tells whether a username is taken.
+SIGNUP_ATTEMPT_RATE_LIMIT = os.environ.get("SIGNUP_ATTEMPT_RATE_LIMIT", "30/3600")
 # Mail (password reset is offered only with it).
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
 LOGIN_REDIRECT_URL = "chat:index"

@@ -734,7 +734,8 @@
       lastFrameAt = asked; // the next try after another quiet spell
       try {
         const data = await newestPage();
-        state.unanswered = null;
+        // A frame still waiting for the socket has not been answered: it stays the one in flight.
+        if (state.pendingFrame === null) state.unanswered = null;
         takeMissed(data, lastFrameAt === asked);
       } catch (error) {
         // Offline: the socket's reconnect reads the messages, or the next quiet spell tries again.

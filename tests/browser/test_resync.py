@@ -64,6 +64,28 @@ def run_apart(coroutine):
     thread.join(timeout=30)
 
 
+# Notes when the page's socket opens: its consumer joins the conversation's group before it accepts, so frames sent
+# from then on reach the page (sent before, they reach no one, as a channel layer promises).
+SOCKET_OPEN_NOTED = """
+const PageSocket = window.WebSocket;
+window.WebSocket = function (url, protocols) {
+  const socket = new PageSocket(url, protocols);
+  socket.addEventListener("open", () => (window.socketOpen = true));
+  return socket;
+};
+window.WebSocket.OPEN = PageSocket.OPEN;
+"""
+
+
+def opened(browser, server, user, conversation):  # noqa: F811
+    """A page of `user` on `conversation`, once its socket is open (frames sent from then on reach it)."""
+    page = logged_in_page(browser, server, user)
+    page.add_init_script(SOCKET_OPEN_NOTED)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_function("() => window.socketOpen === true")
+    return page
+
+
 def send_frames(conversation_id, *frames):
     """Frames to the conversation's sockets, in this order, as one sender sends them."""
 
@@ -125,8 +147,7 @@ def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, am
 
 def test_an_edit_resent_unchanged_keeps_only_its_new_reply(browser, server, amy):  # noqa: F811
     conversation, question, old = asked(amy, "Resent", Message.Status.DONE, text="Monday")
-    page = logged_in_page(browser, server, amy)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = opened(browser, server, amy, conversation)
     page.wait_for_selector(f'[data-message-id="{old.pk}"]')
 
     # "Save and resend" with the text as it was: the server deletes the reply and queues a new one, and the
@@ -146,8 +167,7 @@ def test_an_edit_resent_unchanged_keeps_only_its_new_reply(browser, server, amy)
 
 def test_a_piece_after_the_end_does_not_reopen_the_reply(browser, server, amy):  # noqa: F811
     conversation, _, reply = asked(amy, "Late piece", Message.Status.STREAMING, text="Thursday is", attempts=1)
-    page = logged_in_page(browser, server, amy)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = opened(browser, server, amy, conversation)
     page.wait_for_selector(".message-bot.status-streaming")
 
     # The web process ends the reply (a stop it enforced); the worker's last piece comes after its frame.
@@ -271,8 +291,7 @@ def test_a_question_sent_from_another_tab_before_the_socket_joins_shows(browser,
 def test_pieces_after_an_emoji_join_where_their_offsets_say(browser, server, amy):  # noqa: F811
     so_far = "Bazinga! \N{GRINNING FACE}"  # one character in Python's count and the protocol's, two UTF-16 units
     conversation, _, reply = asked(amy, "Emoji", Message.Status.STREAMING, text=so_far, attempts=1)
-    page = logged_in_page(browser, server, amy)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = opened(browser, server, amy, conversation)
     page.wait_for_selector(".message-bot.status-streaming")
 
     send_frames(
@@ -319,3 +338,40 @@ def test_an_edit_whose_frames_were_lost_shows_its_new_text_and_only_its_new_repl
     )
     page.wait_for_function(f"() => !document.querySelector('[data-message-id=\"{old.pk}\"]')", timeout=30000)
     assert "Monday" not in page.inner_text("#message-list") and page.query_selector(".alt-position") is None
+
+
+# Once window.blockSockets is set, every new socket of the page fails to connect (the site's HTTP still answers).
+SOCKETS_BLOCKABLE = """
+window.blockSockets = false;
+const PageSocket = window.WebSocket;
+window.WebSocket = function (url, protocols) {
+  window.lastSocket = new PageSocket(window.blockSockets ? "ws://127.0.0.1:9/" : url, protocols);
+  return window.lastSocket;
+};
+window.WebSocket.OPEN = PageSocket.OPEN;
+"""
+
+
+def test_a_message_waiting_for_the_socket_is_neither_replaced_nor_lost(browser, server, amy):  # noqa: F811
+    conversation, _, reply = asked(amy, "Waiting", Message.Status.DONE, text="Monday")
+    page = logged_in_page(browser, server, amy)
+    page.add_init_script(SOCKETS_BLOCKABLE)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    page.wait_for_selector(f'[data-message-id="{reply.pk}"]')
+    page.wait_for_function("() => window.lastSocket && window.lastSocket.readyState === 1")
+    page.evaluate("window.blockSockets = true; window.lastSocket.close()")
+    page.wait_for_selector("#connection-status:not([hidden])")
+    page.fill("#message-input", "First message")
+    page.press("#message-input", "Enter")
+    assert page.is_disabled("#send-button")
+
+    # The quiet spell's history read (after CHAT_RESYNC_SECONDS, 5) answers, but the message has not gone out yet:
+    # Send stays off, so no second message takes its place in the queue.
+    page.wait_for_timeout(7000)
+    assert page.is_disabled("#send-button")
+    page.evaluate("window.blockSockets = false")
+    page.wait_for_function("() => !document.querySelector('#send-button').disabled", timeout=30000)
+    assert list(Message.objects.filter(conversation=conversation, role="user").values_list("text", flat=True)) == [
+        "What day is it?",
+        "First message",
+    ]

@@ -54,6 +54,9 @@ def test_conversations_new_list_rename_delete(alice):
     assert send(client, "post", "/api/conversations/", half_a_pair).status_code == 400
     for bad in ("x", "²", "-1", "9" * 30):  # "²" is a digit to str.isdigit, but no number to int()
         assert client.get("/api/conversations/", {"after": bad}).status_code == 400, bad
+    # Times out of the databases' range once moved to UTC (PostgreSQL and SQLite both failed with a 500).
+    for bad in ("9999-12-31T23:59:59.999999-23:59~1", "0001-01-01T00:00:00+23:59~1"):
+        assert client.get("/api/conversations/", {"after": bad}).status_code == 400, bad
     assert send(client, "patch", f"/api/conversations/{conversation_id}/", "{not json").status_code == 400
     assert send(client, "post", "/api/conversations/", "[1]").status_code == 400
     # Nested deeper than the JSON parser goes: a clear 400 too, not a 500.

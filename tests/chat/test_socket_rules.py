@@ -209,6 +209,23 @@ async def test_a_socket_open_longer_than_the_layers_group_expiry_still_gets_its_
     await tab.close()
 
 
+async def test_a_socket_whose_consumer_failed_stops_rejoining_its_groups(no_worker, open_socket, monkeypatch):
+    """A consumer that raised never gets to `disconnect`: the task that keeps it in its groups ends with it anyway."""
+    from chat import services
+
+    def broken(*args):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "post_user_message", broken)
+    tab = await open_socket()
+    assert [task for task in asyncio.all_tasks() if task.get_name().startswith("stay-in-groups")]
+    await tab.send({"type": "user_message", "text": "Hello?"})
+    with pytest.raises(RuntimeError, match="went away"):
+        await tab.communicator.receive_output(timeout=5)
+    await asyncio.sleep(0)  # the cancelled task's turn
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("stay-in-groups") and not task.done()]
+
+
 async def test_a_deleted_conversation_closes_its_socket(no_worker, open_socket, conversation):
     tab = await open_socket()
     await database_sync_to_async(Conversation.objects.filter(pk=conversation.pk).delete)()

@@ -221,3 +221,28 @@ def test_a_sessions_password_checks_are_limited_per_account(settings, django_use
     assert b"Too many attempts" in session.post("/accounts/password_change/", change).content
     owner.refresh_from_db()
     assert owner.check_password("the-right-password-1")
+
+
+
+def test_sign_up_forms_are_limited_too_so_usernames_are_not_probed_without_end(settings, django_user_model):
+    settings.SIGNUP_ATTEMPT_RATE_LIMIT = "4/3600"
+    taken = django_user_model.objects.create_user(f"taken-{uuid.uuid4().hex[:8]}").username
+    client = from_address()
+    probe = {"username": taken, "password1": "Cooper-73-prime", "password2": "Cooper-73-prime"}
+    assert [client.post("/accounts/signup/", probe).status_code for _ in range(5)] == [200] * 4 + [429]
+
+
+def test_the_admins_password_change_counts_as_the_accounts_login_attempts(settings, django_user_model):
+    settings.LOGIN_USER_RATE_LIMIT = "3/300"
+    boss = django_user_model.objects.create_user(f"boss-{uuid.uuid4().hex[:8]}", password="the-right-password-1", is_staff=True)
+    session = from_address()
+    session.force_login(boss)
+    wrong = {"old_password": "guess", "new_password1": "Taken-over-77", "new_password2": "Taken-over-77"}
+    for _ in range(3):
+        assert b"Too many attempts" not in session.post("/admin/password_change/", wrong).content
+    right = {**wrong, "old_password": "the-right-password-1"}
+    assert b"Too many attempts" in session.post("/admin/password_change/", right).content
+    boss.refresh_from_db()
+    assert boss.check_password("the-right-password-1")
+    # The same window as the account's log-ins: a login with the right password is refused as well.
+    assert from_address().post("/accounts/login/", {"username": boss.username, "password": "the-right-password-1"}).status_code == 429
