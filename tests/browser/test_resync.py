@@ -43,8 +43,7 @@ def asked(user, title, status, **fields):
 
 def test_a_reply_whose_last_frame_was_lost_ends_on_the_page(browser, server, amy):  # noqa: F811
     conversation, _, reply = asked(amy, "Lost frames", Message.Status.STREAMING, text="Thursday is", attempts=1)
-    page = logged_in_page(browser, server, amy)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = page_on(browser, server, amy, conversation)
     page.wait_for_selector(".message-bot.status-streaming")
     assert page.is_visible("#stop-button") and page.is_disabled("#send-button")
 
@@ -66,22 +65,34 @@ def run_apart(coroutine):
 
 # Notes when the page's socket opens: its consumer joins the conversation's group before it accepts, so frames sent
 # from then on reach the page (sent before, they reach no one, as a channel layer promises).
-SOCKET_OPEN_NOTED = """
-const PageSocket = window.WebSocket;
-window.WebSocket = function (url, protocols) {
-  const socket = new PageSocket(url, protocols);
-  socket.addEventListener("open", () => (window.socketOpen = true));
-  return socket;
-};
-window.WebSocket.OPEN = PageSocket.OPEN;
-"""
+def wrapping_sockets(make: str) -> str:
+    """An init script that makes each of the page's sockets with `make`: JavaScript that returns the socket,
+    from `url`, `protocols` and the browser's own `PageSocket`."""
+    return (
+        "const PageSocket = window.WebSocket;\n"
+        f"window.WebSocket = function (url, protocols) {{ {make} }};\n"
+        "window.WebSocket.OPEN = PageSocket.OPEN;\n"
+    )
+
+
+SOCKET_OPEN_NOTED = wrapping_sockets(
+    'const socket = new PageSocket(url, protocols); socket.addEventListener("open", () => (window.socketOpen = true));'
+    " return socket;"
+)
+
+
+def page_on(browser, server, user, conversation, *scripts):  # noqa: F811
+    """A page of `user` on `conversation`, each of `scripts` run in it before the page's own."""
+    page = logged_in_page(browser, server, user)
+    for script in scripts:
+        page.add_init_script(script)
+    page.goto(f"{server}/c/{conversation.pk}/")
+    return page
 
 
 def opened(browser, server, user, conversation):  # noqa: F811
     """A page of `user` on `conversation`, once its socket is open (frames sent from then on reach it)."""
-    page = logged_in_page(browser, server, user)
-    page.add_init_script(SOCKET_OPEN_NOTED)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = page_on(browser, server, user, conversation, SOCKET_OPEN_NOTED)
     page.wait_for_function("() => window.socketOpen === true")
     return page
 
@@ -98,8 +109,7 @@ def send_frames(conversation_id, *frames):
 
 def test_a_workers_frames_that_overtake_the_sockets_are_kept(browser, server, amy):  # noqa: F811
     conversation, question, old = asked(amy, "Crossed frames", Message.Status.STREAMING, text="Monday", attempts=1)
-    page = logged_in_page(browser, server, amy)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = page_on(browser, server, amy, conversation)
     page.wait_for_selector(".message-bot.status-streaming")
 
     # The old reply ends, and this page misses its reply_done; then the question is edited (in another tab):
@@ -195,20 +205,12 @@ window.fetch = async (url, options) => {
   if (String(url).includes("/messages/")) window.order.push("history read");
   return response;
 };
-const PageSocket = window.WebSocket;
-window.WebSocket = function (url, protocols) {
-  window.order.push("socket");
-  return new PageSocket(url, protocols);
-};
-window.WebSocket.OPEN = PageSocket.OPEN;
-"""
+""" + wrapping_sockets('window.order.push("socket"); return new PageSocket(url, protocols);')
 
 
 def test_a_dropped_socket_reads_the_history_first_and_drops_what_was_deleted(browser, server, amy):  # noqa: F811
     conversation, question, old = asked(amy, "Dropped", Message.Status.DONE, text="Monday")
-    page = logged_in_page(browser, server, amy)
-    page.add_init_script(SOCKETS_AND_HISTORY_IN_ORDER)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = page_on(browser, server, amy, conversation, SOCKETS_AND_HISTORY_IN_ORDER)
     page.wait_for_selector(f'[data-message-id="{old.pk}"]')
     assert page.evaluate("window.order") == ["history read", "socket"]
 
@@ -253,9 +255,7 @@ window.fetch = async (url, options) => {
 
 def test_a_reply_that_ends_before_the_socket_joins_ends_on_the_page(browser, server, amy):  # noqa: F811
     conversation, _, reply = asked(amy, "Ended unheard", Message.Status.STREAMING, text="Thursday is", attempts=1)
-    page = logged_in_page(browser, server, amy)
-    page.add_init_script(FIRST_HISTORY_HELD)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = page_on(browser, server, amy, conversation, FIRST_HISTORY_HELD)
     page.wait_for_function("() => window.historyRead")
 
     # The history the page holds shows the reply streaming; the worker ends it before the page's socket has
@@ -270,9 +270,7 @@ def test_a_reply_that_ends_before_the_socket_joins_ends_on_the_page(browser, ser
 
 def test_a_question_sent_from_another_tab_before_the_socket_joins_shows(browser, server, amy):  # noqa: F811
     conversation, question, _ = asked(amy, "Other tab", Message.Status.DONE, text="Thursday.")
-    page = logged_in_page(browser, server, amy)
-    page.add_init_script(FIRST_HISTORY_HELD)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = page_on(browser, server, amy, conversation, FIRST_HISTORY_HELD)
     page.wait_for_function("() => window.historyRead")
 
     # Another tab sends a question while this page holds its history: its frames reach no socket of this page,
@@ -305,25 +303,16 @@ def test_pieces_after_an_emoji_join_where_their_offsets_say(browser, server, amy
 
 
 # Once window.dropFrames is set, the page's sockets hear no frame: a channel layer that lost them (a Redis restart).
-FRAMES_DROPPED = """
-window.dropFrames = false;
-const PageSocket = window.WebSocket;
-window.WebSocket = function (url, protocols) {
-  const socket = new PageSocket(url, protocols);
-  const listen = socket.addEventListener.bind(socket);
-  socket.addEventListener = (type, listener, options) =>
-    listen(type, type === "message" ? (event) => window.dropFrames || listener(event) : listener, options);
-  return socket;
-};
-window.WebSocket.OPEN = PageSocket.OPEN;
-"""
+FRAMES_DROPPED = "window.dropFrames = false;\n" + wrapping_sockets(
+    "const socket = new PageSocket(url, protocols); const listen = socket.addEventListener.bind(socket);"
+    " socket.addEventListener = (type, listener, options) => listen(type, type === 'message'"
+    " ? (event) => window.dropFrames || listener(event) : listener, options); return socket;"
+)
 
 
 def test_an_edit_whose_frames_were_lost_shows_its_new_text_and_only_its_new_reply(browser, server, amy):  # noqa: F811
     conversation, question, old = asked(amy, "Lost edit", Message.Status.DONE, text="Monday")
-    page = logged_in_page(browser, server, amy)
-    page.add_init_script(FRAMES_DROPPED)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = page_on(browser, server, amy, conversation, FRAMES_DROPPED)
     page.wait_for_selector(f'[data-message-id="{old.pk}"]')
     page.evaluate("window.dropFrames = true")
     page.click(f'[data-message-id="{question.pk}"] .edit-button')
@@ -341,22 +330,15 @@ def test_an_edit_whose_frames_were_lost_shows_its_new_text_and_only_its_new_repl
 
 
 # Once window.blockSockets is set, every new socket of the page fails to connect (the site's HTTP still answers).
-SOCKETS_BLOCKABLE = """
-window.blockSockets = false;
-const PageSocket = window.WebSocket;
-window.WebSocket = function (url, protocols) {
-  window.lastSocket = new PageSocket(window.blockSockets ? "ws://127.0.0.1:9/" : url, protocols);
-  return window.lastSocket;
-};
-window.WebSocket.OPEN = PageSocket.OPEN;
-"""
+SOCKETS_BLOCKABLE = "window.blockSockets = false;\n" + wrapping_sockets(
+    'window.lastSocket = new PageSocket(window.blockSockets ? "ws://127.0.0.1:9/" : url, protocols);'
+    " return window.lastSocket;"
+)
 
 
 def test_a_message_waiting_for_the_socket_is_neither_replaced_nor_lost(browser, server, amy):  # noqa: F811
     conversation, _, reply = asked(amy, "Waiting", Message.Status.DONE, text="Monday")
-    page = logged_in_page(browser, server, amy)
-    page.add_init_script(SOCKETS_BLOCKABLE)
-    page.goto(f"{server}/c/{conversation.pk}/")
+    page = page_on(browser, server, amy, conversation, SOCKETS_BLOCKABLE)
     page.wait_for_selector(f'[data-message-id="{reply.pk}"]')
     page.wait_for_function("() => window.lastSocket && window.lastSocket.readyState === 1")
     page.evaluate("window.blockSockets = true; window.lastSocket.close()")
