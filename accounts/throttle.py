@@ -34,21 +34,22 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "unknown")
 
 
-def account_key(username: str) -> str:
-    """The account a typed username reaches, as the login form reads it (spaces stripped, NFKC), case-folded:
-    "victim ", " VICTIM" and full-width "ｖｉｃｔｉｍ" share one counter. Hashed: a cache key holds no spaces."""
+def account_allowed(username: str) -> bool:
+    """Count an attempt at the account a typed username reaches; False once its window is used up.
+
+    The account as the login form reads the name (spaces stripped, NFKC), case-folded: "victim ", " VICTIM" and
+    full-width "ｖｉｃｔｉｍ" share one counter. Hashed: a cache key holds no spaces.
+    """
     name = unicodedata.normalize("NFKC", username.strip()).casefold()
-    return hashlib.sha256(name.encode()).hexdigest()[:32]
+    return allow(f"login-user:{hashlib.sha256(name.encode()).hexdigest()[:32]}", settings.LOGIN_USER_RATE_LIMIT)
 
 
 def login_allowed(request: HttpRequest, username: str) -> bool:
     """Count a login attempt; False once its address or the account it names used up its window."""
-    return allow(f"login-ip:{client_ip(request)}", settings.LOGIN_RATE_LIMIT) and allow(
-        f"login-user:{account_key(username)}", settings.LOGIN_USER_RATE_LIMIT
-    )
+    return allow(f"login-ip:{client_ip(request)}", settings.LOGIN_RATE_LIMIT) and account_allowed(username)
 
 
 def password_check_allowed(user) -> bool:
     """Count a check of a logged-in user's password (account deletion, password change) as a login attempt of the
     account; False once its window is used up: a stolen session must not try passwords without end."""
-    return allow(f"login-user:{account_key(user.get_username())}", settings.LOGIN_USER_RATE_LIMIT)
+    return account_allowed(user.get_username())
