@@ -30,6 +30,7 @@ MACHINES = {
     "AMD EPYC, AVX-512 (Zen 5)\n2026-12-02 (fourteenth)": "2026-12-02-fourteenth",
     "Intel Xeon, AMX, again\n2026-12-02 (fifteenth)": "2026-12-02-fifteenth",
     "AMD EPYC, AVX2, slow day\n2026-12-03 (eighteenth)": "2026-12-03-eighteenth",
+    "AMD EPYC, AVX-512 (Zen 4)\n2026-12-03 (twentieth)": "2026-12-03-twentieth",
 }
 # The rows of the command's layout, named as bench/report.py names them in the table it writes.
 STACK = side({"target": "stack", "workers": 1, "web_processes": 2})
