@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from .views import healthz
+from .views import favicon, healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon),
     path("admin/review/", include("review.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),

@@ -3,7 +3,8 @@
 import logging
 
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 
 logger = logging.getLogger(__name__)
 
@@ -17,3 +18,8 @@ def healthz(request: HttpRequest) -> HttpResponse:
         logger.exception("Health check: the database is unreachable")
         return HttpResponse("database unreachable", status=503, content_type="text/plain")
     return HttpResponse("ok", content_type="text/plain")
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Where browsers look for the site's icon when a page names none (Django's admin pages)."""
+    return HttpResponsePermanentRedirect(static("favicon.png"))

@@ -40,14 +40,60 @@ def server(live_stack, live_settings):
     live_stack.stop(process)
 
 
+class ErrorWatchingBrowser:
+    """The launched browser, noting every uncaught script error of its pages: a test whose page threw fails.
+
+    Assertions see what the page shows; an exception thrown in a handler the test does not look at (a frame
+    type the page mishandles, a click after the state changed) would pass unseen.
+    """
+
+    def __init__(self, browser: object) -> None:
+        self.browser = browser
+        self.errors: list[str] = []
+
+    def new_context(self, **options: object) -> object:
+        context = self.browser.new_context(**options)
+        context.on("weberror", lambda error: self._note(error.page, error.error))
+        return context
+
+    def new_page(self, **options: object) -> object:
+        page = self.browser.new_page(**options)  # blank until it goes somewhere: nothing can throw before this
+        page.on("pageerror", lambda error: self._note(page, error))
+        return page
+
+    def _note(self, page: object, error: object) -> None:
+        self.errors.append(f"{page.url if page else '?'}: {error}")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.browser, name)
+
+
 @pytest.fixture
 def browser(chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        launched = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        watched = ErrorWatchingBrowser(launched)
+        yield watched
+        launched.close()
+    assert not watched.errors, "uncaught script errors in the page:\n" + "\n".join(watched.errors)
+
+
+def test_an_uncaught_script_error_is_noted(chromium):
+    from playwright.sync_api import sync_playwright
+
+    throws = "<script>setTimeout(() => { throw new Error('%s') })</script>"
+    with sync_playwright() as playwright:
+        watched = ErrorWatchingBrowser(playwright.chromium.launch(executable_path=chromium, headless=True))
+        page = watched.new_page()
+        page.set_content(throws % "from a page of its own")
+        in_context = watched.new_context().new_page()
+        in_context.set_content(throws % "from a page of a context")
+        page.wait_for_timeout(300)
+        watched.close()
+    assert len(watched.errors) == 2
+    assert "from a page of its own" in watched.errors[0] and "from a page of a context" in watched.errors[1]
 
 
 @pytest.mark.timeout(300)
