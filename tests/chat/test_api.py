@@ -85,6 +85,20 @@ def test_history_pages_newest_first(alice, conversation):
         assert client.get(url, bad).status_code == 400
 
 
+def test_a_page_is_never_longer_than_the_largest_page(alice, conversation, monkeypatch):
+    """A client asking for more than MAX_PAGE_SIZE gets a page of that size and the rest by paging."""
+    monkeypatch.setattr("chat.api.MAX_PAGE_SIZE", 2)
+    for n in range(3):
+        conversation.messages.create(role="user", text=f"message {n}")
+        Conversation.objects.create(owner=alice)
+    client = logged_in(alice)
+    history = client.get(f"/api/conversations/{conversation.pk}/messages/", {"limit": 5}).json()
+    assert [m["text"] for m in history["messages"]] == ["message 1", "message 2"] and history["has_more"]
+    for asked in ({"limit": 5}, {}):  # the list's own default is the largest page
+        listed = client.get("/api/conversations/", asked).json()
+        assert len(listed["conversations"]) == 2 and listed["has_more"]
+
+
 def test_messages_carry_the_generation_record_and_the_users_rating(alice, conversation, reply):
     Rating.objects.create(message=reply, user=alice, score=4, comment="Quite Sheldon.")
     messages = logged_in(alice).get(f"/api/conversations/{conversation.pk}/messages/").json()["messages"]

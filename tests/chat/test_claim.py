@@ -10,7 +10,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from chat import services
-from chat.generation import IN_PROGRESS_ELSEWHERE, claim_reply, fail_unclaimed_reply
+from chat.generation import IN_PROGRESS_ELSEWHERE, ReplyStream, claim_reply, fail_unclaimed_reply
 from chat.models import Message
 from chat.sweeper import stop_sweeper
 
@@ -158,3 +158,61 @@ def test_a_queued_replys_task_is_sent_again_on_the_databases_clock(settings, con
     assert services.sweep_replies() == [] and sent == [reply.pk]
     services.sweep_replies()
     assert sent == [reply.pk]  # and not again before another CHAT_QUEUE_RESEND_SECONDS
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("status", Message.FINISHED)
+def test_a_finished_reply_is_never_claimed(conversation, status):
+    """A task still in the broker for a reply that ended (stopped while queued, failed by a sweep) does nothing."""
+    question = conversation.messages.create(role=Message.Role.USER, text="Still there?")
+    reply = conversation.messages.create(role=Message.Role.BOT, reply_to=question, status=status, text="As it was.")
+    assert claim_reply(reply.pk, worker="celery@late") is None
+    stored = Message.objects.get(pk=reply.pk)
+    assert (stored.status, stored.attempts, stored.text, stored.worker) == (status, 0, "As it was.", "")
+
+
+@pytest.mark.sqlite
+def test_a_reply_stopped_while_queued_stays_stopped_when_its_task_comes(conversation):
+    question = conversation.messages.create(role=Message.Role.USER, text="Never mind.")
+    reply = conversation.messages.create(role=Message.Role.BOT, reply_to=question, status=Message.Status.QUEUED)
+    assert services.request_stop(conversation.pk, conversation.owner).status == Message.Status.STOPPED
+    assert claim_reply(reply.pk, worker="celery@late") is None
+    stored = Message.objects.get(pk=reply.pk)
+    assert (stored.status, stored.attempts) == (Message.Status.STOPPED, 0)
+    with pytest.raises(services.ChatError):  # and the conversation is free: nothing to stop
+        services.request_stop(conversation.pk, conversation.owner)
+
+
+@pytest.mark.sqlite
+def test_a_worker_whose_reply_was_taken_over_writes_no_more_of_it(settings, conversation):
+    """A worker that only looked dead (a long pause) comes back after another took its reply over: its pieces
+    must not mix into the new attempt's text, and it stops generating."""
+    reply_id = left_streaming_by_a_dead_worker(conversation, stale_for=settings.CHAT_REPLY_STALE_SECONDS + 1)
+    slow = ReplyStream(Message.objects.get(pk=reply_id))  # attempt 1's
+    taken_over = claim_reply(reply_id, worker="celery@new")
+    assert isinstance(taken_over, Message) and taken_over.attempts == 2
+    slow.add("words of the slow worker")
+    slow.flush()
+    assert slow.lost and slow.should_stop() and slow.sent == 0
+    stored = Message.objects.get(pk=reply_id)
+    assert (stored.text, stored.attempts, stored.worker) == ("", 2, "celery@new")
+
+
+@pytest.mark.sqlite
+def test_a_reply_no_worker_took_in_time_fails(settings, conversation, make_user):
+    """Workers down, or none on the reply's queue: after CHAT_QUEUE_TIMEOUT_SECONDS the sweep fails the reply
+    (the page then offers to try again) instead of leaving the conversation busy for good."""
+    settings.CHAT_QUEUE_TIMEOUT_SECONDS = 1
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # no task re-sent by the sweep: not what this test is about
+    assert stop_sweeper()  # no sweep but this test's
+    question = conversation.messages.create(role=Message.Role.USER, text="Anyone?")
+    waited = conversation.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=question)
+    time.sleep(settings.CHAT_QUEUE_TIMEOUT_SECONDS + 0.5)
+    other = make_user("bob").conversations.create()
+    other_question = other.messages.create(role=Message.Role.USER, text="And me?")
+    young = other.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=other_question)
+
+    assert [failed.pk for failed in services.sweep_replies()] == [waited.pk]
+    stored = Message.objects.get(pk=waited.pk)
+    assert (stored.status, stored.error) == (Message.Status.FAILED, "No worker picked up this reply in time.")
+    assert Message.objects.get(pk=young.pk).status == Message.Status.QUEUED

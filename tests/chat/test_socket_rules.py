@@ -290,3 +290,27 @@ def open_sessions(backend_pids: list[int]) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", [backend_pids])
         return [row[0] for row in cursor.fetchall()]
+
+
+async def test_a_socket_hears_only_of_its_own_conversations_replies_in_progress(
+    no_worker, open_socket, conversation, make_user
+):
+    """On connect a socket is sent the replies in progress that it may have missed: its conversation's, no other."""
+
+    @database_sync_to_async
+    def queue_replies():
+        bobs = Conversation.objects.create(owner=make_user("bob"))
+        own_other = Conversation.objects.create(owner=conversation.owner)
+        replies = []
+        for where in [conversation, bobs, own_other]:
+            question = where.messages.create(role=Message.Role.USER, text="Are you there?")
+            replies.append(
+                where.messages.create(role=Message.Role.BOT, status=Message.Status.QUEUED, reply_to=question)
+            )
+        return replies
+
+    own, bobs, own_other = await queue_replies()
+    tab = await open_socket()
+    frame = await tab.receive()
+    assert frame["type"] == "message" and frame["message"]["id"] == own.pk
+    assert await tab.communicator.receive_nothing(timeout=1), f"more frames came: {bobs.pk} and {own_other.pk} are not its"
