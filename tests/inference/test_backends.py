@@ -118,3 +118,19 @@ def test_a_prompt_over_budget_leaves_out_the_retrieved_exchange_before_it_cuts_t
         [], "What is the Doppler effect?", long_hit
     )
     assert prompt == unbounded  # the whole message, without the exchange that did not fit beside it
+
+
+def test_streamed_text_never_holds_half_a_character(tiny_chat):
+    """A byte-level vocabulary spells an emoji in several tokens: the text waits for the character's last one."""
+    from transformers import AutoTokenizer
+
+    from inference.requests import IncrementalDetokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_chat))
+    text = "Café ☕ is great 😀. Straße, ½ ≠ ∞."
+    token_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(token_ids) > len(text.split())  # several tokens to some characters
+    detokenizer, pieces = IncrementalDetokenizer(), []
+    for end in range(1, len(token_ids) + 1):
+        pieces.append(detokenizer.add(token_ids[:end], tokenizer))
+    assert "".join(pieces) == text and not any("\ufffd" in piece for piece in pieces)

@@ -55,6 +55,9 @@ def clean(message, raw, cut_fragment=False, seed=0):
         ("Hello", "Hello there!", False, "Hello there!"),  # a fragment may begin a real answer
         ("Hi.", "Sheldon:", False, ""),
         ("Hi.", '"Is that so?" Yes.', False, '"Is that so?" Yes.'),
+        # A closing quote or bracket belongs to the sentence it ends.
+        ("Hi.", 'He said "I am not crazy." And then', True, 'He said "I am not crazy."'),
+        ("Hi.", "I know (I always do.) But", True, "I know (I always do.)"),
         # A sampled NUL byte failed a reply's database write; no control character is a word of dialogue.
         ("Hi.", "Bazi\x00nga!\x07 I\x1b fooled\tyou.", False, "Bazinga! I fooled\tyou."),
     ],
@@ -209,6 +212,12 @@ def test_a_stopped_reply_is_what_was_shown_and_nothing_after():
     unstreamed = ReplyCleaner("Hi.")
     unstreamed.feed("Hello. I was about to sa")
     assert unstreamed.stop() == "Hello. I was about to sa"  # a ranked candidate: the text so far, uncut
+
+
+def test_a_sentence_ending_in_a_closing_quote_counts_for_the_sentence_cap():
+    cleaner = ReplyCleaner("Hi.")
+    cleaner.feed('"Is that so?" Yes')
+    assert cleaner.sentences() == 1
 
 
 def test_a_message_said_back_is_no_sentence_of_the_replys_own():

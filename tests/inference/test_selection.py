@@ -17,6 +17,7 @@ from inference.selection import Candidate, RankWeights, choose, length_score, re
         ("You are a whore.", "content"),
         ("...", "empty"),
         ("I wasn't there, and it's not my fault.", ""),
+        ("I wasn\u2019t there, and it\u2019s not my fault.", ""),  # the curly apostrophe the model often writes
         ("I'm not crazy. My mother had me tested.", ""),
         ("Dickens wrote about a cocktail of misery.", ""),  # a blocked word inside another is fine
     ],
@@ -32,6 +33,14 @@ def test_a_short_echo_loses_to_a_reply_but_beats_the_fallback():
     assert scored([echo, reply], [0.9, 0.2], message="Hello.") is reply and echo.rejected == "echo"
     # ...but when every candidate is one, it is kept: no fallback line for a greeting returned.
     assert scored([echo, Candidate("...", "generated")], [0.9, 0.9], message="Hello.") is echo
+
+
+def test_a_word_the_show_would_not_air_is_never_chosen_even_said_back():
+    # Every candidate failing, the least bad is kept; an echo may be, but not one that is also content.
+    said_back = Candidate("Fuck you.", "generated", mean_log_probability=-0.5)
+    assert rejection(said_back.text, "Fuck you, Sheldon!") == "content"
+    chosen = scored([said_back], [0.9], message="Fuck you, Sheldon!")
+    assert chosen.text == "" and chosen.rejected == "content"
 
 
 def test_the_content_filter_catches_inflections_and_phrases():
