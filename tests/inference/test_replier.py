@@ -78,6 +78,7 @@ def test_a_request_goes_waiting_running_finished_and_each_sequence_says_why_it_e
         replier.reply([], "Physics?", on_piece=lambda piece: 1 / 0)
 
 
+@pytest.mark.timeout(120)  # a retry that never ends would otherwise hang for the suite's 900 s
 def test_an_empty_reply_is_retried_then_answered_by_the_marked_fallback(settings, silent_t5):
     settings.GENERATOR_MODEL = str(silent_t5)
     settings.RETRIEVER_MODEL = "none"

@@ -30,11 +30,13 @@ def ask_concurrently(engine, requests):
     def ask(i, kwargs):
         results[i] = engine.reply(**kwargs)
 
-    threads = [threading.Thread(target=ask, args=(i, kwargs)) for i, kwargs in enumerate(requests)]
+    # Daemon threads: a request the engine never answers fails its test (None) instead of holding pytest's exit.
+    threads = [threading.Thread(target=ask, args=(i, kwargs), daemon=True) for i, kwargs in enumerate(requests)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 120  # for them all, not each
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     return results
 
 
@@ -181,6 +183,31 @@ def test_a_failing_batch_fails_its_replies_and_the_engine_goes_on(tiny_replier, 
     assert isinstance(tiny_replier.backend, OpenVINOChatBackend)
     assert not tiny_replier.backend.model.has_non_finished_requests()
     assert engine.reply([], "The engine goes on.").text  # with a new batch
+
+
+class PreparingFails(Replier):
+    """A replier, four candidates a request, that cannot prepare its first `failures` requests (a retriever that
+    errs, say)."""
+
+    def __init__(self, replier, failures):
+        super().__init__(replier.profile, replier.backend, index=None, max_candidates=4)
+        self.failures = failures
+
+    def prepare(self, requests, candidates=None):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the retriever failed")
+        return super().prepare(requests, candidates)
+
+
+def test_requests_that_could_not_be_prepared_leave_a_lone_request_its_full_choice(tiny_replier):
+    # Each failed request must leave the count of requests in progress, which decides the candidates of later ones.
+    engine = BatchingEngine(PreparingFails(tiny_replier, failures=3), window_seconds=0.0, max_batch=8)
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="retriever"):
+            engine.reply([], "Hello.")
+    reply = engine.reply([], "Hello.")
+    assert len([candidate for candidate in reply.candidates if candidate.source == "generated"]) == 4
 
 
 def test_a_bad_request_is_refused_before_it_joins_a_batch(tiny_replier):
