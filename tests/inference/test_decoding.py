@@ -303,3 +303,22 @@ def test_a_stopped_row_is_not_kept_in_the_prefix_store(full_precision_chat):
     stopped_start, _ = store.longest(token_ids(backend, [backend.prompt([], "Hi.", None)])[0])
     persona_length = store.longest(token_ids(backend, [backend.prompt([], "x", None)])[0])[0]
     assert stopped_start == persona_length
+
+
+@pytest.mark.parametrize("max_new_tokens", [1, 2, 6])
+def test_a_stored_sequence_holds_the_keys_and_values_of_every_token_it_names(full_precision_chat, max_new_tokens):
+    """A row ended by the token limit sampled its last token without computing it: stored with that token, the
+    next turn (which starts with it) would take one key-value column too few."""
+    backend = full_precision_chat
+    store = backend.prefix_store()
+    row = Sequence()
+    sampling = Sampling(**GREEDY)
+    batch = RecordingBatch(backend.model, backend.tokenizer, sampling, max_new_tokens, backend.eos_ids, store)
+    prompt_ids = token_ids(backend, [backend.prompt([], "Hi.", None)])[0]
+    batch.add([prompt_ids], [row])
+    while batch:
+        batch.step()
+    assert row.finish_reason is FinishReason.LENGTH and len(row.token_ids) == max_new_tokens
+    length, stored = store.longest(prompt_ids + row.token_ids)
+    assert length == len(prompt_ids) + max_new_tokens - 1  # all but the last token, which never went through
+    assert all(keys.shape[-2] == values.shape[-2] == len(stored.token_ids) for keys, values in stored.layers)
