@@ -132,3 +132,57 @@ def test_transcripts_imported_before_stay_when_their_file_is_not_found(tmp_path,
     call_command("bootstrap", stdout=out, stderr=StringIO())
     assert "serving the ones imported before" in out.getvalue()
     assert snapshot() == before and not demo_corpus_in_use()
+
+
+def test_an_over_long_episode_name_stores_nothing(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("episode_name,dialogue,person_scene\nep,Hi.,Penny\nep,Yo.,Sheldon\n" + "E" * 301 + ",Hi.,Sheldon\n")
+    with pytest.raises(CommandError, match="line 4"):
+        run_import(path)
+    assert not Episode.objects.exists()
+
+
+def test_an_edited_file_imported_again_for_fewer_characters_changes_nothing(tmp_path):
+    """The episode's new content hash is saved: the next import of the same file writes nothing, and an import
+    for Sheldon alone does not rewrite the episode (which would delete Penny's exchanges with its lines)."""
+    run_import(write_transcript(tmp_path / "a.csv", SMALL_TRANSCRIPT), "--character", "Sheldon", "--character", "Penny")
+    edited = [row if row[1] != "Greetings." else (row[0], "Salutations.", row[2]) for row in SMALL_TRANSCRIPT]
+    path = write_transcript(tmp_path / "b.csv", edited)
+    assert "1 episodes written" in run_import(path, "--character", "Sheldon", "--character", "Penny")
+    lines = list(Line.objects.values_list("id", flat=True))
+    penny = Exchange.objects.filter(character="Penny").count()
+    assert "0 episodes written" in run_import(path, "--character", "Sheldon")
+    assert list(Line.objects.values_list("id", flat=True)) == lines
+    assert Exchange.objects.filter(character="Penny").count() == penny > 0
+
+
+def bootstrap_settings(settings, tmp_path, tiny_retriever):
+    settings.VAR_DIR = tmp_path
+    settings.RETRIEVER_MODEL = str(tiny_retriever)
+    settings.RETRIEVAL_INDEX_PATH = tmp_path / "index"
+
+
+def test_the_shows_transcripts_replace_the_demo_corpus(tmp_path, settings, tiny_retriever, monkeypatch):
+    from data.corpus import DEMO_TRANSCRIPTS, demo_corpus_in_use
+    from data.management.commands import bootstrap
+
+    bootstrap_settings(settings, tmp_path, tiny_retriever)
+    monkeypatch.setattr(bootstrap, "find_transcripts", lambda: (DEMO_TRANSCRIPTS, True))
+    call_command("bootstrap", stdout=StringIO(), stderr=StringIO())
+    assert demo_corpus_in_use()
+    real = write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT)
+    monkeypatch.setattr(bootstrap, "find_transcripts", lambda: (real, False))
+    call_command("bootstrap", stdout=StringIO(), stderr=StringIO())
+    assert not demo_corpus_in_use()  # no demo notice, no demo lines in the index
+    assert Exchange.objects.count() == 4  # the small transcript's
+
+
+def test_bootstrap_gives_the_demo_account_the_password_it_prints(tmp_path, settings, tiny_retriever, django_user_model):
+    bootstrap_settings(settings, tmp_path, tiny_retriever)
+    settings.TRANSCRIPTS = str(write_transcript(tmp_path / "small.csv", SMALL_TRANSCRIPT))
+    (tmp_path / "demo-password").write_text("generated-one-xyz")
+    django_user_model.objects.create_user("demo", password="bazinga-demo")  # the password older sources printed
+    out = StringIO()
+    call_command("bootstrap", stdout=out, stderr=StringIO())
+    assert "'generated-one-xyz'" in out.getvalue()
+    assert django_user_model.objects.get(username="demo").check_password("generated-one-xyz")

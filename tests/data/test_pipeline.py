@@ -200,3 +200,17 @@ def test_a_malformed_row_is_named_not_read_into_other_lines(tmp_path, rows, prob
     path.write_text("\n".join(["episode_name,dialogue,person_scene", *rows]) + "\n")
     with pytest.raises(TranscriptError, match=re.escape(problem)):
         read_transcripts(path)
+
+
+def test_an_over_long_episode_name_is_named_with_its_line(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("episode_name,dialogue,person_scene\nep,Hi.,Penny\n" + "E" * 301 + ",Hi.,Sheldon\n")
+    with pytest.raises(TranscriptError, match="line 3: an episode name holds at most 300"):
+        read_transcripts(path)
+
+
+def test_no_exchange_crosses_from_one_episode_into_the_next(tmp_path):
+    # No Scene rows: both episodes' lines are in "scene 0", and the episode alone separates them.
+    rows = [("one", "Bye.", "Penny"), ("two", "Hello.", "Sheldon"), ("two", "Hi.", "Penny"), ("two", "Greetings.", "Sheldon")]
+    exchanges = build_exchanges(read_transcripts(write_transcript(tmp_path / "two.csv", rows)))
+    assert [(exchange.question, exchange.answer) for exchange in exchanges] == [("Hi.", "Greetings.")]

@@ -246,3 +246,18 @@ def test_the_admins_password_change_counts_as_the_accounts_login_attempts(settin
     assert boss.check_password("the-right-password-1")
     # The same window as the account's log-ins: a login with the right password is refused as well.
     assert from_address().post("/accounts/login/", {"username": boss.username, "password": "the-right-password-1"}).status_code == 429
+
+
+def test_a_limits_window_lasts_as_long_as_the_limit_says():
+    """Not the cache's default timeout (300 s): a sign-up limit of 5 an hour must not become 5 every 5 minutes."""
+    from django.core.cache import caches
+
+    from accounts.throttle import allow
+
+    cache = caches["default"]
+    if "Redis" not in type(cache).__name__:
+        pytest.skip(f"reads the window's time to live in Redis; the cache here is {type(cache).__name__}")
+    key = f"window-{uuid.uuid4().hex}"
+    assert allow(key, "5/3600")
+    time_to_live = cache._cache.get_client(write=False).ttl(cache.make_key(f"throttle:{key}"))
+    assert 3500 < time_to_live <= 3600

@@ -1,11 +1,14 @@
 """The retrieval index: build_index, search, threshold, stale and missing indexes."""
+import json
 import time
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
 from data.models import Exchange
 from inference.retrieval import (
+    IndexedExchange,
     IndexMissingError,
     RetrievalIndex,
     StaleIndexError,
@@ -134,3 +137,39 @@ def test_build_index_with_retrieval_off_does_nothing(index_path, settings, capsy
     call_command("build_index")
     assert "Retrieval is off" in capsys.readouterr().out
     assert not index_path.exists()
+
+
+def test_an_index_whose_exchanges_context_changed_is_stale(demo_exchanges, index_path, settings, tiny_retriever):
+    settings.RETRIEVER_MODEL = str(tiny_retriever)
+    call_command("build_index", verbosity=0)
+    exchange = Exchange.objects.filter(character="Sheldon").exclude(context=[]).first()
+    exchange.context = ["A line the new import has."]  # the retrieved exchange's context goes into prompts
+    exchange.save()
+    with pytest.raises(StaleIndexError, match="exchanges changed"):
+        load(index_path, str(tiny_retriever))
+
+
+def test_an_index_of_another_format_is_stale_and_rebuilt(demo_exchanges, index_path, settings, tiny_retriever, capsys):
+    settings.RETRIEVER_MODEL = str(tiny_retriever)
+    call_command("build_index", verbosity=0)
+    manifest_path = index_path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format"] = 1
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StaleIndexError, match="format 1"):
+        load(index_path, str(tiny_retriever))
+    capsys.readouterr()
+    call_command("build_index")
+    assert "up to date" not in capsys.readouterr().out
+    load(index_path, str(tiny_retriever))
+
+
+def test_search_gives_each_answer_once_however_many_exchanges_end_with_it():
+    exchanges = [
+        IndexedExchange("q1", "Bazinga!", "e", 1), IndexedExchange("q2", "Bazinga!", "e", 2),
+        IndexedExchange("q3", "Hmm.", "e", 3),
+    ]
+    vectors = np.array([[1.0, 0.0], [0.99, 0.14], [0.6, 0.8]], dtype=np.float32)
+    index = RetrievalIndex("model", None, vectors, exchanges, {})
+    [hits] = index.search_many([[]], ["x"], k=2, queries=np.array([[1.0, 0.0]], dtype=np.float32))
+    assert [hit.text for hit in hits] == ["Bazinga!", "Hmm."]

@@ -3,6 +3,8 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
+from accounts.models import AccountSettings
+
 
 def review_urls(transcripts):
     """Every page of the review, with real objects in it."""
@@ -76,3 +78,26 @@ def test_staff_who_could_see_consent_as_profiles_still_can_after_the_rename(djan
     reviewer = django_user_model.objects.get(pk=reviewer.pk)
     assert reviewer.has_perm("accounts.view_accountsettings")
     assert not Permission.objects.filter(content_type__app_label="accounts", codename__endswith="_profile").exists()
+
+
+def test_staff_cannot_change_a_users_consent(client, transcripts):
+    """Only the person may allow their conversations into training data (accounts/views.py)."""
+    client.force_login(transcripts.reviewer)
+    consent = AccountSettings.objects.get(user=transcripts.alice)
+    change = reverse("admin:accounts_accountsettings_change", args=[consent.pk])
+    assert client.post(change, {"user": transcripts.alice.pk, "_save": "Save"}).status_code == 403  # box unticked
+    assert client.get(reverse("admin:accounts_accountsettings_add")).status_code == 403
+    consent.refresh_from_db()
+    assert consent.allow_training_use
+
+
+def test_staff_cannot_change_or_delete_a_users_rating(client, transcripts):
+    """Ratings are what people said of the replies, and preference training reads them."""
+    client.force_login(transcripts.reviewer)
+    rating = transcripts.b1.ratings.get()
+    change = reverse("admin:chat_rating_change", args=[rating.pk])
+    edit = {"message": transcripts.b1.pk, "user": transcripts.alice.pk, "score": "1", "comment": "", "_save": "Save"}
+    assert client.post(change, edit).status_code == 403
+    assert client.post(reverse("admin:chat_rating_delete", args=[rating.pk]), {"post": "yes"}).status_code == 403
+    rating.refresh_from_db()
+    assert rating.score == 5

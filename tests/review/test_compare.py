@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from chat.models import Message
-from review.comparison import blind_order, load_sheet, reply_version
+from review.comparison import blind_order, items_from_replies, load_sheet, reply_version
 from review.models import ComparisonCandidate, ComparisonItem, ComparisonRating
 from training.blind import RUBRIC, Item, score, write_sheet
 
@@ -324,3 +324,13 @@ def test_real_turns_export_only_with_consent_and_go_with_their_conversation(clie
     transcripts.greeting.delete()  # the item holds bob's words: it goes too, with its ratings
     assert not ComparisonItem.objects.filter(pk=turns["bob"].pk).exists()
     assert ComparisonRating.objects.filter(candidate__item=turns["alice"]).count() == 2
+
+
+def test_replies_of_one_version_make_no_item(transcripts):
+    """Two replies of the same model and settings compare nothing: raters would score a system against itself."""
+    question = message(transcripts.numbers, 30, "user", "Two answers, one model?")
+    first = reply(transcripts.numbers, 31, question, "One answer.", SMOLLM)
+    reply(transcripts.numbers, 32, question, "Another answer.", SMOLLM, is_chosen=False)
+    outcome = items_from_replies([first])
+    assert outcome.created == [] and not ComparisonItem.objects.filter(turn=question).exists()
+    assert "two or more versions" in outcome.skipped[0][1]

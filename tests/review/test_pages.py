@@ -136,3 +136,22 @@ def test_a_label_changed_by_another_reviewer_is_theirs(client, transcripts):
     assert response.status_code == 302, response.content.decode()[:2000]
     label.refresh_from_db()
     assert (label.label, label.note, label.author) == ("unsafe", "Ben's reading", ben)
+
+
+def test_the_overviews_weeks_out_of_range_are_a_bad_request(staff, transcripts):
+    for weeks in ("0", "-3", "521", "100000000"):
+        assert staff.get(reverse("review:overview"), {"weeks": weeks}).status_code == 400, weeks
+
+
+def test_a_label_deleted_on_the_reply_page_is_gone(staff, transcripts):
+    label = ReviewLabel.objects.get(message=transcripts.b2)
+    form = {
+        "review_labels-TOTAL_FORMS": "1", "review_labels-INITIAL_FORMS": "1",
+        "review_labels-MIN_NUM_FORMS": "0", "review_labels-MAX_NUM_FORMS": "1000",
+        "review_labels-0-id": str(label.pk), "review_labels-0-message": str(transcripts.b2.pk),
+        "review_labels-0-label": label.label, "review_labels-0-note": label.note, "review_labels-0-DELETE": "on",
+        "_save": "Save",
+    }
+    response = staff.post(reverse("admin:chat_message_change", args=[transcripts.b2.pk]), form)
+    assert response.status_code == 302
+    assert not ReviewLabel.objects.filter(pk=label.pk).exists()
