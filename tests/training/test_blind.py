@@ -392,11 +392,31 @@ def test_paired_differences_item_by_item_against_a_system(sheet, tmp_path):
     assert bot["fit_low"] < bot["fit"] < bot["fit_high"] and bot["differ"] == 10
     # Fit against the other's 1: higher on item 1 (5) and the 7 items whose 1 + item % 5 is over 1, level on 2.
     assert (bot["fit_up"], bot["fit_down"], bot["fit_p"]) == (8, 0, pytest.approx(2 / 2**8))
+    # The other way round, the items the bot was rated higher on are the other's losses, item 1 among them.
+    other = {row["system"]: row for row in paired(key, found, "bot")}["other"]
+    assert (other["fit_up"], other["fit_down"], other["fit_p"]) == (0, 8, pytest.approx(2 / 2**8))
     # Against the scripted line, the bot's item 1 is the same text, shown once: it differs on 9 items.
     bot = {row["system"]: row for row in paired(key, found, "scripted")}["bot"]
     assert bot["differ"] == 9 and bot["items"] == 10
     with pytest.raises(BlindError, match="No system 'nobody'.*scripted, other, bot"):
         score(sheet, ratings, against="nobody")
+
+
+def test_good_means_sense_and_fit_without_a_flag():
+    # The rubric's "good": it makes sense and fits the dialogue; in character alone is not enough.
+    assert Judgement("r", "1", "s", 5, 1, 5, False).good
+    assert not Judgement("r", "1", "s", 5, 5, 1, False).good
+    assert not Judgement("r", "1", "s", 1, 5, 5, False).good
+    assert not Judgement("r", "1", "s", 5, 5, 5, True).good
+
+
+def test_two_systems_take_turns_at_being_shown_first():
+    """With two systems, the one named first must not always be A: raters would learn which is which."""
+    first_shown = Counter(
+        shuffled_candidates(item, {"base": f"Base reply {item}.", "new": f"New reply {item}."}, seed=7)[0][2][0]
+        for item in range(1, 41)
+    )
+    assert set(first_shown) == {"base", "new"} and min(first_shown.values()) >= 10
 
 
 def test_the_sign_test_counts_items_not_their_sizes():
@@ -412,7 +432,8 @@ def test_interval_is_a_bootstrap_over_items():
     # Half the items rated 5, half 1: mean 3, standard error 2 / sqrt(40) = 0.32, so about 3 -+ 0.62.
     found = [Judgement("r", str(i), "s", 5 if i % 2 else 1, 3, 3, False) for i in range(40)]
     row = summarize(found, seed=1)[0]
-    assert row["sense"] == 3.0 and 2.2 < row["sense_low"] < 2.6 and 3.4 < row["sense_high"] < 3.8
+    # A 95% interval: a 90% one would be about 3 -+ 0.52.
+    assert row["sense"] == 3.0 and 2.3 < row["sense_low"] < 2.45 and 3.55 < row["sense_high"] < 3.7
     assert summarize(found, seed=1)[0]["sense_low"] == row["sense_low"]
     one = summarize(found[:1])[0]
     assert one["sense_low"] == one["sense"] == one["sense_high"] == 1.0
