@@ -2,6 +2,8 @@
 import pytest
 
 from inference.backends import OpenVINOChatBackend, backend_for
+from inference.backends.chat import CHAT_SAMPLING
+from inference.backends.openvino import TYPICAL_CANDIDATE_LOGIT
 from inference.cleanup import streamed_as
 from inference.loading import Engine, engine_for, load_generator, openvino_export
 from inference.profiles import Profile
@@ -92,10 +94,31 @@ def test_the_openvino_engine_takes_the_products_sampling_and_stops_each_row(tiny
     assert all(row.finish_reason is FinishReason.LENGTH for row in runs)
     assert all(row.log_probability < 0 for row in runs), "the sampled tokens' log-probabilities are kept"
     # The sampling controls reach the pipeline's config, min-p among them (off unless set).
-    assert backend.generation_config().min_p == 0.0
+    config = backend.generation_config()
+    assert config.do_sample and config.min_p == 0.0
+    assert (config.temperature, config.top_p, config.top_k, config.no_repeat_ngram_size) == pytest.approx(
+        tuple(CHAT_SAMPLING[name] for name in ("temperature", "top_p", "top_k", "no_repeat_ngram_size"))
+    )
+    penalty = TYPICAL_CANDIDATE_LOGIT * (1 - 1 / CHAT_SAMPLING["repetition_penalty"])
+    assert config.presence_penalty + config.frequency_penalty == pytest.approx(penalty) and penalty > 0
+    # The values the blind rounds rated (docs/evaluation.md): a change here is a change of the replies.
+    assert CHAT_SAMPLING == {
+        "do_sample": True, "temperature": 0.4, "top_p": 0.9, "top_k": 50,
+        "repetition_penalty": 1.2, "no_repeat_ngram_size": 3,
+    }
     backend.sampling = {**backend.sampling, "min_p": 0.1, "top_k": 20}
     config = backend.generation_config()
     assert config.min_p == pytest.approx(0.1) and config.top_k == 20
+
+
+def test_the_candidates_of_one_prompt_are_sampled_each_with_its_own_seed(tiny_chat, settings):
+    """Sample-and-rank needs different candidates: rows of one prompt that drew the same would be copies."""
+    settings.INFERENCE_ENGINE = "openvino"
+    backend = backend_for(load_generator(str(tiny_chat), ""), max_new_tokens=8)
+    backend.eos_ids = set()
+    rows = [Sequence() for _ in range(4)]
+    backend.generate([backend.prompt([], "Hi.", None)] * 4, rows)
+    assert len({tuple(row.token_ids) for row in rows}) >= 2
 
 
 def test_sequences_stopped_at_the_last_step_free_their_cache_blocks(tiny_chat, settings):
