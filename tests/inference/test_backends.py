@@ -92,6 +92,9 @@ def test_a_chat_prompt_over_budget_leaves_out_its_oldest_turns(tiny_chat):
     assert tokens(unbounded) > 300 >= tokens(prompt)
     assert PERSONA in prompt and "Bazinga!" in prompt and "And now?" in prompt
     assert "Turn number 39 " in prompt and "Turn number 0 " not in prompt
+    # A prompt exactly at the budget fits whole.
+    exact = backend_for(generator, max_new_tokens=4, prompt_budget=tokens(unbounded))
+    assert exact.prompt(history, "And now?", HIT) == unbounded
     # A message that alone is over budget is cut until the prompt fits: never past the budget.
     long_message = "word " * 400
     cut = backend.prompt(history, long_message, HIT)
@@ -134,3 +137,12 @@ def test_streamed_text_never_holds_half_a_character(tiny_chat):
     for end in range(1, len(token_ids) + 1):
         pieces.append(detokenizer.add(token_ids[:end], tokenizer))
     assert "".join(pieces) == text and not any("\ufffd" in piece for piece in pieces)
+
+
+def test_an_over_long_t5_prompt_loses_its_oldest_context_not_the_question(tiny_t5):
+    backend = backend_for(load_generator(str(tiny_t5)), max_new_tokens=4)
+    prompt = backend.prompt([Turn("user", "blah " * 2000)], "Where are my keys?", None)
+    inputs = backend._model_inputs([prompt])
+    assert inputs["input_ids"].shape[1] == backend.max_prompt_tokens  # cut
+    kept = backend.tokenizer.decode(inputs["input_ids"][0], skip_special_tokens=True)
+    assert kept.endswith("question: Where are my keys?")

@@ -81,3 +81,16 @@ def test_a_pmi_weight_ranks_every_candidate_by_its_pmi_with_the_dialogue(tiny_ch
 def test_a_pmi_weight_needs_a_chat_generator(tiny_chat_settings, tiny_t5):
     with pytest.raises(ValueError, match="pmi weight needs a chat"):
         build_system(f"pmi=0.5,generator={tiny_t5}", DEMO_TRANSCRIPTS).replier()
+
+
+def test_a_system_generates_with_its_specs_sampling_and_the_products_roles(tiny_chat_settings):
+    """A sheet's system is the product with the spec's changes, dialogue roles included: Sheldon's lines are the
+    bot's turns, everyone else's the user's."""
+    system = build_system("temperature=0.9,top_k=5")
+    sampling = system.replier().backend.sampling
+    assert (sampling["temperature"], sampling["top_k"]) == (0.9, 5)
+    assert sampling["top_p"] == build_system("").replier().backend.sampling["top_p"]  # the rest as served
+    item = Item(1, "E", 1, (("Sheldon", "I am not crazy."), ("Leonard", "Sure.")), ("Penny", "Hi."), "Hello.")
+    [request] = system._requests([item])
+    assert [(turn.role, turn.text) for turn in request.history] == [("bot", "I am not crazy."), ("user", "Sure.")]
+    assert request.message == "Hi."
