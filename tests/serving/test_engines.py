@@ -238,3 +238,45 @@ def test_a_ranked_request_stopped_before_its_first_step_computes_nothing(tiny_ch
     assert stopped.stopped and stopped.new_tokens == 0
     assert going.parameters["candidates"] == 4 and len(going.candidates) == 4 and going.new_tokens > 0
     assert not backend.model.has_non_finished_requests()
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_chat, tmp_path_factory):
+    """A LoRA adapter of the tiny chat model with random, non-zero weights: it changes what the model says."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_chat))
+    config = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    folder = tmp_path_factory.mktemp("adapter")
+    get_peft_model(model, config).save_pretrained(folder)
+    return str(folder)
+
+
+def test_the_openvino_engine_and_its_scoring_model_carry_the_adapter(tiny_chat, tiny_adapter, settings):
+    """On CPU the product serves its persona adapter through OpenVINO: the export must merge it, and the ranking's
+    scoring model (a torch copy) must be the adapted model too."""
+    import torch
+
+    from inference.likelihood import scoring_model
+
+    settings.INFERENCE_ENGINE = "openvino"
+
+    def served(adapter):
+        generator = load_generator(str(tiny_chat), adapter)
+        backend = backend_for(generator, max_new_tokens=8)
+        backend.eos_ids = set()
+        rows = [Sequence() for _ in range(2)]
+        torch.manual_seed(0)  # the rows' seeds: the same draws for both models
+        backend.generate([backend.prompt([], "Hi.", None)] * 2, rows)
+        ids = torch.tensor([backend.tokenizer("Hello there, Sheldon.").input_ids])
+        with torch.inference_mode():
+            logits = scoring_model(generator)(input_ids=ids).logits
+        return [row.token_ids for row in rows], logits
+
+    base_tokens, base_logits = served("")
+    adapted_tokens, adapted_logits = served(tiny_adapter)
+    assert adapted_tokens != base_tokens
+    assert not torch.allclose(adapted_logits, base_logits, atol=1e-3)
