@@ -216,3 +216,27 @@ def test_a_reply_no_worker_took_in_time_fails(settings, conversation, make_user)
     stored = Message.objects.get(pk=waited.pk)
     assert (stored.status, stored.error) == (Message.Status.FAILED, "No worker picked up this reply in time.")
     assert Message.objects.get(pk=young.pk).status == Message.Status.QUEUED
+
+
+def test_a_duplicate_task_for_a_live_reply_looks_again_once_its_worker_would_count_as_dead(
+    settings, conversation, monkeypatch
+):
+    """A second delivery while a live worker streams the reply leaves it alone, and comes back after
+    CHAT_REPLY_STALE_SECONDS: if that worker has died by then, this task takes the reply over."""
+    from celery.exceptions import Retry
+
+    from chat.tasks import generate_reply
+
+    monkeypatch.setattr("inference.batching.get_engine", lambda: None)  # models: not what this test is about
+    reply_id = left_streaming_by_a_dead_worker(conversation, stale_for=0)  # saved just now: alive
+    generate_reply.push_request(
+        id="second-delivery", called_directly=False, is_eager=True, retries=0, hostname="celery@second"
+    )
+    try:
+        with pytest.raises(Retry) as retry:
+            generate_reply.run(reply_id)
+    finally:
+        generate_reply.pop_request()
+    assert retry.value.when == settings.CHAT_REPLY_STALE_SECONDS + 1
+    stored = Message.objects.get(pk=reply_id)
+    assert (stored.status, stored.attempts, stored.worker) == (Message.Status.STREAMING, 1, "dead-worker")
